@@ -1,0 +1,76 @@
+"""The generation path every caller shares: plugin hooks around the engine's streaming generate."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from sakura_core.engine import Engine
+from sakura_core.plugins import PluginRegistry
+from sakura_core.types import Delta, FinishReason, GenerationRequest, GenerationResult, ModelInfo
+
+
+async def generate(
+    engine: Engine, registry: PluginRegistry, request: GenerationRequest, model: ModelInfo
+) -> AsyncIterator[Delta]:
+    """Stream a generation: ``before_generate`` hooks, the engine's deltas, then ``after_generate`` hooks.
+
+    Stopping early (``aclose()`` or cancelling the consuming task) closes the engine's stream, which frees
+    the engine's sequence, and observers see ``finish_reason == "cancelled"``.
+    """
+    hooks = registry.plugin_manager.hook
+    hooks.before_generate(request=request, model=model)
+    started = time.perf_counter()
+    first_token_at: float | None = None
+    pieces: list[str] = []
+    last = Delta()
+    finish: FinishReason | str = "cancelled"
+    stream = engine.generate(request.prompt, request.params)
+    try:
+        async for delta in stream:
+            if first_token_at is None and delta.completion_tokens > 0:
+                first_token_at = time.perf_counter()
+            pieces.append(delta.text)
+            last = delta
+            if delta.finish_reason is not None:
+                finish = delta.finish_reason
+            yield delta
+    except Exception:
+        finish = "error"
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            await stream.aclose()  # type: ignore[attr-defined]
+        result = GenerationResult(
+            text="".join(pieces),
+            prompt_tokens=last.prompt_tokens,
+            completion_tokens=last.completion_tokens,
+            finish_reason=finish,  # type: ignore[arg-type]
+            seconds=time.perf_counter() - started,
+            time_to_first_token=None if first_token_at is None else first_token_at - started,
+        )
+        hooks.after_generate(request=request, result=result, model=model)
+
+
+async def complete(
+    engine: Engine, registry: PluginRegistry, request: GenerationRequest, model: ModelInfo
+) -> GenerationResult:
+    """Run a generation to its end and return the joined result."""
+    started = time.perf_counter()
+    pieces: list[str] = []
+    last = Delta()
+    first: float | None = None
+    async for delta in generate(engine, registry, request, model):
+        if first is None and delta.completion_tokens > 0:
+            first = time.perf_counter() - started
+        pieces.append(delta.text)
+        last = delta
+    return GenerationResult(
+        text="".join(pieces),
+        prompt_tokens=last.prompt_tokens,
+        completion_tokens=last.completion_tokens,
+        finish_reason=last.finish_reason or "stop",
+        seconds=time.perf_counter() - started,
+        time_to_first_token=first,
+    )

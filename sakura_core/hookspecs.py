@@ -1,0 +1,78 @@
+"""Hook specifications: the ways a plugin takes part in sakura.
+
+A plugin is a module with functions decorated with ``@hookimpl`` whose names match the specifications below,
+registered through the ``sakura`` entry-point group. Implement only the hooks you need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from sakura_core.engine import Engine
+    from sakura_core.prompts import PromptFormat
+    from sakura_core.types import GenerationRequest, GenerationResult, ModelInfo
+
+hookspec = pluggy.HookspecMarker("sakura")
+hookimpl = pluggy.HookimplMarker("sakura")
+
+
+@hookspec
+def register_engines(register: Callable[[type[Engine]], None]) -> None:
+    """Register engine classes.
+
+    Call ``register(EngineClass)`` once per engine the plugin provides. The class's ``name`` is what users pass
+    to ``sakura run --engine``; its ``Options`` model becomes the engine's own command-line options, shown under
+    the engine's name in ``sakura run --engine NAME --help``. Registering is cheap: do not import the engine's
+    backend library here.
+
+    Example::
+
+        @hookimpl
+        def register_engines(register):
+            register(MyEngine)
+    """
+
+
+@hookspec
+def register_prompt_formats(register: Callable[[PromptFormat], None]) -> None:
+    """Register prompt formats: how chat messages become a raw prompt for a family of models.
+
+    Call ``register(PromptFormat(...))`` for each format. Sakura's own formats (v0.8, v0.9, v0.10, v1.0,
+    GalTransl) are registered by a built-in plugin through this same hook, so a new model version can ship as a
+    plugin without a sakura release. A format registered later under an existing name replaces it.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add subcommands to the ``sakura`` command-line tool.
+
+    ``cli`` is the top-level click group; decorate new commands with ``@cli.command()``.
+    """
+
+
+@hookspec
+def before_generate(request: GenerationRequest, model: ModelInfo) -> None:
+    """Take part in a generation before it reaches the engine.
+
+    Called for every generation, in plugin registration order (last registered first). ``request.prompt`` is
+    the rendered raw prompt and ``request.params`` the sampling parameters; modify them in place to rewrite the
+    prompt (add a glossary, say) or adjust sampling. ``request.messages`` holds the chat messages the prompt
+    came from, when there were any. Return nothing.
+    """
+
+
+@hookspec
+def after_generate(request: GenerationRequest, result: GenerationResult, model: ModelInfo) -> None:
+    """Observe a finished generation: its text, token counts, finish reason and timing.
+
+    Called once per generation, after the last delta, also when the client disconnected
+    (``result.finish_reason == "cancelled"``) or the engine failed (``"error"``). Must be quick: it runs on the
+    server's event loop. Return nothing.
+    """

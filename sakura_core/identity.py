@@ -1,0 +1,129 @@
+"""Model identity from names: Sakura's file, directory, repository and Ollama tag naming conventions."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel
+
+from sakura_core.types import ModelInfo
+
+logger = logging.getLogger(__name__)
+
+_VERSION_RE = re.compile(
+    r"^(?P<name>.+?)[-_]v(?P<version>\d+(?:\.\d+)+[a-z0-9]*|\d+[a-z][a-z0-9]*)(?:[-_.](?P<quant>.+))?$",
+    re.IGNORECASE,
+)
+_PACKAGING_SUFFIXES = {"gguf", "gptq", "awq"}
+_KNOWN_SUFFIXES = (".gguf", ".bin", ".safetensors")
+
+
+class ModelIdentity(BaseModel):
+    """Name, version and quantisation read from a model's name. Any part may be unknown (None)."""
+
+    base_name: str
+    name: str
+    version: str | None = None
+    quant: str | None = None
+
+
+def model_base_name(model: str) -> str:
+    """The last component of a path, repository or Ollama tag, without a model file suffix.
+
+    ``./models/sakura-7b-qwen2.5-v1.0-iq4xs.gguf`` → ``sakura-7b-qwen2.5-v1.0-iq4xs``;
+    ``onekuma/sakura-13b-lnovel-v0.9b-q2_k:latest`` → ``sakura-13b-lnovel-v0.9b-q2_k``.
+    """
+    text = model.replace("\\", "/").rstrip("/")
+    base = PurePosixPath(text).name or text
+    if ":" in base:
+        head, _, tag = base.partition(":")
+        base = head if tag in ("", "latest") else f"{head}-{tag}"
+    for suffix in _KNOWN_SUFFIXES:
+        if base.lower().endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return base
+
+
+def parse_model_identity(model: str) -> ModelIdentity:
+    """Read name, version and quant from a Sakura-style model name.
+
+    ``sakura-13b-lnovel-v0.9b-Q4_K_M.gguf`` → name ``sakura-13b-lnovel``, version ``0.9b``, quant ``Q4_K_M``.
+    """
+    base = model_base_name(model)
+    match = _VERSION_RE.match(base)
+    if match is None:
+        return ModelIdentity(base_name=base, name=base)
+    quant = match.group("quant")
+    if quant is not None and quant.lower() in _PACKAGING_SUFFIXES:
+        quant = quant.lower() if quant.lower() != "gguf" else None
+    return ModelIdentity(base_name=base, name=match.group("name"), version=match.group("version"), quant=quant)
+
+
+def prompt_format_for(name: str, version: str | None) -> str:
+    """Choose the prompt format for a model name and version.
+
+    GalTransl models use ``galtransl``; Sakura 0.8 uses ``v0.8``; 0.9.x ``v0.9``; 0.10.x ``v0.10``; 1.x and
+    anything unknown ``v1.0`` (ChatML, which every Qwen-based model reads). ``version`` may itself name a format
+    (``galtransl``, ``v0.9``), as ``--model-version`` allows.
+    """
+    if version is not None:
+        v = version.strip().lower().removeprefix("v")
+        if v.startswith("galtransl"):
+            return "galtransl"
+        if "galtransl" in name.lower():
+            return "galtransl"
+        match = re.match(r"(\d+)(?:\.(\d+))?", v)
+        if match:
+            major, minor = int(match.group(1)), int(match.group(2) or 0)
+            if major == 0 and minor == 8:
+                return "v0.8"
+            if major == 0 and minor == 9:
+                return "v0.9"
+            if major == 0 and minor >= 10:
+                return "v0.10"
+    elif "galtransl" in name.lower():
+        return "galtransl"
+    return "v1.0"
+
+
+def make_model_info(
+    model: str,
+    *,
+    context_length: int,
+    model_version: str | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    quant: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> ModelInfo:
+    """Build a ModelInfo from what the user passed to ``--model`` and what the engine read from the model.
+
+    Precedence for the version: ``model_version`` (the ``--model-version`` option), then ``version`` (model
+    metadata such as ``config.json``'s ``sakura_version``), then the name. The id is the model's base name; when
+    the version is not in it, ``-v{version}`` is appended, because clients find the version by substring.
+    """
+    parsed = parse_model_identity(model)
+    chosen_version = model_version or version or parsed.version
+    chosen_name = name or parsed.name
+    if chosen_version is None:
+        logger.warning(
+            "cannot tell the Sakura version of %r: serving with the v1.0 prompt format; pass --model-version",
+            model,
+        )
+    model_id = parsed.base_name
+    if chosen_version and chosen_version not in model_id:
+        model_id = f"{model_id}-v{chosen_version.lower().removeprefix('v')}"
+    return ModelInfo(
+        id=model_id,
+        name=chosen_name,
+        version=chosen_version,
+        quant=quant or parsed.quant,
+        path=model,
+        prompt_format=prompt_format_for(chosen_name, chosen_version),
+        context_length=context_length,
+        meta=meta,
+    )

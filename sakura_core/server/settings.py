@@ -1,0 +1,29 @@
+"""What ``sakura run`` tells the server: where to listen, who may call, limits."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ServerSettings(BaseModel):
+    """Server options common to every engine."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    #: HTTP Basic credentials (``--auth USER:PASS``); None when Basic auth is off.
+    basic_auth: tuple[str, str] | None = None
+    #: Bearer key (``--api-key``); also accepted as the Basic password.
+    api_key: str | None = None
+    #: True when the user said ``--no-auth`` or ``--auth :``: never generate a key.
+    auth_disabled: bool = False
+    #: Served model id instead of the file base name (``--alias``).
+    alias: str | None = None
+    #: Requests waiting for a free engine slot before new ones get 503.
+    max_queue: int = Field(1024, ge=0)
+    #: Largest accepted request body, in bytes (413 above it).
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    #: Seconds in-flight requests may keep running after SIGINT/SIGTERM before they are cancelled.
+    shutdown_grace_seconds: float = Field(10.0, ge=0)
+    #: Run the やる気マンゴスキン self-check after loading.
+    self_check: bool = True
+    log_level: str = "info"

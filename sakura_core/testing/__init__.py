@@ -1,0 +1,1 @@
+"""Tools for testing engines and plugins: the conformance kit and a small reference engine."""
