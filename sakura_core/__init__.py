@@ -8,7 +8,14 @@ Plugin authors import what they need from here::
 from sakura_core.engine import Engine, EngineError, EngineOptions, ModelLoadError
 from sakura_core.hookspecs import hookimpl
 from sakura_core.identity import ModelIdentity, parse_model_identity
-from sakura_core.types import Delta, FinishReason, GenerationRequest, GenerationResult, ModelInfo, SamplingParams
+from sakura_core.types import (
+    Delta,
+    FinishReason,
+    GenerationRequest,
+    GenerationResult,
+    ModelInfo,
+    SamplingParams,
+)
 
 __version__ = "0.1.0"
 

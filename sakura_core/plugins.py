@@ -103,8 +103,12 @@ class PluginRegistry:
         for impl in reversed(self.plugin_manager.hook.register_engines.get_hookimpls()):
             dist_name, dist_version = self._distributions.get(impl.plugin_name, (None, None))
 
-            def register(engine_class: type[Engine], _plugin: str = impl.plugin_name) -> None:
-                found[engine_class.name] = RegisteredEngine(engine_class, _plugin, dist_name, dist_version)
+            def register(
+                engine_class: type[Engine],
+                _plugin: str = impl.plugin_name,
+                _dist: tuple[str | None, str | None] = (dist_name, dist_version),
+            ) -> None:
+                found[engine_class.name] = RegisteredEngine(engine_class, _plugin, *_dist)
 
             self._call_safely(impl, register)
         return found

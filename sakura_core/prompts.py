@@ -109,7 +109,11 @@ def translation_messages_v08(text: str, glossary: str, history: str | None) -> l
 
 def translation_messages_v09(text: str, glossary: str, history: str | None) -> list[dict[str, str]]:
     """v0.9: the light-novel system prompt and a plain instruction (no glossary support)."""
-    return [{"role": "system", "content": SYSTEM_V09}, *_history(history), {"role": "user", "content": USER_V09 + text}]
+    return [
+        {"role": "system", "content": SYSTEM_V09},
+        *_history(history),
+        {"role": "user", "content": USER_V09 + text},
+    ]
 
 
 def translation_messages_v10(text: str, glossary: str, history: str | None) -> list[dict[str, str]]:
@@ -122,7 +126,9 @@ def translation_messages_v10(text: str, glossary: str, history: str | None) -> l
 
 def translation_messages_v010(text: str, glossary: str, history: str | None) -> list[dict[str, str]]:
     """v0.10: its own system prompt, the glossary always present (possibly empty)."""
-    user = f"根据以下术语表（可以为空）：\n{glossary}\n\n将下面的日文文本根据上述术语表的对应关系和备注翻译成中文：{text}"
+    user = (
+        f"根据以下术语表（可以为空）：\n{glossary}\n\n将下面的日文文本根据上述术语表的对应关系和备注翻译成中文：{text}"
+    )
     return [{"role": "system", "content": SYSTEM_V010}, *_history(history), {"role": "user", "content": user}]
 
 

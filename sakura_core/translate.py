@@ -92,7 +92,9 @@ async def self_check(engine: Engine, registry: PluginRegistry, model: ModelInfo)
         logger.info("self-check passed: %s → %s", SELF_CHECK_INPUT, output)
     else:
         logger.warning(
-            "self-check: %s translated to %r, a genuine Sakura model answers %r; check the model and "
-            "--model-version", SELF_CHECK_INPUT, output, SELF_CHECK_EXPECTED,
+            "self-check: %s translated to %r, a genuine Sakura model answers %r; check the model and --model-version",
+            SELF_CHECK_INPUT,
+            output,
+            SELF_CHECK_EXPECTED,
         )
     return SelfCheck(output=output, passed=passed)

@@ -65,7 +65,9 @@ class ReferenceEngine(Engine):
     def answer_for(self, prompt: str, params: SamplingParams) -> str:
         """The full text this engine produces for ``prompt`` (before limits and stop strings)."""
         lines = [line for line in prompt.replace(END_OF_TEXT, "\n").splitlines() if line.strip()]
-        source = (lines[-2] if len(lines) >= 2 and lines[-1].startswith("<|im_start|>") else lines[-1]) if lines else "…"
+        source = (
+            (lines[-2] if len(lines) >= 2 and lines[-1].startswith("<|im_start|>") else lines[-1]) if lines else "…"
+        )
         length = self.options.answer_length
         if params.greedy:
             return (source * (length // max(len(source), 1) + 1))[:length]
@@ -91,15 +93,30 @@ class ReferenceEngine(Engine):
                 produced += 1
                 text = stop_filter.feed(char)
                 if stop_filter.stopped:
-                    yield Delta(text=text, prompt_tokens=prompt_tokens, completion_tokens=produced, finish_reason="stop")
+                    yield Delta(
+                        text=text,
+                        prompt_tokens=prompt_tokens,
+                        completion_tokens=produced,
+                        finish_reason="stop",
+                    )
                     return
                 if produced >= params.max_tokens:
                     text += stop_filter.flush()
-                    yield Delta(text=text, prompt_tokens=prompt_tokens, completion_tokens=produced, finish_reason="length")
+                    yield Delta(
+                        text=text,
+                        prompt_tokens=prompt_tokens,
+                        completion_tokens=produced,
+                        finish_reason="length",
+                    )
                     return
                 yield Delta(text=text, prompt_tokens=prompt_tokens, completion_tokens=produced)
             # the end-of-text token ends the output and, per the contract, is not counted
             await asyncio.sleep(self.options.token_delay)
-            yield Delta(text=stop_filter.flush(), prompt_tokens=prompt_tokens, completion_tokens=produced, finish_reason="stop")
+            yield Delta(
+                text=stop_filter.flush(),
+                prompt_tokens=prompt_tokens,
+                completion_tokens=produced,
+                finish_reason="stop",
+            )
         finally:
             self.active -= 1
