@@ -28,7 +28,7 @@ class EngineOptions(BaseModel):
     ``Field(json_schema_extra={"aliases": ["-np", "--parallel"]})``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Engine(abc.ABC):

@@ -7,7 +7,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from sakura_core.types import ModelInfo
 
@@ -23,6 +23,8 @@ _KNOWN_SUFFIXES = (".gguf", ".bin", ".safetensors")
 
 class ModelIdentity(BaseModel):
     """Name, version and quantisation read from a model's name. Any part may be unknown (None)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     base_name: str
     name: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -12,7 +13,7 @@ FinishReason = Literal["stop", "length"]
 class SamplingParams(BaseModel):
     """How to sample one generation. Defaults are Sakura's recommended decoding settings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     max_tokens: int = Field(512, ge=1, description="Most tokens to generate.")
     temperature: float = Field(0.1, ge=0.0, le=2.0)
@@ -47,7 +48,8 @@ class SamplingParams(BaseModel):
         return not self.do_sample or self.temperature == 0.0
 
 
-class Delta(BaseModel):
+@dataclass(slots=True)
+class Delta:
     """One piece of a streaming generation.
 
     ``text`` is new text (never a split UTF-8 character, never a stop string); ``completion_tokens`` is the
@@ -59,10 +61,13 @@ class Delta(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: FinishReason | None = None
+    # a plain dataclass, not a pydantic model: one is made per generated token
 
 
 class ModelInfo(BaseModel):
     """Who the loaded model is. Engines fill this in from ``load``."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str = Field(description="The served model id: file base name or alias; contains the version.")
     name: str = Field(description="Model name, e.g. 'sakura-7b-qwen2.5'.")
@@ -79,7 +84,7 @@ class ModelInfo(BaseModel):
 class GenerationRequest(BaseModel):
     """A generation on its way to the engine. Plugins may rewrite ``prompt`` and ``params`` in place."""
 
-    model_config = ConfigDict(validate_assignment=True)
+    model_config = ConfigDict(validate_assignment=True, defer_build=True)
 
     prompt: str
     params: SamplingParams = Field(default_factory=SamplingParams)
@@ -89,6 +94,8 @@ class GenerationRequest(BaseModel):
 
 class GenerationResult(BaseModel):
     """A finished (or cancelled) generation, as observers see it."""
+
+    model_config = ConfigDict(defer_build=True)
 
     text: str
     prompt_tokens: int
