@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from sakura_core import __version__
-from sakura_core.cli_options import EngineOption, build_options, click_options_for
+from sakura_core.cli_options import ENGINE_PARAM_PREFIX, EngineOption, build_options, click_options_for
 from sakura_core.engine import ModelLoadError
 from sakura_core.plugins import KNOWN_ENGINE_DISTRIBUTIONS, PluginRegistry, RegisteredEngine, UnknownEngineError
 
@@ -66,6 +66,8 @@ class RunCommand(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         state = _state(ctx)
+        # the command object outlives one invocation (tests, embedding): drop options of an earlier engine
+        self.params = [p for p in self.params if not (p.name or "").startswith(ENGINE_PARAM_PREFIX)]
         name = peek_engine_name(args)
         try:
             state.engine = state.registry.engine(name)

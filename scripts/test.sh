@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install sakura, its three engine plugins and the test tools into ./.venv from this repository's own files,
+# then lint, type-check and run every test. Safe to run again: finished steps are quick the second time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${SAKURA_VENV:-.venv}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+python -m pip install -q --upgrade pip
+
+echo "== installing sakura-core, the engine plugins and test tools"
+# llama-cpp-python builds llama.cpp from source (CPU): portable code, no multimodal library, no OpenSSL.
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DLLAMA_OPENSSL=OFF}"
+python -m pip install -q \
+    -e ".[test]" \
+    -e ./plugins/sakura-llamacpp \
+    -e ./plugins/sakura-ollama \
+    -e ./tests/fixtures/sakura-echo-plugin
+
+echo "== lint and type check"
+ruff check .
+ruff format --check .
+mypy sakura_core
+
+echo "== tests"
+python -m pytest "$@"
