@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -338,4 +337,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

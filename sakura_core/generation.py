@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import Literal
 
 from sakura_core.engine import Engine
 from sakura_core.plugins import PluginRegistry
@@ -25,7 +26,7 @@ async def generate(
     first_token_at: float | None = None
     pieces: list[str] = []
     last = Delta()
-    finish: FinishReason | str = "cancelled"
+    finish: FinishReason | Literal["cancelled", "error"] = "cancelled"
     stream = engine.generate(request.prompt, request.params)
     try:
         async for delta in stream:
@@ -40,13 +41,15 @@ async def generate(
         finish = "error"
         raise
     finally:
-        with contextlib.suppress(Exception):
-            await stream.aclose()  # type: ignore[attr-defined]
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
         result = GenerationResult(
             text="".join(pieces),
             prompt_tokens=last.prompt_tokens,
             completion_tokens=last.completion_tokens,
-            finish_reason=finish,  # type: ignore[arg-type]
+            finish_reason=finish,
             seconds=time.perf_counter() - started,
             time_to_first_token=None if first_token_at is None else first_token_at - started,
         )

@@ -55,7 +55,7 @@ class PluginRegistry:
 
     plugin_manager: pluggy.PluginManager
     failures: list[PluginFailure] = field(default_factory=list)
-    _distributions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _distributions: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     @classmethod
     def create(cls, *, entry_points: bool = True, plugins: Iterable[tuple[str, Any]] = ()) -> PluginRegistry:
