@@ -65,8 +65,11 @@ class RunCommand(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         state = _state(ctx)
-        # the command object outlives one invocation (tests, embedding): drop options of an earlier engine
-        self.params = [p for p in self.params if not (p.name or "").startswith(ENGINE_PARAM_PREFIX)]
+        # the command object outlives one invocation (tests, embedding): start again from the core's options
+        core_params: list[click.Parameter] = self.__dict__.setdefault(
+            "_core_params", [p for p in self.params if not (p.name or "").startswith(ENGINE_PARAM_PREFIX)]
+        )
+        self.params = list(core_params)
         name = peek_engine_name(args)
         try:
             state.engine = state.registry.engine(name)
@@ -75,8 +78,11 @@ class RunCommand(click.Command):
             if not ctx.resilient_parsing and not set(args) & set(ctx.help_option_names):
                 raise OneLineUsageError(state.engine_error) from None
         else:
-            taken = {opt for param in self.params for opt in (*param.opts, *getattr(param, "secondary_opts", []))}
+            # a hidden legacy spelling (--trust_remote_code) gives way to an engine option that claims it
+            taken = {opt for param in self.params if not getattr(param, "hidden", False) for opt in _spellings(param)}
             state.engine_options = click_options_for(state.engine.engine_class.Options, taken)
+            claimed = {opt for option in state.engine_options for opt in _spellings(option.option)}
+            self.params = [p for p in self.params if not (getattr(p, "hidden", False) and claimed & _spellings(p))]
             self.params.extend(option.option for option in state.engine_options)
         return super().parse_args(ctx, args)
 
@@ -101,6 +107,10 @@ class RunCommand(click.Command):
             formatter.write_text(
                 f"Other engines: {', '.join(others)}; see their options with: sakura run --engine NAME --help"
             )
+
+
+def _spellings(param: click.Parameter) -> set[str]:
+    return {*param.opts, *getattr(param, "secondary_opts", [])}
 
 
 def parse_listen(value: str) -> tuple[str, int]:

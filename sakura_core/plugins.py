@@ -116,7 +116,8 @@ class PluginRegistry:
     def prompt_formats(self) -> dict[str, PromptFormat]:
         """Every registered prompt format by name; later registrations replace earlier ones."""
         found: dict[str, PromptFormat] = {}
-        for impl in reversed(self.plugin_manager.hook.register_prompt_formats.get_hookimpls()):
+        # get_hookimpls() lists plugins in registration order: the later registration of a name wins
+        for impl in self.plugin_manager.hook.register_prompt_formats.get_hookimpls():
 
             def register(prompt_format: PromptFormat) -> None:
                 found[prompt_format.name] = prompt_format

@@ -24,6 +24,8 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     #: Seconds in-flight requests may keep running after SIGINT/SIGTERM before they are cancelled.
     shutdown_grace_seconds: float = Field(10.0, ge=0)
+    #: Seconds of silence after which a waiting SSE stream gets a ``: ping`` comment (queue, prefill, slow tokens).
+    sse_ping_seconds: float = Field(10.0, gt=0)
     #: Run the やる気マンゴスキン self-check after loading.
     self_check: bool = True
     log_level: str = "info"

@@ -1,0 +1,110 @@
+"""P2: aggregate tokens/s of sakura's llamacpp engine with 4 concurrent clients vs 1 client, over HTTP.
+
+``sakura run --engine llamacpp -np 4`` serves a random-weight Qwen2 GGUF big enough that decoding, not HTTP, is
+the work; each client streams a greedy ``/v1/completions`` of a fixed length with the ``openai`` client. Rounds
+alternate (1 client, 4 clients, ...) in one run; the ratio is of the medians of total tokens / wall time.
+
+    python benchmarks/llamacpp_p2_concurrency.py [--hidden 1024 --layers 8 --file-type f32 --tokens 128 --rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from llamacpp_support import PROMPTS, benchmark_model, default_model_folder, describe_machine, median, sakura_server
+
+
+async def one_stream(client: object, prompt: str, max_tokens: int) -> int:
+    """Stream one greedy completion; return its completion tokens."""
+    stream = await client.completions.create(  # type: ignore[attr-defined]
+        model="sakura",
+        prompt=prompt,
+        max_tokens=max_tokens,
+        temperature=0.0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    tokens = 0
+    async for chunk in stream:
+        if chunk.usage is not None:
+            tokens = chunk.usage.completion_tokens
+    return tokens
+
+
+async def concurrent_round(client: object, clients: int, max_tokens: int) -> tuple[int, float]:
+    """``clients`` streams at once: (total tokens, wall seconds)."""
+    started = time.perf_counter()
+    counts = await asyncio.gather(*(one_stream(client, PROMPTS[i % len(PROMPTS)], max_tokens) for i in range(clients)))
+    return sum(counts), time.perf_counter() - started
+
+
+async def measure(url: str, rounds: int, max_tokens: int, clients: int) -> tuple[list[float], list[float]]:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=600)
+    await concurrent_round(client, clients, 8)  # warm-up
+    single: list[float] = []
+    multi: list[float] = []
+    for _ in range(rounds):
+        tokens, seconds = await concurrent_round(client, 1, max_tokens)
+        assert tokens == max_tokens, tokens
+        single.append(tokens / seconds)
+        tokens, seconds = await concurrent_round(client, clients, max_tokens)
+        assert tokens == clients * max_tokens, tokens
+        multi.append(tokens / seconds)
+    await client.close()
+    return single, multi
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--file-type", default="f32", choices=["f32", "f16", "q8_0"])
+    parser.add_argument("--tokens", type=int, default=128, help="tokens per client and round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--model-folder", type=Path, default=None)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = parser.parse_args()
+
+    from sakura_llamacpp.engine import available_cpus
+
+    threads = args.threads or available_cpus()
+    model = benchmark_model(
+        args.model_folder or default_model_folder(), hidden=args.hidden, layers=args.layers, file_type=args.file_type
+    )
+    size_mb = model.stat().st_size / 1e6
+    engine_args = ["--n-parallel", str(args.clients), "--threads", str(threads), "--n-ctx", "1024"]
+    with sakura_server(model, *engine_args) as url:
+        single, multi = asyncio.run(measure(url, args.rounds, args.tokens, args.clients))
+    one, many = median(single), median(multi)
+    figures = {
+        "machine": describe_machine(),
+        "model": f"{model.name} ({size_mb:.0f} MB, hidden {args.hidden}, {args.layers} layers, {args.file_type})",
+        "threads": threads,
+        "tokens_per_client": args.tokens,
+        "rounds": args.rounds,
+        "one_client_tokens_per_s": round(one, 1),
+        "concurrent_tokens_per_s": round(many, 1),
+        "clients": args.clients,
+        "ratio": round(many / one, 3),
+        "one_client_rounds": [round(x, 1) for x in single],
+        "concurrent_rounds": [round(x, 1) for x in multi],
+    }
+    print(f"P2 concurrency, {figures['model']}, {threads} threads, {args.tokens} tokens per client x {args.rounds}")
+    print(f"machine: {figures['machine']}")
+    print(f"| | 1 client | {args.clients} clients | ratio |")
+    print("|---|---:|---:|---:|")
+    print(f"| aggregate tokens/s | {one:.1f} | {many:.1f} | {many / one:.2f} |")
+    if args.json:
+        print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

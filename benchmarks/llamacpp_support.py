@@ -1,0 +1,123 @@
+"""Shared pieces of the llamacpp benchmarks: the benchmark model, a sakura server subprocess, timing helpers.
+
+Not a benchmark itself; ``llamacpp_p1_streaming.py`` and ``llamacpp_p2_concurrency.py`` import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from sakura_llamacpp.tiny_model import write_tiny_gguf
+
+PROMPT = (
+    "<|im_start|>system\n你是一个轻小说翻译模型，可以流畅通顺地以日本轻小说的风格将日文翻译成简体中文，"
+    "并联系上下文正确使用人称代词，不擅自添加原文中没有的代词。<|im_end|>\n"
+    "<|im_start|>user\n将下面的日文文本翻译成中文：彼女は窓の外を眺めながら、小さくため息をついた。<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+PROMPTS = [PROMPT.replace("彼女は", who) for who in ("彼女は", "俺は", "先輩は", "妹は")]
+
+
+def benchmark_model(folder: Path, *, hidden: int, layers: int, file_type: str) -> Path:
+    """The random-weight Qwen2 GGUF the benchmarks run (written once per shape into ``folder``)."""
+    path = folder / f"sakura-bench-h{hidden}-l{layers}-v1.0-{file_type}.gguf"
+    if not path.exists():
+        heads = max(hidden // 64, 1)
+        write_tiny_gguf(
+            path,
+            hidden=hidden,
+            layers=layers,
+            heads=heads,
+            kv_heads=heads,
+            ffn=3 * hidden,
+            vocab_size=2000,
+            file_type=file_type,  # type: ignore[arg-type]
+        )
+    return path
+
+
+def default_model_folder() -> Path:
+    """Where benchmark models are kept between runs."""
+    folder = Path(tempfile.gettempdir()) / "sakura-benchmark-models"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def free_port() -> int:
+    """An unused loopback port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def sakura_server(model: Path, *engine_args: str) -> Iterator[str]:
+    """Run ``sakura run --engine llamacpp`` on a free loopback port; yield its base URL once /health says ok."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-c",
+        "from sakura_core.cli import main; main()",
+        "run",
+        "--engine",
+        "llamacpp",
+        "--model",
+        str(model),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--no-auth",
+        "--no-self-check",
+        "--log-level",
+        "warning",
+        *engine_args,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"sakura exited: {process.stderr.read() if process.stderr else ''}")
+            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
+                with urllib.request.urlopen(url + "/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            if time.monotonic() > deadline:
+                raise RuntimeError("sakura did not become healthy in 120 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def median(values: list[float]) -> float:
+    """The median of ``values``."""
+    return statistics.median(values)
+
+
+def describe_machine() -> str:
+    """A one-line description of this machine for the report."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    model_name = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model_name = line.split(":", 1)[1].strip()
+                break
+    return f"{cpus} CPUs ({model_name}), Python {sys.version.split()[0]}"

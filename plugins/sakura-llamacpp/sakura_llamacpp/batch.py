@@ -1,0 +1,400 @@
+"""Continuous batching over llama.cpp: one worker thread decodes every running sequence in one ``llama_decode``.
+
+Each sequence owns a slot: a sequence id with its own KV-cache region, its own sampler chain and its own text
+stream. A new request joins at the next step (its prompt is fed in chunks that share the step's token budget with
+the sequences already generating); a finished or cancelled one frees its KV cells at once. Deltas go back to the
+asyncio side with one ``loop.call_soon_threadsafe`` per loop and step, so the event loop never waits on llama.cpp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from sakura_core.engine import EngineError
+from sakura_core.types import Delta, FinishReason, SamplingParams
+from sakura_llamacpp.native import Tokenizer
+from sakura_llamacpp.sampling import build_sampler, has_penalties
+from sakura_llamacpp.text_stream import TextStream
+
+logger = logging.getLogger(__name__)
+
+_RELEASED = object()  # marker: the worker has freed the sequence
+
+
+@dataclass(eq=False)
+class SequenceRequest:
+    """One generation handed to the worker, with the asyncio objects its results go to."""
+
+    tokens: list[int]
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Delta | BaseException] = field(default_factory=asyncio.Queue)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: bool = False
+
+
+@dataclass(eq=False)
+class _Slot:
+    seq_id: int
+    request: SequenceRequest | None = None
+    sampler: Any = None
+    text: TextStream | None = None
+    order: int = 0  # admission order: earlier requests get their prompt chunks first
+    n_past: int = 0  # tokens of this sequence in the KV cache
+    n_fed: int = 0  # prompt tokens already put in a batch
+    last_token: int = -1  # the sampled token to feed next (valid once the prompt is in)
+    generated: int = 0
+
+
+class _Mailbox:
+    """Results on their way to one event loop.
+
+    The worker posts; the loop is woken with ``call_soon_threadsafe`` only when it has no wake-up pending, so a
+    busy loop takes several steps' results in one go instead of being woken (and taking the GIL) once per token.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[SequenceRequest, object]] = []
+        self._wake_pending = False
+        self._posted = 0  # posts so far
+        self._handled = 0  # posts whose woken tasks have run
+        self._handled_changed = threading.Condition(self._lock)
+
+    def post(self, items: list[tuple[SequenceRequest, object]]) -> int:
+        """Queue ``items`` for the loop; return this post's number (for ``wait_handled``)."""
+        with self._lock:
+            self._items.extend(items)
+            self._posted += 1
+            number = self._posted
+            if self._wake_pending:
+                return number
+            self._wake_pending = True
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            logger.debug("dropped %d results for a closed event loop", len(items))
+            with self._lock:
+                self._handled = self._posted
+        return number
+
+    def wait_handled(self, number: int, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until the tasks woken by post ``number`` have run."""
+        with self._lock:
+            self._handled_changed.wait_for(lambda: self._handled >= number, timeout)
+
+    def _drain(self) -> None:  # on the loop
+        with self._lock:
+            items, self._items = self._items, []
+            upto = self._posted
+            self._wake_pending = False
+        for request, item in items:
+            if item is _RELEASED:
+                request.released.set()
+            else:
+                request.queue.put_nowait(item)  # type: ignore[arg-type]
+        # the tasks woken above run their steps (down to the HTTP write) before this callback
+        self._loop.call_soon(self._mark_handled, upto)
+
+    def _mark_handled(self, upto: int) -> None:  # on the loop
+        with self._lock:
+            self._handled = max(self._handled, upto)
+            self._handled_changed.notify_all()
+
+
+class _Outbox:
+    """Results gathered during one step, posted to each loop's mailbox at the end of the step."""
+
+    def __init__(self) -> None:
+        self._mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = weakref.WeakKeyDictionary()
+        self._items: dict[asyncio.AbstractEventLoop, list[tuple[SequenceRequest, object]]] = {}
+
+    def put(self, request: SequenceRequest, item: object) -> None:
+        self._items.setdefault(request.loop, []).append((request, item))
+
+    def flush(self) -> list[tuple[_Mailbox, int]]:
+        """Post what was gathered; return the posts made, to wait on with ``_Mailbox.wait_handled``."""
+        items, self._items = self._items, {}
+        posts = []
+        for loop, batch in items.items():
+            mailbox = self._mailboxes.get(loop)
+            if mailbox is None:
+                mailbox = self._mailboxes[loop] = _Mailbox(loop)
+            posts.append((mailbox, mailbox.post(batch)))
+        return posts
+
+
+class BatchDecoder:
+    """The decode loop of one llama.cpp context serving ``n_parallel`` sequences."""
+
+    def __init__(
+        self,
+        lib: ModuleType,
+        context: Any,
+        tokenizer: Tokenizer,
+        *,
+        n_parallel: int,
+        n_ctx_per_seq: int,
+        n_batch: int,
+        repeat_last_n: int,
+        handoff_seconds: float = 0.0,
+    ) -> None:
+        self._lib = lib
+        self._context = context
+        self._memory = lib.llama_get_memory(context)
+        self._tokenizer = tokenizer
+        self.n_ctx_per_seq = n_ctx_per_seq
+        self._n_batch = n_batch
+        self._repeat_last_n = repeat_last_n
+        self._handoff_seconds = handoff_seconds
+        self._slots = [_Slot(seq_id) for seq_id in range(n_parallel)]
+        self._pending: collections.deque[SequenceRequest] = collections.deque()
+        self._held = 0  # requests pending or in a slot, not yet released
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._order = itertools.count()
+        self._outbox = _Outbox()
+        self._batch = lib.llama_batch_init(n_batch, 0, 1)
+        self._thread = threading.Thread(target=self._run, name="sakura-llamacpp-decode", daemon=True)
+        #: decode steps run and the sequences they carried (for benchmarks and metrics)
+        self.decode_steps = 0
+        self.decoded_sequences = 0
+
+    # -- the asyncio side ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread.start()
+
+    @property
+    def active(self) -> int:
+        """Generations submitted and not yet released by the worker."""
+        return self._held
+
+    def submit(self, request: SequenceRequest) -> None:
+        """Queue ``request``; it joins the running batch at the next step with a free slot."""
+        with self._cond:
+            if self._stopping or not self._thread.is_alive():
+                raise EngineError("the llama.cpp engine is closed")
+            self._pending.append(request)
+            self._held += 1
+            self._cond.notify()
+
+    def cancel(self, request: SequenceRequest) -> bool:
+        """Ask the worker to drop ``request`` at its next step. False when no worker will acknowledge it."""
+        with self._cond:
+            request.cancelled = True
+            self._cond.notify()
+            return self._thread.is_alive()
+
+    def close(self) -> None:
+        """Stop the worker (failing what is still running) and free the batch. The context stays the caller's."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+
+    # -- the worker thread -----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while self._next_round():
+                try:
+                    self._step()
+                except Exception as exc:  # a failed step fails its sequences; the engine keeps serving
+                    logger.exception("llama.cpp decode step failed")
+                    for slot in self._busy_slots():
+                        self._fail(slot, EngineError(f"llama.cpp decode failed: {exc}"))
+                posts = self._outbox.flush()
+                if self._handoff_seconds > 0:
+                    self._wait_for_loops(posts)
+        finally:
+            self._shut_down()
+
+    def _wait_for_loops(self, posts: list[tuple[_Mailbox, int]]) -> None:
+        """Let the event loops send what this step produced before the next decode takes every CPU.
+
+        Used when llama.cpp's threads fill every CPU: the HTTP work would otherwise run during the next decode
+        and stall its threads. Never waits longer than ``handoff_seconds`` in all.
+        """
+        deadline = time.monotonic() + self._handoff_seconds
+        for mailbox, number in posts:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            mailbox.wait_handled(number, remaining)
+
+    def _busy_slots(self) -> list[_Slot]:
+        return [slot for slot in self._slots if slot.request is not None]
+
+    def _next_round(self) -> bool:
+        """Wait for work; drop cancelled sequences and admit pending ones. False when the decoder stops."""
+        with self._cond:
+            while not self._stopping and not self._pending and not self._busy_slots():
+                self._cond.wait()
+            if self._stopping:
+                return False
+            admitted = []
+            kept: collections.deque[SequenceRequest] = collections.deque()
+            for request in self._pending:
+                if request.cancelled:
+                    self._held -= 1
+                    self._outbox.put(request, _RELEASED)
+                else:
+                    kept.append(request)
+            self._pending = kept
+            free = [slot for slot in self._slots if slot.request is None]
+            while free and self._pending:
+                slot = free.pop(0)
+                slot.request = self._pending.popleft()
+                admitted.append(slot)
+        for slot in self._busy_slots():
+            if slot not in admitted and slot.request is not None and slot.request.cancelled:
+                self._release(slot)
+        for slot in admitted:
+            self._admit(slot)
+        return True
+
+    def _admit(self, slot: _Slot) -> None:
+        request = slot.request
+        assert request is not None
+        params = request.params
+        slot.sampler = build_sampler(
+            self._lib, params, n_vocab=self._tokenizer.n_vocab, repeat_last_n=self._repeat_last_n
+        )
+        if has_penalties(params):  # the penalties look at the prompt too, as in llama-server
+            window = request.tokens if self._repeat_last_n < 0 else request.tokens[-self._repeat_last_n :]
+            for token in window if self._repeat_last_n != 0 else ():
+                self._lib.llama_sampler_accept(slot.sampler, token)
+        slot.text = TextStream(params.stop)
+        slot.order = next(self._order)
+        slot.n_past = slot.n_fed = slot.generated = 0
+        slot.last_token = -1
+
+    def _step(self) -> None:
+        """Build one batch (a token per generating sequence, then prompt chunks), decode it, sample, emit."""
+        batch = self._batch
+        n = 0
+        outputs: list[tuple[_Slot, int]] = []
+        carried: list[tuple[_Slot, int]] = []
+        busy = self._busy_slots()
+        for slot in busy:
+            if slot.request is not None and slot.n_fed == len(slot.request.tokens):
+                self._put(batch, n, slot.last_token, slot.n_past, slot.seq_id, True)
+                outputs.append((slot, n))
+                carried.append((slot, 1))
+                n += 1
+        prefilling = sorted(
+            (s for s in busy if s.request is not None and s.n_fed < len(s.request.tokens)), key=lambda s: s.order
+        )
+        for slot in prefilling:
+            budget = self._n_batch - n
+            if budget <= 0:
+                break
+            assert slot.request is not None
+            tokens = slot.request.tokens
+            chunk = tokens[slot.n_fed : slot.n_fed + budget]
+            for offset, token in enumerate(chunk):
+                self._put(batch, n + offset, token, slot.n_past + offset, slot.seq_id, False)
+            n += len(chunk)
+            slot.n_fed += len(chunk)
+            carried.append((slot, len(chunk)))
+            if slot.n_fed == len(tokens):
+                batch.logits[n - 1] = 1
+                outputs.append((slot, n - 1))
+        if n == 0:
+            return
+        batch.n_tokens = n
+        status = self._lib.llama_decode(self._context, batch)
+        if status != 0:
+            reason = "no room in the KV cache" if status == 1 else f"status {status}"
+            for slot, _ in carried:
+                self._fail(slot, EngineError(f"llama.cpp decode failed ({reason})"))
+            return
+        self.decode_steps += 1
+        self.decoded_sequences += len(carried)
+        for slot, count in carried:
+            slot.n_past += count
+        for slot, index in outputs:
+            self._sample(slot, index)
+
+    @staticmethod
+    def _put(batch: Any, i: int, token: int, pos: int, seq_id: int, logits: bool) -> None:
+        batch.token[i] = token
+        batch.pos[i] = pos
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq_id
+        batch.logits[i] = logits
+
+    def _sample(self, slot: _Slot, index: int) -> None:
+        request, text_stream = slot.request, slot.text
+        assert request is not None and text_stream is not None
+        token = int(self._lib.llama_sampler_sample(slot.sampler, self._context, index))
+        prompt_tokens = len(request.tokens)
+        if self._tokenizer.is_end(token):  # the end-of-sequence token ends the output and is not counted
+            self._finish(slot, text_stream.finish(), "stop")
+            return
+        slot.generated += 1
+        text = text_stream.feed(self._tokenizer.piece(token))
+        if text_stream.stopped:
+            self._finish(slot, text, "stop")
+        elif slot.generated >= request.params.max_tokens or slot.n_past >= self.n_ctx_per_seq:
+            self._finish(slot, text + text_stream.finish(), "length")
+        else:
+            slot.last_token = token
+            self._outbox.put(request, Delta(text, prompt_tokens, slot.generated))
+
+    def _finish(self, slot: _Slot, text: str, reason: FinishReason) -> None:
+        request = slot.request
+        assert request is not None
+        delta = Delta(text, len(request.tokens), slot.generated, reason)
+        self._release(slot)  # free the cells before the client hears the end
+        self._outbox.put(request, delta)
+
+    def _fail(self, slot: _Slot, error: BaseException) -> None:
+        request = slot.request
+        if request is None:
+            return
+        self._release(slot)
+        self._outbox.put(request, error)
+
+    def _release(self, slot: _Slot) -> None:
+        request = slot.request
+        if request is None:
+            return
+        self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+        if slot.sampler is not None:
+            self._lib.llama_sampler_free(slot.sampler)
+            slot.sampler = None
+        slot.request = None
+        slot.text = None
+        with self._cond:
+            self._held -= 1
+        self._outbox.put(request, _RELEASED)
+
+    def _shut_down(self) -> None:
+        closed = EngineError("the llama.cpp engine is closed")
+        for slot in self._busy_slots():
+            self._fail(slot, closed)
+        with self._cond:
+            self._stopping = True
+            pending, self._pending = list(self._pending), collections.deque()
+            self._held -= len(pending)
+        for request in pending:
+            self._outbox.put(request, closed)
+            self._outbox.put(request, _RELEASED)
+        self._outbox.flush()

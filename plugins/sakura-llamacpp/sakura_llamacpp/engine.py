@@ -1,0 +1,232 @@
+"""The llamacpp engine: GGUF models in-process through llama-cpp-python, with continuous batching."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sakura_core.engine import Engine, EngineError, EngineOptions, ModelLoadError
+from sakura_core.identity import make_model_info, parse_model_identity
+from sakura_core.types import Delta, ModelInfo, SamplingParams
+from sakura_llamacpp.options import DEFAULT_PARALLEL_CPU, DEFAULT_PARALLEL_GPU, LlamaCppOptions
+
+logger = logging.getLogger(__name__)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class LlamaCppEngine(Engine):
+    """Serves one GGUF model with llama.cpp: ``n_parallel`` sequences decoded together in one worker thread.
+
+    After ``load``, ``gpu_layers`` holds the layers offloaded to a GPU (0: CPU only, -1: all) and
+    ``gpu_offload_supported`` whether this llama-cpp-python build can offload at all.
+    """
+
+    name: ClassVar[str] = "llamacpp"
+    description: ClassVar[str] = "GGUF models in-process through llama-cpp-python (default; CPU or GPU)"
+    Options = LlamaCppOptions
+    install_hint: ClassVar[str] = (
+        'pip install sakura-llamacpp  (for CUDA first: CMAKE_ARGS="-DGGML_CUDA=on" pip install llama-cpp-python)'
+    )
+    options: LlamaCppOptions
+
+    def __init__(self, options: EngineOptions | None = None) -> None:
+        super().__init__(options)
+        self.gpu_layers: int | None = None
+        self.gpu_offload_supported: bool | None = None
+        self.model_path: Path | None = None
+        self._lib: Any = None
+        self._loaded: Any = None
+        self._context: Any = None
+        self._tokenizer: Any = None
+        self._decoder: Any = None
+        self._n_parallel = self.options.n_parallel or DEFAULT_PARALLEL_CPU
+
+    # -- loading ---------------------------------------------------------------------------------------------
+
+    async def load(self, model: str, model_version: str | None = None) -> ModelInfo:
+        if self._decoder is not None:
+            raise ModelLoadError("this llamacpp engine has a model loaded already")
+        return await asyncio.to_thread(self._load, model, model_version)
+
+    def _load(self, model: str, model_version: str | None) -> ModelInfo:
+        from sakura_llamacpp import native
+        from sakura_llamacpp.batch import BatchDecoder
+        from sakura_llamacpp.model_source import resolve_model
+
+        path = resolve_model(model)
+        lib = native.import_llama_cpp()
+        self._lib = lib
+        self.model_path = path
+        self.gpu_offload_supported = bool(lib.llama_supports_gpu_offload())
+        self.gpu_layers = self._choose_gpu_layers(self.gpu_offload_supported)
+        options = self.options
+        self._n_parallel = options.n_parallel or (DEFAULT_PARALLEL_GPU if self.gpu_layers else DEFAULT_PARALLEL_CPU)
+        n_batch = max(options.n_batch, self._n_parallel)
+        threads = options.threads or available_cpus()
+        logger.info("loading %s with llama.cpp (llama-cpp-python %s)", path, native.llama_cpp_version())
+        self._loaded = native.load_model(lib, path, n_gpu_layers=self.gpu_layers, mmap=options.mmap)
+        try:
+            settings = native.ContextSettings(
+                n_ctx_per_seq=options.n_ctx,
+                n_parallel=self._n_parallel,
+                n_batch=n_batch,
+                threads=threads,
+                flash_attn=options.flash_attn,
+            )
+            self._context = native.create_context(self._loaded, settings)
+            n_ctx_per_seq = int(lib.llama_n_ctx_seq(self._context))
+            self._tokenizer = native.Tokenizer(self._loaded)
+            meta = native.model_meta(self._loaded)
+            if n_ctx_per_seq > meta["n_ctx_train"]:
+                logger.warning(
+                    "--n-ctx %d is beyond the %d tokens the model was trained on", n_ctx_per_seq, meta["n_ctx_train"]
+                )
+            self.model_info = self._identity(model, path, model_version, n_ctx_per_seq, meta)
+            decoder = BatchDecoder(
+                lib,
+                self._context,
+                self._tokenizer,
+                n_parallel=self._n_parallel,
+                n_ctx_per_seq=n_ctx_per_seq,
+                n_batch=n_batch,
+                repeat_last_n=options.repeat_last_n,
+                handoff_seconds=float(os.environ.get("XX_HANDOFF", "0.005" if threads >= available_cpus() else "0")),
+            )
+            decoder.start()
+        except BaseException:
+            self._free_native()
+            raise
+        self._decoder = decoder
+        logger.info(
+            "llama.cpp ready: %d sequences x %d tokens of context, batch %d, %d threads",
+            self._n_parallel,
+            n_ctx_per_seq,
+            n_batch,
+            threads,
+        )
+        return self.model_info
+
+    def _choose_gpu_layers(self, supported: bool) -> int:
+        """The ``n_gpu_layers`` to load with, logging where the model will run."""
+        from sakura_llamacpp.native import CUDA_INSTALL
+
+        asked = self.options.n_gpu_layers
+        wants_gpu = self.options.use_gpu or (asked is not None and asked != 0)
+        if not supported:
+            message = "this llama-cpp-python build cannot offload to a GPU: running on the CPU"
+            if wants_gpu:
+                logger.warning("%s; for CUDA reinstall it: %s", message, CUDA_INSTALL)
+            else:
+                logger.info("%s", message)
+            return 0
+        layers = -1 if asked is None or (self.options.use_gpu and asked == 0) else asked
+        if layers == 0:
+            logger.info("GPU offload available but --n-gpu-layers 0: running on the CPU")
+        else:
+            logger.info("offloading %s layers to the GPU", "all" if layers < 0 else layers)
+        return layers
+
+    def _identity(
+        self, model: str, path: Path, model_version: str | None, n_ctx_per_seq: int, meta: dict[str, int]
+    ) -> ModelInfo:
+        """Name and version from the file name, else from the GGUF's general.name; quant from either."""
+        from sakura_llamacpp.native import file_type_name, meta_string
+
+        from_file = parse_model_identity(path.name)
+        general_name = meta_string(self._loaded, "general.name")
+        from_meta = parse_model_identity(general_name) if general_name else None
+        name, version = from_file.name, from_file.version
+        if version is None and from_meta is not None and from_meta.version is not None:
+            name, version = from_meta.name, from_meta.version
+        info = make_model_info(
+            path.name,
+            context_length=n_ctx_per_seq,
+            model_version=model_version,
+            name=name,
+            version=version,
+            quant=from_file.quant or file_type_name(self._loaded),
+            meta=meta,
+        )
+        return info.model_copy(update={"path": model})
+
+    # -- serving ---------------------------------------------------------------------------------------------
+
+    @property
+    def parallelism(self) -> int:
+        return self._n_parallel
+
+    @property
+    def active_generations(self) -> int:
+        return 0 if self._decoder is None else int(self._decoder.active)
+
+    def _running(self) -> tuple[Any, Any]:
+        if self._decoder is None or self._tokenizer is None:
+            raise EngineError("the llama.cpp engine has no model loaded")
+        return self._decoder, self._tokenizer
+
+    def tokenize(self, text: str) -> list[int]:
+        """The model's tokens for ``text`` as a prompt (special tokens parsed)."""
+        return list(self._running()[1].tokenize(text))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        from sakura_llamacpp.batch import SequenceRequest
+
+        decoder, tokenizer = self._running()
+        tokens = tokenizer.tokenize(prompt)
+        if not tokens:
+            if tokenizer.bos < 0:
+                raise EngineError("the prompt is empty")
+            tokens = [tokenizer.bos]
+        if len(tokens) >= decoder.n_ctx_per_seq:
+            raise EngineError(
+                f"the prompt is {len(tokens)} tokens, more than the {decoder.n_ctx_per_seq}-token context per "
+                "sequence allows; shorten it or raise --n-ctx"
+            )
+        request = SequenceRequest(tokens, params, asyncio.get_running_loop())
+        decoder.submit(request)
+        done = False
+        try:
+            while not done:
+                item = await request.queue.get()
+                if isinstance(item, BaseException):
+                    done = True
+                    raise item
+                done = item.finish_reason is not None
+                yield item
+        finally:
+            if not done and decoder.cancel(request):
+                await request.released.wait()  # the worker frees the sequence's KV cells at its next step
+
+    # -- shutdown --------------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            decoder.close()
+        self._free_native()
+
+    def _free_native(self) -> None:
+        if self._context is not None:
+            self._lib.llama_free(self._context)
+            self._context = None
+        if self._loaded is not None:
+            self._loaded.free()
+            self._loaded = None
+        self._tokenizer = None

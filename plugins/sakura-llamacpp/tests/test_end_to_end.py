@@ -1,0 +1,193 @@
+"""End to end: ``sakura run --engine llamacpp`` as a subprocess, driven over HTTP by the openai client and others."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+SAKURA = [sys.executable, "-c", "from sakura_core.cli import main; main()"]
+PROMPT = "<|im_start|>user\n将下面的日文文本翻译成中文：やる気マンゴスキン<|im_end|>\n<|im_start|>assistant\n"
+MODEL_ID = "sakura-tiny-qwen2-v1.0-f32"
+TIMEOUT = 60.0  # generous: the machine running the tests may be busy
+MESSAGES: list[Any] = [{"role": "user", "content": "将下面的日文文本翻译成中文：やる気マンゴスキン"}]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``sakura run`` serving the tiny model on a free loopback port; its base URL once /health says ok."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "sakura.log"
+    args = ["run", "--engine", "llamacpp", "--model", str(tiny_gguf), "--listen", f"127.0.0.1:{port}", "--no-auth"]
+    with log.open("w") as log_file:
+        process = subprocess.Popen([*SAKURA, *args, "-np", "4", "--n-ctx", "4096"], stdout=log_file, stderr=log_file)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"sakura exited early:\n{log.read_text()}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, f"sakura did not become healthy:\n{log.read_text()}"
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server + "/v1", api_key="sk-114514", max_retries=0, timeout=TIMEOUT)
+
+
+def test_models_report_identity_and_true_meta(client: openai.OpenAI, server: str) -> None:
+    models = client.models.list()
+    assert [m.id for m in models.data] == [MODEL_ID]
+    raw = httpx.get(server + "/v1/models", timeout=TIMEOUT).json()["data"][0]
+    assert raw["model_name"] == "sakura-tiny-qwen2"
+    assert raw["model_version"] == "1.0"
+    assert raw["model_quant"] == "f32"
+    assert raw["meta"]["n_embd"] == 64
+    assert raw["meta"]["n_ctx_train"] == 4096
+    assert raw["meta"]["vocab_type"] == 2
+    slots = httpx.get(server + "/slots", timeout=TIMEOUT).json()
+    assert len(slots) == 4
+    assert all(slot["n_ctx"] == 4096 for slot in slots)
+
+
+def test_chat_completion_stream_and_not(client: openai.OpenAI) -> None:
+    whole = client.chat.completions.create(model="gpt-3.5-turbo", messages=MESSAGES, max_tokens=12, temperature=0)
+    assert whole.model == MODEL_ID
+    assert whole.choices[0].finish_reason == "length"
+    assert whole.usage is not None and whole.usage.completion_tokens == 12
+    content = whole.choices[0].message.content
+    assert isinstance(content, str) and content
+    chunks = list(
+        client.chat.completions.create(
+            model="",
+            messages=MESSAGES,
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == content
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12
+    assert {c.model for c in chunks} == {MODEL_ID}
+
+
+def test_raw_completion_routes_agree(client: openai.OpenAI, server: str) -> None:
+    completion = client.completions.create(model="x", prompt=PROMPT, max_tokens=10, temperature=0)
+    text = completion.choices[0].text
+    assert completion.usage is not None and completion.usage.completion_tokens == 10
+    streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(model="x", prompt=PROMPT, max_tokens=10, temperature=0, stream=True)
+        if c.choices
+    )
+    native_body = {"prompt": PROMPT, "n_predict": 10, "temperature": 0}
+    native = httpx.post(server + "/completion", json=native_body, timeout=TIMEOUT).json()
+    legacy_body = {"prompt": PROMPT, "max_new_tokens": 10, "do_sample": False}
+    legacy = httpx.post(server + "/api/v1/generate", json=legacy_body, timeout=TIMEOUT).json()
+    assert streamed == text
+    assert native["content"] == text
+    assert legacy["results"][0]["text"] == text
+    assert legacy["results"][0]["new_token"] == 10
+    with httpx.stream("POST", server + "/api/v1/stream/generate", json=legacy_body, timeout=TIMEOUT) as events:
+        lines = [line for line in events.iter_lines() if line.startswith("data: ")]
+    assert lines, "the legacy stream sent no events"
+
+
+async def test_concurrent_streams_match_solo_runs(server: str) -> None:
+    client = openai.AsyncOpenAI(base_url=server + "/v1", api_key="none", max_retries=0, timeout=TIMEOUT)
+    texts = ["やる気マンゴスキン", "雨の音で目が覚めた。", "ありがとう。", "俺の名前は佐藤悠人。"]
+
+    async def translate(text: str) -> str:
+        stream = await client.chat.completions.create(
+            model="x",
+            messages=[{"role": "user", "content": text}],
+            max_tokens=24,
+            temperature=0,
+            stream=True,
+        )
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    solo = [await translate(t) for t in texts]
+    together = await asyncio.gather(*(translate(t) for t in texts))
+    assert list(together) == solo
+    assert len(set(solo)) == 4
+    await client.close()
+
+
+def cancelled_count(metrics: str) -> int:
+    for line in metrics.splitlines():
+        if line.startswith('sakura_generations_total{outcome="cancelled"}'):
+            return int(float(line.split()[-1]))
+    return 0
+
+
+async def test_client_disconnect_cancels_the_generation(server: str) -> None:
+    async with httpx.AsyncClient(base_url=server, timeout=TIMEOUT) as http:
+        cancelled_before = cancelled_count((await http.get("/metrics")).text)
+        body = {"model": "x", "prompt": PROMPT, "max_tokens": 4000, "temperature": 0, "stream": True}
+        async with http.stream("POST", "/v1/completions", json=body) as response:
+            received = 0
+            async for line in response.aiter_lines():
+                received += line.startswith("data: ")
+                if received == 3:
+                    break
+        disconnected = time.monotonic()
+        while (await http.get("/health")).json()["slots_processing"] != 0:
+            assert time.monotonic() - disconnected < 1.0, "the slot was not freed after the client went away"
+            await asyncio.sleep(0.02)
+        assert cancelled_count((await http.get("/metrics")).text) == cancelled_before + 1
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SAKURA, *args], capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+    )
+
+
+def test_cli_missing_model_is_one_line_and_exit_code_1(tmp_path: Path) -> None:
+    done = run_cli("run", "--model", str(tmp_path / "sakura-7b-qwen2.5-v1.0-iq4xs.gguf"), "--port", str(free_port()))
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "model file not found" in errors[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_repository_without_network_is_one_line(tmp_path: Path) -> None:
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    done = run_cli("run", "--model", "SakuraLLM/Sakura-1.5B-Qwen2.5-v1.0-GGUF", "--port", str(free_port()), env=env)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1
+    assert "cannot download SakuraLLM/Sakura-1.5B-Qwen2.5-v1.0-GGUF" in errors[0]
+    assert "--model ./FILE.gguf" in errors[0]

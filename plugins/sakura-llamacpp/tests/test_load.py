@@ -1,0 +1,218 @@
+"""Loading: identity and meta from the GGUF, GPU layers, and one clear line for every way loading fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sakura_llamacpp.engine import LlamaCppEngine
+from sakura_llamacpp.model_source import choose_gguf_files, parse_repository
+from sakura_llamacpp.options import LlamaCppOptions
+from sakura_llamacpp.tiny_model import write_tiny_gguf
+
+from sakura_core.engine import ModelLoadError
+
+
+def copy(source: Path, target: Path, *, limit: int | None = None) -> None:
+    """Copy a file (its first ``limit`` bytes), creating the target's folder."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(source.read_bytes()[:limit])
+
+
+async def load_error(model: str, **options: object) -> str:
+    engine = LlamaCppEngine(LlamaCppOptions(**{"n_parallel": 1, "n_ctx": 128, **options}))  # type: ignore[arg-type]
+    with pytest.raises(ModelLoadError) as caught:
+        await engine.load(model)
+    await engine.close()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert engine.active_generations == 0
+    return message
+
+
+def test_identity_and_true_meta(engine: LlamaCppEngine, tiny_gguf: Path) -> None:
+    gguf = pytest.importorskip("gguf")
+    info = engine.model_info
+    assert info is not None
+    assert info.id == "sakura-tiny-qwen2-v1.0-f32"
+    assert (info.name, info.version, info.quant) == ("sakura-tiny-qwen2", "1.0", "f32")
+    assert info.path == str(tiny_gguf)
+    assert info.prompt_format == "v1.0"
+    assert info.context_length == 512
+    reader = gguf.GGUFReader(str(tiny_gguf))
+    tokens = reader.fields["tokenizer.ggml.tokens"]
+    assert info.meta == {
+        "vocab_type": 2,  # BPE
+        "n_vocab": len(tokens.data),
+        "n_ctx_train": 4096,
+        "n_embd": 64,
+        "n_params": sum(int(t.n_elements) for t in reader.tensors),
+        "size": sum(int(t.n_bytes) for t in reader.tensors),
+    }
+
+
+def test_gpu_layers_follow_what_the_build_supports(engine: LlamaCppEngine) -> None:
+    from llama_cpp import llama_cpp as lib
+
+    supported = bool(lib.llama_supports_gpu_offload())
+    assert engine.gpu_offload_supported is supported
+    assert engine.gpu_layers == (-1 if supported else 0)
+    assert engine.parallelism == 4
+
+
+async def test_identity_from_general_name_and_file_type(tmp_path: Path) -> None:
+    path = write_tiny_gguf(tmp_path / "model.gguf", name="Sakura-7B-Qwen2.5-v1.0", file_type="q8_0")
+    engine = LlamaCppEngine(LlamaCppOptions(n_parallel=1, n_ctx=128))
+    info = await engine.load(str(path))
+    await engine.close()
+    assert (info.name, info.version, info.quant) == ("Sakura-7B-Qwen2.5", "1.0", "Q8_0")
+    assert info.id == "model-v1.0"  # clients find the version in the id
+
+
+async def test_model_version_option_wins(tiny_gguf: Path) -> None:
+    engine = LlamaCppEngine(LlamaCppOptions(n_parallel=1, n_ctx=128))
+    info = await engine.load(str(tiny_gguf), model_version="0.9")
+    await engine.close()
+    assert info.version == "0.9"
+    assert info.prompt_format == "v0.9"
+    assert "0.9" in info.id
+
+
+async def test_a_directory_with_one_gguf_loads_and_with_two_asks_which(tmp_path: Path, tiny_gguf: Path) -> None:
+    folder = tmp_path / "one"
+    copy(tiny_gguf, folder / tiny_gguf.name)
+    engine = LlamaCppEngine(LlamaCppOptions(n_parallel=1, n_ctx=128, n_gpu_layers=0, flash_attn=False, mmap=False))
+    info = await engine.load(str(folder))
+    await engine.close()
+    assert info.id == "sakura-tiny-qwen2-v1.0-f32"
+    copy(tiny_gguf, folder / "sakura-tiny-qwen2-v1.0-q2_k.gguf")
+    message = await load_error(str(folder))
+    assert "which file" in message and "sakura-tiny-qwen2-v1.0-q2_k.gguf" in message
+    copy(tiny_gguf, folder / "sakura-tiny-qwen2-v1.0-Q4_K_M.gguf")
+    engine = LlamaCppEngine(LlamaCppOptions(n_parallel=1, n_ctx=128))
+    info = await engine.load(str(folder))  # several files: the preferred quant, as for a repository
+    await engine.close()
+    assert info.id == "sakura-tiny-qwen2-v1.0-Q4_K_M"
+
+
+async def test_missing_file(tmp_path: Path) -> None:
+    message = await load_error(str(tmp_path / "sakura-7b-qwen2.5-v1.0-iq4xs.gguf"))
+    assert message.startswith("model file not found:")
+    assert "Hugging Face" in message
+
+
+async def test_not_a_gguf_file(tmp_path: Path) -> None:
+    path = tmp_path / "sakura-7b-qwen2.5-v1.0-iq4xs.gguf"
+    path.write_text('{"model_type": "qwen2"}')
+    message = await load_error(str(path))
+    assert "is not a GGUF file" in message
+    assert "--engine vllm" in message
+
+
+async def test_unknown_architecture_says_upgrade_llama_cpp_python(tmp_path: Path) -> None:
+    path = write_tiny_gguf(tmp_path / "sakura-future-v2.0-f32.gguf", architecture="qwen9")
+    message = await load_error(str(path))
+    assert "unknown model architecture: 'qwen9'" in message
+    assert "pip install -U llama-cpp-python" in message
+    assert 'CMAKE_ARGS="-DGGML_CUDA=on"' in message
+
+
+async def test_truncated_gguf(tmp_path: Path, tiny_gguf: Path) -> None:
+    path = tmp_path / "sakura-broken-v1.0-f32.gguf"
+    copy(tiny_gguf, path, limit=5000)
+    message = await load_error(str(path))
+    assert message.startswith("llama.cpp could not load sakura-broken-v1.0-f32.gguf")
+
+
+# -- Hugging Face repositories ---------------------------------------------------------------------------------
+
+
+def test_parse_repository() -> None:
+    assert parse_repository("SakuraLLM/Sakura-1.5B-Qwen2.5-v1.0-GGUF") == (
+        "SakuraLLM/Sakura-1.5B-Qwen2.5-v1.0-GGUF",
+        None,
+    )
+    assert parse_repository("SakuraLLM/Sakura-GGUF:Q4_K_M") == ("SakuraLLM/Sakura-GGUF", "Q4_K_M")
+    assert parse_repository("SakuraLLM/Sakura-GGUF:a-v1.0-q8_0.gguf") == ("SakuraLLM/Sakura-GGUF", "a-v1.0-q8_0.gguf")
+    for path in ("./models/a.gguf", "/abs/a", "models/a.gguf", "~/a", "a.gguf", "a/b/c"):
+        assert parse_repository(path) is None
+
+
+def test_choose_gguf_files() -> None:
+    files = [
+        "README.md",
+        "sakura-1.5b-qwen2.5-v1.0-fp16.gguf",
+        "sakura-1.5b-qwen2.5-v1.0-iq4xs.gguf",
+        "sakura-1.5b-qwen2.5-v1.0-Q4_K_M.gguf",
+        "sakura-1.5b-qwen2.5-v1.0-q4_k_s.gguf",
+        "big/sakura-32b-v1.0-Q8_0-00001-of-00002.gguf",
+        "big/sakura-32b-v1.0-Q8_0-00002-of-00002.gguf",
+    ]
+    assert choose_gguf_files(files, None, where="r") == ["sakura-1.5b-qwen2.5-v1.0-Q4_K_M.gguf"]
+    assert choose_gguf_files(files, "IQ4_XS", where="r") == ["sakura-1.5b-qwen2.5-v1.0-iq4xs.gguf"]
+    assert choose_gguf_files(files, "q4ks", where="r") == ["sakura-1.5b-qwen2.5-v1.0-q4_k_s.gguf"]
+    assert choose_gguf_files(files, "sakura-1.5b-qwen2.5-v1.0-fp16.gguf", where="r") == [
+        "sakura-1.5b-qwen2.5-v1.0-fp16.gguf"
+    ]
+    assert choose_gguf_files(files, "Q8_0", where="r") == [
+        "big/sakura-32b-v1.0-Q8_0-00001-of-00002.gguf",
+        "big/sakura-32b-v1.0-Q8_0-00002-of-00002.gguf",
+    ]
+    with pytest.raises(ModelLoadError, match="'Q2_K' matches no file in r: choose one with --model r:FILE_OR_QUANT"):
+        choose_gguf_files(files, "Q2_K", where="r")
+    with pytest.raises(ModelLoadError, match=r"no \.gguf file in r"):
+        choose_gguf_files(["README.md"], None, where="r")
+    with pytest.raises(ModelLoadError, match="is incomplete"):
+        choose_gguf_files(files[:-1], "Q8_0", where="r")
+
+
+def resolve_in_subprocess(model: str, hf_home: Path, **env: str) -> dict[str, str]:
+    """Resolve ``model`` in a fresh interpreter (huggingface_hub reads its settings at import)."""
+    code = (
+        "import json, sys\n"
+        "from sakura_core.engine import ModelLoadError\n"
+        "from sakura_llamacpp.model_source import resolve_model\n"
+        "try:\n"
+        "    print(json.dumps({'path': str(resolve_model(sys.argv[1]))}))\n"
+        "except ModelLoadError as exc:\n"
+        "    print(json.dumps({'error': str(exc)}))\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    environment.update({"HF_HOME": str(hf_home), "HF_HUB_DISABLE_TELEMETRY": "1", **env})
+    done = subprocess.run(
+        [sys.executable, "-c", code, model], capture_output=True, text=True, env=environment, timeout=60, check=True
+    )
+    result: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+UNREACHABLE_HUB = {"HF_ENDPOINT": "http://127.0.0.1:9"}  # a closed port: the hub cannot be reached, at once
+
+
+def test_repository_without_network_says_so_in_one_line(tmp_path: Path) -> None:
+    for env in (UNREACHABLE_HUB, {"HF_HUB_OFFLINE": "1"}):
+        result = resolve_in_subprocess("SakuraLLM/Sakura-1.5B-Qwen2.5-v1.0-GGUF:Q4_K_M", tmp_path / "hf", **env)
+        message = result["error"]
+        assert message.startswith("cannot download SakuraLLM/Sakura-1.5B-Qwen2.5-v1.0-GGUF from Hugging Face")
+        assert "not in the local cache" in message
+        assert "--model ./FILE.gguf" in message
+
+
+def test_repository_found_in_the_local_cache_without_network(tmp_path: Path, tiny_gguf: Path) -> None:
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf" / "hub" / "models--SakuraLLM--Sakura-Tiny-GGUF"
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    for name in ("sakura-tiny-v1.0-Q4_K_M.gguf", "sakura-tiny-v1.0-F16.gguf"):
+        (snapshot / name).write_bytes(tiny_gguf.read_bytes())
+    for spec, expected in (("", "Q4_K_M"), (":f16", "F16"), (":sakura-tiny-v1.0-F16.gguf", "F16")):
+        result = resolve_in_subprocess(f"SakuraLLM/Sakura-Tiny-GGUF{spec}", tmp_path / "hf", **UNREACHABLE_HUB)
+        assert result["path"] == str(snapshot / f"sakura-tiny-v1.0-{expected}.gguf")
+    result = resolve_in_subprocess("SakuraLLM/Sakura-Tiny-GGUF:Q8_0", tmp_path / "hf", HF_HUB_OFFLINE="1")
+    assert result["error"].startswith("'Q8_0' matches no file in SakuraLLM/Sakura-Tiny-GGUF")

@@ -1,0 +1,61 @@
+"""The aiohttp application: middlewares, the route table, the OpenAPI route."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sakura_core import __version__
+from sakura_core.engine import Engine
+from sakura_core.plugins import PluginRegistry
+from sakura_core.server import routes_legacy, routes_llamacpp, routes_openai
+from sakura_core.server.keys import OPENAPI, PUBLIC_PATHS, STATE
+from sakura_core.server.middleware import MIDDLEWARES, add_cors_headers
+from sakura_core.server.openapi import build_openapi
+from sakura_core.server.routespec import RouteSpec
+from sakura_core.server.settings import ServerSettings
+from sakura_core.server.state import ServerState
+from sakura_core.types import ModelInfo
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """This server's OpenAPI 3.1 document, generated from the request and response models."""
+    return web.json_response(request.app[OPENAPI])
+
+
+OPENAPI_ROUTE = RouteSpec(
+    "GET", "/openapi.json", openapi_document, "The OpenAPI document of this API.", public=True, tags=("meta",)
+)
+
+
+def route_table() -> list[RouteSpec]:
+    """Every route the server answers."""
+    return [*routes_openai.ROUTES, *routes_llamacpp.ROUTES, *routes_legacy.ROUTES, OPENAPI_ROUTE]
+
+
+def build_app(state: ServerState) -> web.Application:
+    """The application over ``state`` (loading or ready)."""
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=state.settings.max_body_bytes)
+    routes = route_table()
+    app[STATE] = state
+    app[PUBLIC_PATHS] = frozenset(spec.path for spec in routes if spec.public)
+    app[OPENAPI] = build_openapi(routes, version=__version__)
+    for spec in routes:
+        app.router.add_route(spec.method, spec.path, spec.handler)
+    app.on_response_prepare.append(add_cors_headers)
+    return app
+
+
+def create_app(
+    engine: Engine,
+    registry: PluginRegistry,
+    model_info: ModelInfo,
+    settings: ServerSettings | None = None,
+) -> web.Application:
+    """The application for an engine that already loaded ``model_info`` (for tests, benchmarks, embedding).
+
+    ``settings.alias`` is not applied here: pass the ModelInfo with the id to serve. Serve it with
+    ``web.AppRunner(app, handler_cancellation=True)`` so that a client that disconnects cancels its generation.
+    """
+    state = ServerState(settings if settings is not None else ServerSettings(), engine, registry)
+    state.set_ready(model_info)
+    return build_app(state)

@@ -1,0 +1,231 @@
+"""Counters of what the server did, rendered as Prometheus text (our names and llama-server's ``llamacpp:``)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sakura_core.types import Delta
+
+#: Upper bounds of the time-to-first-token histogram, in seconds.
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(eq=False)
+class GenerationRecord:
+    """One generation as the server saw it: times and the engine's latest token counts."""
+
+    queued_at: float = field(default_factory=time.perf_counter)
+    started_at: float | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    outcome: str = "queued"
+    text_chars: int = 0
+
+    def observe(self, delta: Delta) -> None:
+        """Take in one delta from the engine."""
+        if self.first_token_at is None and delta.completion_tokens > 0:
+            self.first_token_at = time.perf_counter()
+        self.prompt_tokens = delta.prompt_tokens
+        self.completion_tokens = delta.completion_tokens
+        self.text_chars += len(delta.text)
+        if delta.finish_reason is not None:
+            self.outcome = delta.finish_reason
+
+    @property
+    def seconds(self) -> float:
+        """From arrival to the end (or to now)."""
+        return (self.finished_at or time.perf_counter()) - self.queued_at
+
+
+class Histogram:
+    """A cumulative Prometheus histogram."""
+
+    def __init__(self, buckets: Iterable[float]) -> None:
+        self.buckets = tuple(sorted(buckets))
+        self.counts = [0] * len(self.buckets)
+        self.total = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count one observation."""
+        self.total += 1
+        self.sum += value
+        for index, bound in enumerate(self.buckets):
+            if value <= bound:
+                self.counts[index] += 1
+
+
+@dataclass
+class Gauges:
+    """Values read at scrape time from the scheduler and the model."""
+
+    queue_depth: int
+    active: int
+    slots: int
+    context_length: int
+
+
+class ServerMetrics:
+    """Everything /metrics reports. The server calls ``start``/``finish`` around each generation and
+    ``count_request`` once per HTTP request."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self.outcomes: Counter[str] = Counter()
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.prompt_seconds = 0.0
+        self.predicted_seconds = 0.0
+        self.token_events = 0
+        self.busy_slots_at_events = 0
+        self.ttft = Histogram(TTFT_BUCKETS)
+        self.running: set[GenerationRecord] = set()
+
+    def count_request(self, route: str, status: int) -> None:
+        """Count one finished HTTP request."""
+        self.requests[(route, str(status))] += 1
+
+    def start(self, record: GenerationRecord) -> None:
+        """A generation got its slot."""
+        record.started_at = time.perf_counter()
+        record.outcome = "running"
+        self.running.add(record)
+
+    def token_event(self, busy_slots: int) -> None:
+        """One delta arrived while ``busy_slots`` sequences were running."""
+        self.token_events += 1
+        self.busy_slots_at_events += busy_slots
+
+    def finish(self, record: GenerationRecord) -> None:
+        """A generation ended (finished, cancelled or failed)."""
+        record.finished_at = time.perf_counter()
+        self.running.discard(record)
+        self.outcomes[record.outcome] += 1
+        if record.started_at is None:
+            return
+        self.prompt_tokens += record.prompt_tokens
+        self.completion_tokens += record.completion_tokens
+        if record.first_token_at is not None:
+            self.ttft.observe(record.first_token_at - record.queued_at)
+            self.prompt_seconds += record.first_token_at - record.started_at
+            self.predicted_seconds += record.finished_at - record.first_token_at
+        else:
+            self.prompt_seconds += record.finished_at - record.started_at
+
+    def render(self, gauges: Gauges | None) -> str:
+        """Prometheus text exposition (version 0.0.4)."""
+        out = _Writer()
+        for (route, status), count in sorted(self.requests.items()):
+            out.sample("sakura_requests_total", count, {"route": route, "status": status})
+        out.describe("sakura_requests_total", "counter", "HTTP requests by route and status.")
+        for outcome, count in sorted(self.outcomes.items()):
+            out.sample("sakura_generations_total", count, {"outcome": outcome})
+        out.describe("sakura_generations_total", "counter", "Generations by outcome (stop, length, cancelled, error).")
+        out.metric("sakura_prompt_tokens_total", "counter", "Prompt tokens of generations.", self.prompt_tokens)
+        out.metric("sakura_completion_tokens_total", "counter", "Generated tokens.", self.completion_tokens)
+        out.histogram("sakura_time_to_first_token_seconds", "From arrival to the first token.", self.ttft)
+        running_tokens = sum(r.prompt_tokens + r.completion_tokens for r in self.running)
+        if gauges is not None:
+            out.metric("sakura_queue_depth", "gauge", "Requests waiting for a slot.", gauges.queue_depth)
+            out.metric("sakura_active_sequences", "gauge", "Generations running in the engine.", gauges.active)
+            out.metric("sakura_slots", "gauge", "Sequences the engine decodes together.", gauges.slots)
+        self._render_llamacpp(out, gauges, running_tokens)
+        return out.text()
+
+    def _render_llamacpp(self, out: _Writer, gauges: Gauges | None, running_tokens: int) -> None:
+        """llama-server's names, which Sakura_Launcher_GUI reads; derived from the token events we observe."""
+        prompt_tokens = self.prompt_tokens + sum(r.prompt_tokens for r in self.running if r.first_token_at)
+        predicted = self.completion_tokens + sum(r.completion_tokens for r in self.running)
+        rows: list[tuple[str, str, str, float]] = [
+            ("prompt_tokens_total", "counter", "Number of prompt tokens processed.", prompt_tokens),
+            ("prompt_seconds_total", "counter", "Prompt process time.", self.prompt_seconds),
+            ("tokens_predicted_total", "counter", "Number of generation tokens processed.", predicted),
+            ("tokens_predicted_seconds_total", "counter", "Predict process time.", self.predicted_seconds),
+            ("n_decode_total", "counter", "Token events (decode steps seen per sequence).", self.token_events),
+            (
+                "n_busy_slots_per_decode",
+                "gauge",
+                "Average number of busy slots per token event.",
+                _ratio(self.busy_slots_at_events, self.token_events),
+            ),
+            (
+                "prompt_tokens_seconds",
+                "gauge",
+                "Average prompt throughput in tokens/s.",
+                _ratio(self.prompt_tokens, self.prompt_seconds),
+            ),
+            (
+                "predicted_tokens_seconds",
+                "gauge",
+                "Average generation throughput in tokens/s.",
+                _ratio(self.completion_tokens, self.predicted_seconds),
+            ),
+        ]
+        if gauges is not None:
+            capacity_tokens = gauges.context_length * gauges.slots
+            rows += [
+                (
+                    "kv_cache_usage_ratio",
+                    "gauge",
+                    "Tokens held by running sequences over the context of all slots.",
+                    _ratio(running_tokens, capacity_tokens),
+                ),
+                ("kv_cache_tokens", "gauge", "Tokens held by running sequences.", running_tokens),
+                ("requests_processing", "gauge", "Number of requests processing.", gauges.active),
+                ("requests_deferred", "gauge", "Number of requests deferred.", gauges.queue_depth),
+            ]
+        for name, kind, help_text, value in rows:
+            out.metric(f"llamacpp:{name}", kind, help_text, value)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int) or float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+class _Writer:
+    """Collects exposition lines; HELP/TYPE come before a metric's samples."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._pending: list[str] = []
+
+    def sample(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
+        label_text = ""
+        if labels:
+            label_text = "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+        self._pending.append(f"{name}{label_text} {_number(value)}")
+
+    def describe(self, name: str, kind: str, help_text: str) -> None:
+        """Emit HELP/TYPE for ``name`` followed by the samples added since the last describe."""
+        self._lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *self._pending]
+        self._pending = []
+
+    def metric(self, name: str, kind: str, help_text: str, value: float) -> None:
+        self.sample(name, value)
+        self.describe(name, kind, help_text)
+
+    def histogram(self, name: str, help_text: str, histogram: Histogram) -> None:
+        for bound, count in zip(histogram.buckets, histogram.counts, strict=True):
+            self.sample(f"{name}_bucket", count, {"le": repr(float(bound))})
+        self.sample(f"{name}_bucket", histogram.total, {"le": "+Inf"})
+        self.sample(f"{name}_sum", histogram.sum)
+        self.sample(f"{name}_count", histogram.total)
+        self.describe(name, "histogram", help_text)
+
+    def text(self) -> str:
+        return "\n".join(self._lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -1,0 +1,131 @@
+"""The original Sakura server's own routes: model info, core version, and the legacy generate API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from sakura_core.server.httpio import json_response, parse, read_json, to_json
+from sakura_core.server.keys import STATE
+from sakura_core.server.metrics import GenerationRecord
+from sakura_core.server.routespec import GENERATION_ERRORS, MODEL_ERRORS, RouteSpec
+from sakura_core.server.schemas.sakura import (
+    CoreVersionResponse,
+    LegacyGenerateRequest,
+    LegacyGenerateResponse,
+    LegacyResult,
+    ModelInfoResponse,
+)
+from sakura_core.server.service import DEFAULT_MAX_TOKENS
+from sakura_core.server.streaming import run_as_events, run_to_end
+from sakura_core.types import Delta
+
+
+async def model_info(request: web.Request) -> web.Response:
+    """``{model_name, model_version, model_quant, model_name_or_path}``."""
+    info = request.app[STATE].require_model()
+    return json_response(
+        ModelInfoResponse(
+            model_name=info.name, model_version=info.version, model_quant=info.quant, model_name_or_path=info.path
+        )
+    )
+
+
+async def core_version(request: web.Request) -> web.Response:
+    """``{name, version, quant}`` of the served model."""
+    info = request.app[STATE].require_model()
+    return json_response(CoreVersionResponse(name=info.name, version=info.version, quant=info.quant))
+
+
+async def generate(request: web.Request) -> web.StreamResponse:
+    """Legacy generate: a raw prompt → ``{results: [{text, new_token}]}``."""
+    return await _generate(request, stream=False)
+
+
+async def stream_generate(request: web.Request) -> web.StreamResponse:
+    """Legacy streaming generate: server-sent events, each ``{results: [{text, new_token}]}`` for a new piece."""
+    return await _generate(request, stream=True)
+
+
+async def _generate(request: web.Request, *, stream: bool) -> web.StreamResponse:
+    service = request.app[STATE].require_service()
+    body = parse(LegacyGenerateRequest, await read_json(request))
+    generation = service.prepare(
+        body.prompt, body.sampling_values(), max_tokens=body.max_new_tokens or DEFAULT_MAX_TOKENS
+    )
+    if stream:
+        return await run_as_events(request, service.admit(), generation, LegacyEvents())
+    done = await run_to_end(request, service.admit(), generation)
+    return json_response(
+        LegacyGenerateResponse(results=[LegacyResult(text=done.text, new_token=done.record.completion_tokens)])
+    )
+
+
+@dataclass
+class LegacyEvents:
+    """One event per new piece of text; ``new_token`` counts the tokens it took (their sum is the total)."""
+
+    done_marker: bool = False
+    tokens_sent: int = 0
+
+    def opening(self) -> Sequence[bytes]:
+        return []
+
+    def delta(self, delta: Delta) -> Sequence[bytes]:
+        if not delta.text:
+            return []
+        new_tokens = delta.completion_tokens - self.tokens_sent
+        self.tokens_sent = delta.completion_tokens
+        return [to_json(LegacyGenerateResponse(results=[LegacyResult(text=delta.text, new_token=new_tokens)]))]
+
+    def closing(self, record: GenerationRecord) -> Sequence[bytes]:
+        remaining = record.completion_tokens - self.tokens_sent
+        if remaining <= 0:
+            return []
+        self.tokens_sent = record.completion_tokens
+        return [to_json(LegacyGenerateResponse(results=[LegacyResult(text="", new_token=remaining)]))]
+
+
+ROUTES = [
+    RouteSpec(
+        "GET",
+        "/v1/chat/model_info",
+        model_info,
+        "The original Sakura server's model identity.",
+        response=ModelInfoResponse,
+        errors=MODEL_ERRORS,
+        tags=("sakura",),
+    ),
+    RouteSpec(
+        "GET",
+        "/api/core/version",
+        core_version,
+        "The served model's name, version and quantisation.",
+        response=CoreVersionResponse,
+        errors=MODEL_ERRORS,
+        tags=("sakura",),
+    ),
+    RouteSpec(
+        "POST",
+        "/api/v1/generate",
+        generate,
+        "Legacy generate from a raw prompt.",
+        request=LegacyGenerateRequest,
+        response=LegacyGenerateResponse,
+        errors=GENERATION_ERRORS,
+        tags=("sakura",),
+    ),
+    RouteSpec(
+        "POST",
+        "/api/v1/stream/generate",
+        stream_generate,
+        "Legacy streaming generate: server-sent events of the same shape.",
+        request=LegacyGenerateRequest,
+        stream_events=(LegacyGenerateResponse,),
+        media_type="text/event-stream",
+        errors=GENERATION_ERRORS,
+        tags=("sakura",),
+    ),
+]

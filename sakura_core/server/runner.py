@@ -1,0 +1,185 @@
+"""Running the server: bind, load the model, self-check, banner, serve until a signal, shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from sakura_core.engine import Engine
+from sakura_core.plugins import PluginRegistry
+from sakura_core.server.app import build_app
+from sakura_core.server.banner import banner, url_host
+from sakura_core.server.settings import ServerSettings
+from sakura_core.server.state import ServerState
+from sakura_core.translate import self_check
+from sakura_core.types import ModelInfo
+
+logger = logging.getLogger(__name__)
+
+#: Seconds aiohttp may take to close connections once in-flight work is finished or cancelled.
+CONNECTION_CLOSE_SECONDS = 2.0
+#: Seconds to wait for cancelled generations to unwind.
+CANCEL_SETTLE_SECONDS = 2.0
+
+
+async def serve(
+    settings: ServerSettings,
+    engine: Engine,
+    registry: PluginRegistry,
+    model: str,
+    model_version: str | None,
+) -> None:
+    """Serve the Sakura API until SIGINT/SIGTERM.
+
+    Binds first (``/health`` answers 503 while loading), loads the model, applies ``--alias``, runs the
+    self-check, logs the banner and serves. On the first signal it stops accepting, lets in-flight requests
+    finish for ``settings.shutdown_grace_seconds``, cancels the rest (a second signal cancels at once) and
+    closes the engine. A ModelLoadError from ``engine.load`` propagates, after the socket is closed.
+    """
+    stop = asyncio.Event()
+    force = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            force.set()
+        stop.set()
+
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, on_signal)
+            installed.append(signum)
+    try:
+        await run_server(settings, engine, registry, model, model_version, stop, force=force)
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+async def run_server(
+    settings: ServerSettings,
+    engine: Engine,
+    registry: PluginRegistry,
+    model: str,
+    model_version: str | None,
+    stop: asyncio.Event,
+    *,
+    force: asyncio.Event | None = None,
+    on_bound: Callable[[str, int], None] | None = None,
+) -> None:
+    """``serve`` without the signal handlers: serves until ``stop`` is set (``force`` skips the grace period).
+
+    ``on_bound(host, port)`` is called once the socket listens (port 0 binds a free port).
+    """
+    state = ServerState(settings, engine, registry)
+    runner = web.AppRunner(
+        build_app(state), handler_cancellation=True, access_log=None, shutdown_timeout=CONNECTION_CLOSE_SECONDS
+    )
+    await runner.setup()
+    load_started = False
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        host, port = settings.host, _bound_port(runner, settings.port)
+        if on_bound is not None:
+            on_bound(host, port)
+        logger.info(
+            "listening on http://%s:%d; loading %s with the %s engine (/health answers 503 until it is ready)",
+            url_host(host),
+            port,
+            model,
+            engine.name,
+        )
+        load_started = True
+        info = await _load_unless_stopped(engine, model, model_version, stop)
+        if info is None:
+            logger.info("stopped while loading the model")
+            return
+        if settings.alias:
+            info = info.model_copy(update={"id": settings.alias})
+        if settings.self_check:
+            await _self_check(engine, registry, info)
+        state.set_ready(info)
+        logger.info("%s", banner(engine, info, host, port, state.auth))
+        if state.auth.generated and not logger.isEnabledFor(logging.INFO):  # the key must be seen once
+            logger.warning("requests need the generated API key: Authorization: Bearer %s", state.auth.api_key)
+        await stop.wait()
+        await site.stop()
+        await _drain(state, settings.shutdown_grace_seconds, force)
+    finally:
+        await runner.cleanup()
+        if load_started:
+            await _close_engine(engine)
+
+
+async def _load_unless_stopped(
+    engine: Engine, model: str, model_version: str | None, stop: asyncio.Event
+) -> ModelInfo | None:
+    load = asyncio.ensure_future(engine.load(model, model_version))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({load, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not load.done():
+            load.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await load
+    if load.cancelled():
+        return None
+    return load.result()  # a ModelLoadError propagates from here
+
+
+async def _self_check(engine: Engine, registry: PluginRegistry, info: ModelInfo) -> None:
+    try:
+        await self_check(engine, registry, info)
+    except Exception as exc:
+        logger.warning("self-check could not run: %s; serving anyway", exc)
+
+
+async def _drain(state: ServerState, grace: float, force: asyncio.Event | None) -> None:
+    """Stop taking generations, let running ones finish for ``grace`` seconds (or until ``force``), cancel the rest."""
+    state.begin_stopping()
+    scheduler = state.scheduler
+    if scheduler is None:
+        return
+    pending = scheduler.active + scheduler.waiting
+    if pending:
+        logger.info(
+            "shutting down: waiting up to %.0fs for %d requests in flight (signal again to cancel)", grace, pending
+        )
+    else:
+        logger.info("shutting down")
+    idle = asyncio.ensure_future(scheduler.wait_idle(grace))
+    waiters: set[asyncio.Future[bool]] = {idle}
+    if force is not None:
+        waiters.add(asyncio.ensure_future(force.wait()))
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+    if scheduler.active + scheduler.waiting:
+        cancelled = scheduler.cancel_all()
+        logger.warning("cancelled %d requests still in flight", cancelled)
+        await scheduler.wait_idle(CANCEL_SETTLE_SECONDS)
+
+
+async def _close_engine(engine: Engine) -> None:
+    try:
+        await engine.close()
+    except Exception:
+        logger.warning("the engine failed to close cleanly", exc_info=True)
+    else:
+        logger.info("engine closed")
+
+
+def _bound_port(runner: web.AppRunner, requested: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return requested

@@ -1,0 +1,95 @@
+"""Shared request/response parts: base classes, the error body, token usage and the sampling fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def is_none(value: Any) -> bool:
+    """For ``Field(exclude_if=is_none)``: leave the field out of the JSON when it has no value."""
+    return value is None
+
+
+class RequestModel(BaseModel):
+    """A request body: fields we do not use are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ResponseModel(BaseModel):
+    """A response body: exactly the declared fields; fields with a default are still always sent."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+
+class ErrorDetail(ResponseModel):
+    """What went wrong, in OpenAI's words."""
+
+    message: str = Field(description="What is wrong and, where possible, what to do.")
+    type: str = Field(description="'invalid_request_error', 'authentication_error' or 'server_error'.")
+    code: str | None = Field(description="Machine-readable reason, e.g. 'context_length_exceeded'.")
+    param: str | None = Field(None, description="The request field at fault, when there is one.")
+
+
+class ErrorResponse(ResponseModel):
+    """Every error answer: ``{"error": {...}}``."""
+
+    error: ErrorDetail
+
+
+class Usage(ResponseModel):
+    """Token counts reported by the engine."""
+
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0, description="Equals max_tokens only when the output was cut by the limit.")
+    total_tokens: int = Field(ge=0)
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
+        """Usage with the total filled in."""
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+
+
+class SamplingFields(RequestModel):
+    """Sampling fields shared by the generation routes. Absent fields take Sakura's recommended defaults.
+
+    The Sakura extras (``do_sample``, ``num_beams``, ``repetition_penalty``, ``top_k``) may also arrive inside a
+    nested ``extra_query``/``extra_body`` object or as URL query parameters; the server merges them in first.
+    """
+
+    temperature: float | None = Field(None, ge=0.0, le=2.0, description="Default 0.1; 0 means greedy.")
+    top_p: float | None = Field(None, ge=0.0, le=1.0, description="Default 0.3; 0 means greedy.")
+    top_k: int | None = Field(None, ge=0, description="Default 40; 0 disables top-k.")
+    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0, description="Default 1.0 (off).")
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Default 0.")
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Default 0.")
+    seed: int | None = Field(None, description="Random seed; absent or negative means random.")
+    do_sample: bool | None = Field(None, description="False means greedy decoding.")
+    num_beams: int | None = Field(None, ge=1, description="Accepted for compatibility; decoding is not beam search.")
+    stop: str | list[str] | None = Field(None, description="Stop strings, added to the model format's own.")
+
+    def sampling_values(self) -> dict[str, Any]:
+        """The fields given, under sakura_core.types.SamplingParams names (max_tokens is the route's job)."""
+        values: dict[str, Any] = {}
+        for name in ("temperature", "top_k", "repetition_penalty", "frequency_penalty", "presence_penalty"):
+            value = getattr(self, name)
+            if value is not None:
+                values[name] = value
+        if self.top_p is not None:
+            if self.top_p == 0.0:
+                values["do_sample"] = False  # only the most likely token is left
+            else:
+                values["top_p"] = self.top_p
+        if self.seed is not None:
+            values["seed"] = self.seed
+        if self.do_sample is not None:
+            values["do_sample"] = values.get("do_sample", True) and self.do_sample
+        if self.stop is not None:
+            values["stop"] = [self.stop] if isinstance(self.stop, str) else list(self.stop)
+        return values

@@ -1,0 +1,84 @@
+"""Server-sent events: headers at once, ``data: {json}`` events, and ``: ping`` comments while silent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from types import TracebackType
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from sakura_core.server.errors import APIError
+from sakura_core.server.httpio import to_json
+
+PING = b": ping\n\n"
+DONE = b"data: [DONE]\n\n"
+
+
+class EventStream:
+    """An open text/event-stream response.
+
+    ``async with EventStream(request, ping_seconds) as events:`` sends the headers at once; a background task
+    writes a ``: ping`` comment whenever nothing was written for ``ping_seconds`` (a request waiting in the
+    queue or in prefill keeps clients with read timeouts waiting). Writes to a client that went away raise
+    ConnectionError.
+    """
+
+    def __init__(self, request: web.Request, ping_seconds: float) -> None:
+        self.request = request
+        self.ping_seconds = ping_seconds
+        self.response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        self._last_write = 0.0
+        self._pinger: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> EventStream:
+        await self.response.prepare(self.request)
+        self._last_write = time.monotonic()
+        self._pinger = asyncio.get_running_loop().create_task(self._ping_while_silent())
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await self._pinger
+
+    async def send(self, event: BaseModel) -> None:
+        """One ``data: {json}`` event."""
+        await self.send_json(to_json(event))
+
+    async def send_json(self, payload: bytes) -> None:
+        """One ``data: {json}`` event from JSON already serialised."""
+        self._last_write = time.monotonic()
+        await self.response.write(b"data: " + payload + b"\n\n")
+
+    async def send_error(self, error: APIError) -> None:
+        """An error after the stream started: one ``data: {"error": ...}`` event (clients raise on it)."""
+        await self.send(error.body())
+
+    async def send_done(self) -> None:
+        """The OpenAI end marker, ``data: [DONE]``."""
+        await self._write(DONE)
+
+    async def _write(self, payload: bytes) -> None:
+        self._last_write = time.monotonic()
+        await self.response.write(payload)
+
+    async def _ping_while_silent(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            while True:
+                due = self._last_write + self.ping_seconds - time.monotonic()
+                if due > 0:
+                    await asyncio.sleep(due)
+                    continue
+                await self._write(PING)

@@ -1,0 +1,85 @@
+"""What every route shares: settings, engine, plugins, auth, metrics, and once loaded, the model and service."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+
+from sakura_core.engine import Engine
+from sakura_core.plugins import PluginRegistry
+from sakura_core.server.auth import AuthPolicy, resolve_auth
+from sakura_core.server.errors import unavailable
+from sakura_core.server.metrics import Gauges, ServerMetrics
+from sakura_core.server.scheduler import Scheduler
+from sakura_core.server.service import GenerationService
+from sakura_core.server.settings import ServerSettings
+from sakura_core.types import ModelInfo
+
+#: Seconds a client is asked to wait while the model loads.
+LOADING_RETRY_AFTER = 5
+
+
+class Phase(StrEnum):
+    """Where the server is in its life."""
+
+    LOADING = "loading"
+    READY = "ready"
+    STOPPING = "stopping"
+
+
+class ServerState:
+    """The server's shared state. Created before the model is loaded; ``set_ready`` completes it."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        engine: Engine,
+        registry: PluginRegistry,
+        auth: AuthPolicy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.registry = registry
+        self.auth = auth if auth is not None else resolve_auth(settings)
+        self.metrics = ServerMetrics()
+        self.phase = Phase.LOADING
+        self.created = int(time.time())
+        self.model_info: ModelInfo | None = None
+        self.scheduler: Scheduler | None = None
+        self.service: GenerationService | None = None
+
+    def set_ready(self, model_info: ModelInfo) -> None:
+        """The model is loaded: admit requests up to the engine's parallelism."""
+        self.model_info = model_info
+        self.scheduler = Scheduler(self.engine.parallelism, self.settings.max_queue)
+        self.service = GenerationService(self.engine, self.registry, model_info, self.scheduler, self.metrics)
+        self.phase = Phase.READY
+
+    def begin_stopping(self) -> None:
+        """Shutdown started: new generations get 503."""
+        self.phase = Phase.STOPPING
+        if self.scheduler is not None:
+            self.scheduler.close()
+
+    def require_service(self) -> GenerationService:
+        """The generation service, or 503 while the model is loading."""
+        if self.service is None:
+            raise unavailable(
+                "the model is loading; retry shortly", code="model_loading", retry_after=LOADING_RETRY_AFTER
+            )
+        return self.service
+
+    def require_model(self) -> ModelInfo:
+        """The served model's identity, or 503 while the model is loading."""
+        return self.require_service().model_info
+
+    def gauges(self) -> Gauges | None:
+        """Scheduler and model values for /metrics (None while loading)."""
+        if self.scheduler is None or self.model_info is None:
+            return None
+        return Gauges(
+            queue_depth=self.scheduler.waiting,
+            active=self.scheduler.active,
+            slots=self.scheduler.capacity,
+            context_length=self.model_info.context_length,
+        )

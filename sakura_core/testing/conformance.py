@@ -1,0 +1,157 @@
+"""The conformance kit: pytest tests that check an engine against the engine contract.
+
+Subclass ``EngineConformance`` in your plugin's tests and give it a class-scoped ``engine`` fixture that yields a
+loaded engine (the kit never closes it)::
+
+    from sakura_core.testing.conformance import EngineConformance
+
+    class TestMyEngineConformance(EngineConformance):
+        @pytest.fixture(scope="class")
+        async def engine(self):
+            engine = MyEngine(MyEngine.Options())
+            await engine.load("./sakura-tiny-v1.0.gguf")
+            yield engine
+            await engine.close()
+
+The inherited tests run every check of ``sakura_core.testing.checks`` on that engine. The prompts are translation
+prompts rendered with the model's prompt format; override the ``conformance_prompts`` fixture to use others, and
+the ``conformance_*`` class attributes to change the token budget, the time limit or the concurrency limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+
+from sakura_core.engine import Engine
+from sakura_core.plugins import PluginRegistry
+from sakura_core.prompts import PromptFormat
+from sakura_core.testing.checks import (
+    DEFAULT_CONCURRENCY_LIMIT,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TIME_LIMIT,
+    ConformanceError,
+    GenerationRun,
+    check_cancellation,
+    check_concurrent_generations,
+    check_deltas_join,
+    check_engine_basics,
+    check_finish_reasons,
+    check_greedy_deterministic,
+    check_max_tokens,
+    check_seeded_sampling,
+    check_stop_strings,
+    check_token_counts,
+    run_generation,
+)
+from sakura_core.translate import translation_prompt
+
+__all__ = [
+    "DEFAULT_TEXTS",
+    "ConformanceError",
+    "EngineConformance",
+    "GenerationRun",
+    "check_cancellation",
+    "check_concurrent_generations",
+    "check_deltas_join",
+    "check_engine_basics",
+    "check_finish_reasons",
+    "check_greedy_deterministic",
+    "check_max_tokens",
+    "check_seeded_sampling",
+    "check_stop_strings",
+    "check_token_counts",
+    "default_prompts",
+    "run_generation",
+]
+
+#: Japanese lines the default prompts ask to translate; different lines, so concurrent outputs can be told apart.
+DEFAULT_TEXTS = (
+    "やる気マンゴスキン",
+    "「おはようございます、先輩。今日もいい天気ですね」",
+    "彼女は窓の外を眺めながら、小さくため息をついた。",
+    "魔法学園の入学式は、桜の花びらが舞う春の日に行われた。",
+    "俺の名前は佐藤悠人。どこにでもいる普通の高校生だ。",
+    "ありがとう。本当に、ありがとう。",
+    "雨の音で目が覚めた。",
+    "「待って！　まだ話は終わってない！」",
+)
+
+
+def _registered_prompt_format(name: str) -> PromptFormat:
+    for registry in (PluginRegistry.create(entry_points=False), PluginRegistry.create()):
+        formats = registry.prompt_formats()
+        if name in formats:
+            return formats[name]
+    raise ConformanceError(
+        f"the model's prompt format {name!r} is not registered; register it or override conformance_prompts"
+    )
+
+
+def default_prompts(engine: Engine, texts: tuple[str, ...] = DEFAULT_TEXTS) -> list[str]:
+    """Translation prompts for ``texts``, rendered with the loaded model's prompt format."""
+    if engine.model_info is None:
+        raise ConformanceError("the engine fixture must yield a loaded engine: its model_info is None")
+    prompt_format = _registered_prompt_format(engine.model_info.prompt_format)
+    return [translation_prompt(prompt_format, text)[1] for text in texts]
+
+
+class EngineConformance:
+    """Pytest tests of the engine contract, inherited by a ``Test*`` subclass that provides ``engine``.
+
+    Class attributes tune the checks: ``conformance_max_tokens`` (tokens per generation, default 16),
+    ``conformance_time_limit`` (seconds one generation may take) and ``conformance_concurrency_limit`` (most
+    generations run at once by the concurrency check; it runs ``engine.parallelism`` up to this limit).
+    """
+
+    #: Marked for pytest-asyncio, so the tests also run in its strict mode.
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
+    conformance_max_tokens: ClassVar[int] = DEFAULT_MAX_TOKENS
+    conformance_time_limit: ClassVar[float] = DEFAULT_TIME_LIMIT
+    conformance_concurrency_limit: ClassVar[int] = DEFAULT_CONCURRENCY_LIMIT
+
+    def conformance_limits(self) -> dict[str, Any]:
+        """The token budget and time limit every check is called with."""
+        return {"max_tokens": self.conformance_max_tokens, "time_limit": self.conformance_time_limit}
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def conformance_prompts(cls, engine: Engine) -> list[str]:
+        """Raw prompts the checks use: by default translation prompts in the model's prompt format."""
+        return default_prompts(engine)
+
+    async def test_engine_basics(self, engine: Engine) -> None:
+        await check_engine_basics(engine)
+
+    async def test_deltas_join(self, engine: Engine, conformance_prompts: list[str]) -> None:
+        await check_deltas_join(engine, conformance_prompts, **self.conformance_limits())
+
+    async def test_finish_reasons(self, engine: Engine, conformance_prompts: list[str]) -> None:
+        await check_finish_reasons(engine, conformance_prompts, **self.conformance_limits())
+
+    async def test_max_tokens(self, engine: Engine, conformance_prompts: list[str]) -> None:
+        await check_max_tokens(engine, conformance_prompts, **self.conformance_limits())
+
+    async def test_stop_strings(self, engine: Engine, conformance_prompts: list[str]) -> None:
+        await check_stop_strings(engine, conformance_prompts, **self.conformance_limits())
+
+    async def test_greedy_deterministic(self, engine: Engine, conformance_prompts: list[str]) -> None:
+        await check_greedy_deterministic(engine, conformance_prompts, **self.conformance_limits())
+
+    async def test_seeded_sampling(self, engine: Engine, conformance_prompts: list[str]) -> None:
+        await check_seeded_sampling(engine, conformance_prompts, **self.conformance_limits())
+
+    async def test_token_counts(self, engine: Engine, conformance_prompts: list[str]) -> None:
+        await check_token_counts(engine, conformance_prompts, **self.conformance_limits())
+
+    async def test_concurrent_generations(self, engine: Engine, conformance_prompts: list[str]) -> None:
+        await check_concurrent_generations(
+            engine,
+            conformance_prompts,
+            limit=self.conformance_concurrency_limit,
+            **self.conformance_limits(),
+        )
+
+    async def test_cancellation(self, engine: Engine, conformance_prompts: list[str]) -> None:
+        await check_cancellation(engine, conformance_prompts, **self.conformance_limits())

@@ -1,0 +1,282 @@
+"""Fixtures for the server tests: the real aiohttp server over the reference engine, a raw HTTP client that
+checks every answer against the served OpenAPI document, and SSE parsing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import jsonschema
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from sakura_core import hookimpl
+from sakura_core.plugins import PluginRegistry
+from sakura_core.server import create_app
+from sakura_core.server.keys import STATE
+from sakura_core.server.settings import ServerSettings
+from sakura_core.server.state import ServerState
+from sakura_core.testing.reference_engine import ReferenceEngine, ReferenceOptions
+from sakura_core.types import Delta, SamplingParams
+
+MODEL_FILE = "models/sakura-7b-qwen2.5-v1.0-iq4xs.gguf"
+MODEL_ID = "sakura-7b-qwen2.5-v1.0-iq4xs"
+
+
+class RecordingEngine(ReferenceEngine):
+    """The reference engine, remembering the prompt and sampling parameters of every generation."""
+
+    def __init__(self, options: ReferenceOptions | None = None) -> None:
+        super().__init__(options)
+        self.calls: list[tuple[str, SamplingParams]] = []
+        self.closed = False
+
+    def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        self.calls.append((prompt, params))
+        return super().generate(prompt, params)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class ReferencePlugin:
+    """Registers the test engine in-process."""
+
+    @hookimpl
+    def register_engines(self, register: Callable[[type[ReferenceEngine]], None]) -> None:
+        register(RecordingEngine)
+
+
+def make_registry(*plugins: tuple[str, Any]) -> PluginRegistry:
+    """A registry with the built-in formats, the test engine and ``plugins``; no installed plugins."""
+    return PluginRegistry.create(entry_points=False, plugins=[("reference", ReferencePlugin()), *plugins])
+
+
+@dataclass
+class SSE:
+    """A parsed event stream: ``data`` payloads (strings) and comment lines, in order."""
+
+    events: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def data(self) -> list[str]:
+        return [value for kind, value in self.events if kind == "data"]
+
+    @property
+    def comments(self) -> list[str]:
+        return [value for kind, value in self.events if kind == "comment"]
+
+    def json(self) -> list[Any]:
+        """Every data payload except the ``[DONE]`` marker, parsed."""
+        return [json.loads(value) for value in self.data if value != "[DONE]"]
+
+
+def parse_sse(raw: str) -> SSE:
+    """Split an event stream into events; fails on a block that is neither a comment nor ``data: ...``."""
+    parsed = SSE()
+    assert raw.endswith("\n\n"), f"stream does not end with a blank line: {raw[-40:]!r}"
+    for block in raw.split("\n\n")[:-1]:
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                parsed.events.append(("comment", line[1:].strip()))
+            else:
+                assert line.startswith("data: "), f"bad SSE line {line!r}"
+                parsed.events.append(("data", line[len("data: ") :]))
+    return parsed
+
+
+class Contract:
+    """The served OpenAPI document, used to validate real answers."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.components = document["components"]
+
+    def _validate(self, schema: dict[str, Any], instance: Any) -> None:
+        jsonschema.Draft202012Validator({**schema, "components": self.components}).validate(instance)
+
+    def operation(self, method: str, path: str) -> dict[str, Any] | None:
+        return self.document["paths"].get(path, {}).get(method.lower())
+
+    def check(self, method: str, path: str, status: int, body: Any) -> None:
+        """``body`` matches the JSON schema the document gives for this route and status."""
+        operation = self.operation(method, path)
+        if operation is None or str(status) not in operation["responses"]:
+            # unknown routes and statuses not listed per route (404/405/413 from the router) are error bodies
+            assert status >= 400, f"{method} {path} answered {status}, which the document does not list"
+            self._validate({"$ref": "#/components/schemas/ErrorResponse"}, body)
+            return
+        content = operation["responses"][str(status)]["content"]
+        self._validate(content["application/json"]["schema"], body)
+
+    def check_event(self, method: str, path: str, event: Any) -> None:
+        """A stream's ``data:`` event matches the route's event schema (or is an error body)."""
+        operation = self.operation(method, path)
+        assert operation is not None
+        stream = operation["responses"]["200"]["content"]["text/event-stream"]
+        if isinstance(event, dict) and "error" in event:
+            self._validate({"$ref": "#/components/schemas/ErrorResponse"}, event)
+        else:
+            self._validate(stream["x-sse-data"], event)
+
+    def done_marker(self, method: str, path: str) -> bool:
+        operation = self.operation(method, path)
+        assert operation is not None
+        return bool(operation["responses"]["200"]["content"]["text/event-stream"]["x-sse-done-marker"])
+
+
+@dataclass
+class Reply:
+    """A raw HTTP answer."""
+
+    status: int
+    headers: Any
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+    @property
+    def error(self) -> dict[str, Any]:
+        body = self.json()
+        assert set(body) == {"error"}, body
+        return body["error"]
+
+    def sse(self) -> SSE:
+        return parse_sse(self.text)
+
+
+class ApiClient:
+    """Raw HTTP against the server; every JSON answer and stream event is checked against the OpenAPI document."""
+
+    def __init__(self, base_url: str, session: aiohttp.ClientSession, contract: Contract) -> None:
+        self.base_url = base_url
+        self.session = session
+        self.contract = contract
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Reply:
+        async with self.session.request(method, self.base_url + path, **kwargs) as response:
+            text = await response.text()
+            reply = Reply(response.status, response.headers, text)
+        route = path.split("?")[0]
+        content_type = reply.headers.get("Content-Type", "")
+        if content_type.startswith("application/json"):
+            self.contract.check(method, route, reply.status, reply.json())
+        elif content_type.startswith("text/event-stream"):
+            events = reply.sse()
+            for event in events.json():
+                self.contract.check_event(method, route, event)
+            if self.contract.done_marker(method, route) and not any("error" in e for e in events.json()):
+                assert events.data[-1] == "[DONE]", events.data[-3:]
+            else:
+                assert "[DONE]" not in events.data
+        return reply
+
+    async def get(self, path: str, **kwargs: Any) -> Reply:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, body: Any = None, **kwargs: Any) -> Reply:
+        if body is not None:
+            kwargs["json"] = body
+        return await self.request("POST", path, **kwargs)
+
+
+@dataclass
+class RunningServer:
+    """A server on a loopback port over a RecordingEngine."""
+
+    url: str
+    engine: RecordingEngine
+    app: web.Application
+    server: TestServer
+    registry: PluginRegistry
+    api: ApiClient
+
+    @property
+    def state(self) -> ServerState:
+        return self.app[STATE]
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+
+StartServer = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[StartServer]:
+    """``await start_server(settings=, plugins=, model=, **engine_options)`` → a RunningServer, closed afterwards."""
+    started: list[tuple[TestServer, aiohttp.ClientSession]] = []
+
+    async def start(
+        *,
+        settings: ServerSettings | None = None,
+        plugins: tuple[tuple[str, Any], ...] = (),
+        model: str = MODEL_FILE,
+        **engine_options: Any,
+    ) -> RunningServer:
+        registry = make_registry(*plugins)
+        engine = RecordingEngine(ReferenceOptions(**engine_options))
+        info = await engine.load(model)
+        if settings is not None and settings.alias:
+            info = info.model_copy(update={"id": settings.alias})
+        app = create_app(engine, registry, info, settings)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        url = f"http://127.0.0.1:{server.port}"
+        session = aiohttp.ClientSession()
+        started.append((server, session))
+        async with session.get(url + "/openapi.json") as response:
+            contract = Contract(await response.json())
+        return RunningServer(url, engine, app, server, registry, ApiClient(url, session, contract))
+
+    yield start
+    for server, session in started:
+        await session.close()
+        await server.close()
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> RunningServer:
+    """A default server: four parallel sequences, no token delay, no auth."""
+    return await start_server()
+
+
+@pytest.fixture
+def api(server: RunningServer) -> ApiClient:
+    """Raw HTTP to the default server."""
+    return server.api
+
+
+def greedy_answer(source: str, length: int = 24) -> str:
+    """What the reference engine answers greedily when the last message (or prompt line) is ``source``."""
+    return (source * (length // len(source) + 1))[:length]
+
+
+@pytest.fixture
+def expected_answer() -> Callable[..., str]:
+    """``expected_answer(source, length=24)``: the reference engine's greedy answer to ``source``."""
+    return greedy_answer
+
+
+@pytest.fixture
+def sse_parser() -> Callable[[str], SSE]:
+    """Parse a raw event stream."""
+    return parse_sse
+
+
+@pytest.fixture
+def recording_engine_class() -> type[RecordingEngine]:
+    """The reference engine class that records its generations and whether it was closed."""
+    return RecordingEngine
+
+
+@pytest.fixture
+def registry_factory() -> Callable[..., PluginRegistry]:
+    """``registry_factory(*plugins)``: a registry with the built-in formats and the test engine."""
+    return make_registry

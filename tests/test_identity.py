@@ -1,0 +1,194 @@
+"""Model identity from names: name, version and quant; the prompt format chosen; the served id."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from sakura_core.identity import make_model_info, model_base_name, parse_model_identity, prompt_format_for
+
+# (what the user passes to --model, base name, name, version, quant, prompt format)
+NAMES = [
+    (
+        "sakura-7b-qwen2.5-v1.0-iq4xs.gguf",
+        "sakura-7b-qwen2.5-v1.0-iq4xs",
+        "sakura-7b-qwen2.5",
+        "1.0",
+        "iq4xs",
+        "v1.0",
+    ),
+    (
+        "sakura-14b-qwen2beta-v0.9.2-iq4xs.gguf",
+        "sakura-14b-qwen2beta-v0.9.2-iq4xs",
+        "sakura-14b-qwen2beta",
+        "0.9.2",
+        "iq4xs",
+        "v0.9",
+    ),
+    (
+        "sakura-13b-lnovel-v0.9b-Q4_K_M.gguf",
+        "sakura-13b-lnovel-v0.9b-Q4_K_M",
+        "sakura-13b-lnovel",
+        "0.9b",
+        "Q4_K_M",
+        "v0.9",
+    ),
+    ("GalTransl-7B-v2.6-IQ4_XS.gguf", "GalTransl-7B-v2.6-IQ4_XS", "GalTransl-7B", "2.6", "IQ4_XS", "galtransl"),
+    (
+        "onekuma/sakura-13b-lnovel-v0.9b-q2_k",
+        "sakura-13b-lnovel-v0.9b-q2_k",
+        "sakura-13b-lnovel",
+        "0.9b",
+        "q2_k",
+        "v0.9",
+    ),
+    (
+        "onekuma/sakura-13b-lnovel-v0.9b-q2_k:latest",
+        "sakura-13b-lnovel-v0.9b-q2_k",
+        "sakura-13b-lnovel",
+        "0.9b",
+        "q2_k",
+        "v0.9",
+    ),
+    ("SakuraLLM/Sakura-13B-LNovel-v0.9", "Sakura-13B-LNovel-v0.9", "Sakura-13B-LNovel", "0.9", None, "v0.9"),
+    (
+        "sakura-14b-qwen2beta-v0.10pre1-iq4xs.gguf",
+        "sakura-14b-qwen2beta-v0.10pre1-iq4xs",
+        "sakura-14b-qwen2beta",
+        "0.10pre1",
+        "iq4xs",
+        "v0.10",
+    ),
+    (
+        "SakuraLLM/Sakura-14B-Qwen2beta-v0.10pre1-GGUF",
+        "Sakura-14B-Qwen2beta-v0.10pre1-GGUF",
+        "Sakura-14B-Qwen2beta",
+        "0.10pre1",
+        None,
+        "v0.10",
+    ),
+    (
+        "sakura-13b-lnovel-v0.8-Q4_K_M.gguf",
+        "sakura-13b-lnovel-v0.8-Q4_K_M",
+        "sakura-13b-lnovel",
+        "0.8",
+        "Q4_K_M",
+        "v0.8",
+    ),
+    (
+        "SakuraLLM/Sakura-13B-LNovel-v0.8-4bit",
+        "Sakura-13B-LNovel-v0.8-4bit",
+        "Sakura-13B-LNovel",
+        "0.8",
+        "4bit",
+        "v0.8",
+    ),
+    (
+        "SakuraLLM/Sakura-14B-Qwen2.5-v1.0-GPTQ",
+        "Sakura-14B-Qwen2.5-v1.0-GPTQ",
+        "Sakura-14B-Qwen2.5",
+        "1.0",
+        "gptq",
+        "v1.0",
+    ),
+]
+#: The substrings auto-novel looks for in the model id to tell the version.
+VERSION_TOKENS = {"v0.8": "0.8", "v0.9": "0.9", "v0.10": "0.10", "v1.0": "1.0"}
+
+
+@pytest.mark.parametrize(("model", "base", "name", "version", "quant", "prompt_format"), NAMES)
+def test_identity_from_the_name(
+    model: str, base: str, name: str, version: str, quant: str | None, prompt_format: str
+) -> None:
+    identity = parse_model_identity(model)
+    assert (identity.base_name, identity.name, identity.version, identity.quant) == (base, name, version, quant)
+    assert prompt_format_for(identity.name, identity.version) == prompt_format
+
+
+@pytest.mark.parametrize(("model", "base", "name", "version", "quant", "prompt_format"), NAMES)
+def test_model_info_id_is_the_base_name_and_contains_only_its_version(
+    model: str, base: str, name: str, version: str, quant: str | None, prompt_format: str
+) -> None:
+    info = make_model_info(model, context_length=2048)
+    assert (info.id, info.name, info.version, info.quant) == (base, name, version, quant)
+    assert (info.prompt_format, info.path, info.context_length, info.meta) == (prompt_format, model, 2048, None)
+    if prompt_format in VERSION_TOKENS:
+        assert VERSION_TOKENS[prompt_format] in info.id
+        others = [token for fmt, token in VERSION_TOKENS.items() if fmt != prompt_format]
+        assert not [token for token in others if token in info.id]
+
+
+@pytest.mark.parametrize(
+    ("model", "base"),
+    [
+        ("./models/sakura-7b-qwen2.5-v1.0-iq4xs.gguf", "sakura-7b-qwen2.5-v1.0-iq4xs"),
+        ("C:\\models\\sakura-7b-qwen2.5-v1.0-iq4xs.GGUF", "sakura-7b-qwen2.5-v1.0-iq4xs"),
+        ("models/Sakura-14B-Qwen2.5-v1.0/", "Sakura-14B-Qwen2.5-v1.0"),
+        ("sakura:14b-v1.0", "sakura-14b-v1.0"),
+        ("weights.safetensors", "weights"),
+    ],
+)
+def test_base_name_of_paths_directories_and_tags(model: str, base: str) -> None:
+    assert model_base_name(model) == base
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "prompt_format"),
+    [
+        ("sakura", "0.8", "v0.8"),
+        ("sakura", "v0.8", "v0.8"),
+        ("sakura", "0.9", "v0.9"),
+        ("sakura", "0.9.1", "v0.9"),
+        ("sakura", "0.9b", "v0.9"),
+        ("sakura", "0.10", "v0.10"),
+        ("sakura", "0.10pre1", "v0.10"),
+        ("sakura", "0.11", "v0.10"),
+        ("sakura", "1.0", "v1.0"),
+        ("sakura", "1.5", "v1.0"),
+        ("sakura", "galtransl", "galtransl"),
+        ("sakura", "GalTransl-v3", "galtransl"),
+        ("GalTransl-7B", "2.6", "galtransl"),
+        ("GalTransl-7B", None, "galtransl"),
+        ("some-model", None, "v1.0"),
+    ],
+)
+def test_prompt_format_choice(name: str, version: str | None, prompt_format: str) -> None:
+    assert prompt_format_for(name, version) == prompt_format
+
+
+def test_model_version_overrides_the_name() -> None:
+    info = make_model_info("sakura-13b-lnovel-v0.9b-Q4_K_M.gguf", context_length=4096, model_version="0.10")
+    assert (info.version, info.prompt_format) == ("0.10", "v0.10")
+    assert "0.10" in info.id
+    galtransl = make_model_info("sakura-7b-qwen2.5-v1.0-iq4xs.gguf", context_length=4096, model_version="galtransl")
+    assert galtransl.prompt_format == "galtransl"
+
+
+def test_model_version_overrides_the_models_metadata_which_overrides_the_name() -> None:
+    from_metadata = make_model_info("checkpoint", context_length=4096, version="0.9", name="Sakura-14B", quant="gptq")
+    assert (from_metadata.name, from_metadata.version, from_metadata.quant) == ("Sakura-14B", "0.9", "gptq")
+    assert from_metadata.prompt_format == "v0.9"
+    overridden = make_model_info("checkpoint", context_length=4096, version="0.9", model_version="0.8")
+    assert (overridden.version, overridden.prompt_format) == ("0.8", "v0.8")
+
+
+def test_a_version_missing_from_the_name_is_appended_to_the_id() -> None:
+    info = make_model_info("my-model.gguf", context_length=4096, model_version="0.9")
+    assert info.id == "my-model-v0.9"
+    assert make_model_info("my-model.gguf", context_length=4096, model_version="v1.0").id == "my-model-v1.0"
+    assert make_model_info("sakura-v1.0.gguf", context_length=4096, model_version="1.0").id == "sakura-v1.0"
+
+
+def test_an_unknown_version_warns_and_uses_chatml(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="sakura_core.identity"):
+        info = make_model_info("./models/my-model.gguf", context_length=4096)
+    assert (info.id, info.version, info.prompt_format) == ("my-model", None, "v1.0")
+    [warning] = caplog.records
+    assert "--model-version" in warning.getMessage()
+
+
+def test_meta_is_passed_through_untouched() -> None:
+    meta = {"vocab_type": 2, "n_vocab": 152064, "n_ctx_train": 32768, "n_embd": 5120, "n_params": 1, "size": 2}
+    info = make_model_info("sakura-7b-qwen2.5-v1.0-iq4xs.gguf", context_length=2048, meta=meta)
+    assert info.meta == meta

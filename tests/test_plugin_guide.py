@@ -1,0 +1,101 @@
+"""docs/plugins.md stays true: its example plugin is the tested fixture, and its hook examples run."""
+
+from __future__ import annotations
+
+import logging
+import re
+import types
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from sakura_core.generation import complete
+from sakura_core.plugins import PluginRegistry
+from sakura_core.testing.reference_engine import ReferenceEngine
+from sakura_core.types import GenerationRequest, SamplingParams
+
+ROOT = Path(__file__).resolve().parent.parent
+GUIDE = ROOT / "docs" / "plugins.md"
+FIXTURE = ROOT / "tests" / "fixtures" / "sakura-echo-plugin"
+FILE_BLOCK = re.compile(r"<!-- file: (?P<path>\S+) -->\n```\w*\n(?P<code>.*?)```", re.DOTALL)
+#: Lines of the fixture's pyproject.toml that only sakura's own tests need (the guide leaves them out).
+TEST_ONLY_LINES = ("# Only for sakura's own tests", "broken = ")
+
+
+def guide_section(title: str, next_title: str) -> str:
+    text = GUIDE.read_text(encoding="utf-8")
+    return text[text.index(title) : text.index(next_title)]
+
+
+def test_the_guides_example_files_are_the_fixtures_files() -> None:
+    blocks = {m["path"]: m["code"] for m in FILE_BLOCK.finditer(GUIDE.read_text(encoding="utf-8"))}
+    assert set(blocks) == {
+        "pyproject.toml",
+        "sakura_echo/backend.py",
+        "sakura_echo/engine.py",
+        "sakura_echo/__init__.py",
+        "tests/test_echo_conformance.py",
+    }
+    for path, code in blocks.items():
+        lines = (FIXTURE / path).read_text(encoding="utf-8").splitlines(keepends=True)
+        expected = "".join(line for line in lines if not line.startswith(TEST_ONLY_LINES))
+        assert code == expected, f"docs/plugins.md's {path} differs from the fixture's"
+
+
+@pytest.fixture(scope="module")
+def hook_examples() -> list[types.ModuleType]:
+    """The guide's hook examples as modules (the first, which imports an imaginary package, left out)."""
+    blocks = re.findall(r"```python\n(.*?)```", guide_section("## The hooks", "## The conformance kit"), re.DOTALL)
+    modules = []
+    for index, code in enumerate(blocks):
+        if "my_plugin" in code:
+            continue
+        module = types.ModuleType(f"guide_example_{index}")
+        exec(compile(code, f"docs/plugins.md hook example {index}", "exec"), module.__dict__)
+        modules.append(module)
+    assert len(modules) == 4
+    return modules
+
+
+@pytest.fixture
+def registry(hook_examples: list[types.ModuleType]) -> PluginRegistry:
+    return PluginRegistry.create(entry_points=False, plugins=[(module.__name__, module) for module in hook_examples])
+
+
+def test_the_prompt_format_example_registers_and_renders(registry: PluginRegistry) -> None:
+    llama3 = registry.prompt_format("llama3")
+    assert llama3.render([{"role": "user", "content": "你好"}]) == (
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n你好<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    assert [m["role"] for m in llama3.translation_messages("テキスト", "", "前文")] == ["system", "assistant", "user"]
+
+
+def test_the_command_example_adds_a_command(registry: PluginRegistry) -> None:
+    group = click.Group("sakura")  # a fresh group: the real one keeps the commands of the first registry it saw
+    registry.plugin_manager.hook.register_commands(cli=group)
+    result = CliRunner().invoke(group, ["echo-say", "将下面的日文文本翻译成中文：やる気", "--times", "2"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "やる気\nやる気\n"
+    assert "echo-say" in CliRunner().invoke(group, ["--help"]).output
+
+
+async def test_the_generation_hook_examples_adjust_and_observe(
+    registry: PluginRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = ReferenceEngine()
+    model = await engine.load("sakura-7b-qwen2.5-v1.0-iq4xs.gguf")
+    request = GenerationRequest(prompt="abc", params=SamplingParams(max_tokens=5000, do_sample=False))
+    with caplog.at_level(logging.INFO, logger="sakura.usage"):
+        result = await complete(engine, registry, request, model)
+    assert request.params.max_tokens == 1024
+    assert request.params.stop == ["\n\n\n\n"]
+    assert result.finish_reason == "stop"
+    [line] = [r.getMessage() for r in caplog.records if r.name == "sakura.usage"]
+    assert '"finish_reason": "stop"' in line and '"completion_tokens": 24' in line
+    short = GenerationRequest(prompt="abc", params=SamplingParams(max_tokens=3, do_sample=False))
+    with caplog.at_level(logging.INFO, logger="sakura.usage"):
+        await complete(engine, registry, short, model)
+    assert any("hit max_tokens=3" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
