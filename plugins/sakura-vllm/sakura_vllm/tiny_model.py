@@ -95,8 +95,10 @@ def build_tiny_model(
     """Write a random-weight Qwen2 checkpoint with a ChatML tokenizer into ``directory`` and return its path.
 
     The ``sakura_*`` fields go into ``config.json`` when given (None leaves them out, like a model that says
-    nothing about itself). ``end_of_text_bias`` scales the output embedding of ``<|im_end|>`` up (> 0) or down
-    (< 0) so a test can make ends of text more or less likely; 0 leaves the random weights as they are.
+    nothing about itself). ``end_of_text_bias`` scales the output embeddings of ``<|im_end|>`` and
+    ``<|endoftext|>`` up (> 0) or down (< 0) to make ends of text more or less likely; -1 zeroes them, so the model
+    practically never ends by itself (every answer runs to ``max_tokens``: fixed work for benchmarks); 0 leaves the
+    random weights as they are.
     """
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -130,7 +132,8 @@ def build_tiny_model(
     model = Qwen2ForCausalLM(config).to(getattr(torch, torch_dtype))
     if end_of_text_bias:
         with torch.no_grad():
-            model.lm_head.weight[ids[IM_END]] *= 1.0 + end_of_text_bias
+            for token in (IM_END, END_OF_TEXT):
+                model.lm_head.weight[ids[token]] *= 1.0 + end_of_text_bias
     model.save_pretrained(path, safe_serialization=True)
 
     config_file = path / "config.json"
