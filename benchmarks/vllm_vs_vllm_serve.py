@@ -26,6 +26,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -176,7 +177,7 @@ def server_command(kind: str, model: Path, port: int, args: argparse.Namespace) 
             sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
             "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "bench",
             "--dtype", args.dtype, "--max-model-len", str(args.context), "--max-num-seqs", str(args.max_num_seqs),
-            "--enforce-eager", "--seed", "0", "--disable-log-stats", "--uvicorn-log-level", "warning",
+            "--enforce-eager", "--seed", "0", "--uvicorn-log-level", "warning",
         ]  # fmt: skip
     sakura = shutil.which("sakura", path=str(Path(sys.executable).parent)) or "sakura"
     return [
@@ -206,7 +207,8 @@ def run_server(kind: str, model: Path, args: argparse.Namespace, workdir: Path) 
         print(f"{kind}: ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
         levels = []
         for concurrency in args.levels:
-            level = asyncio.run(measure(kind, url, concurrency, max(args.requests, concurrency), args.tokens))
+            requests = max(args.requests, 4 * concurrency)
+            level = asyncio.run(measure(kind, url, concurrency, requests, args.tokens))
             print(f"{kind}: {concurrency:>3} streams: {level.tokens_per_second:8.1f} tokens/s", file=sys.stderr)
             levels.append(level)
         return levels
@@ -218,12 +220,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="1,8,32", help="Concurrent streams, comma-separated.")
     parser.add_argument("--tokens", type=int, default=128, help="Tokens per answer.")
-    parser.add_argument("--requests", type=int, default=64, help="Requests per level (at least the concurrency).")
+    parser.add_argument("--requests", type=int, default=64, help="Requests per level (at least 4 × the streams).")
     parser.add_argument("--model", type=Path, help="A Transformers model directory (default: a tiny random Qwen2).")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--context", type=int, default=1024)
     parser.add_argument("--max-num-seqs", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=1, help="Measure both servers this many times, alternating.")
+    parser.add_argument("--rounds", type=int, default=3, help="Measure both servers this many times, alternating.")
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     args = parser.parse_args()
     args.levels = [int(x) for x in args.levels.split(",")]
@@ -243,20 +245,23 @@ def main() -> None:
     import vllm
 
     print(f"\nvLLM {vllm.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs, model {model.name}")
-    print(f"{args.tokens} tokens per answer, {args.requests} requests per level, greedy, streamed\n")
-    print("| streams | vllm serve tokens/s | sakura tokens/s | sakura / vllm | TTFT vllm | TTFT sakura |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"{args.tokens} tokens per answer, max({args.requests}, 4 × streams) requests per level, greedy, streamed")
+    print(f"{args.rounds} rounds, alternating; medians, and the range of the per-round ratio\n")
+    print("| streams | vllm serve tokens/s | sakura tokens/s | sakura / vllm | per round | TTFT vllm | TTFT sakura |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for concurrency in args.levels:
         base = [r for r in results if r.server == "vllm" and r.concurrency == concurrency]
         ours = [r for r in results if r.server == "sakura" and r.concurrency == concurrency]
-        base_tps = sum(r.tokens_per_second for r in base) / len(base)
-        our_tps = sum(r.tokens_per_second for r in ours) / len(ours)
-        base_ttft = sum(r.mean_time_to_first_token for r in base) / len(base)
-        our_ttft = sum(r.mean_time_to_first_token for r in ours) / len(ours)
+        base_tps = statistics.median(r.tokens_per_second for r in base)
+        our_tps = statistics.median(r.tokens_per_second for r in ours)
+        base_ttft = statistics.median(r.mean_time_to_first_token for r in base)
+        our_ttft = statistics.median(r.mean_time_to_first_token for r in ours)
+        ratios = sorted(o.tokens_per_second / b.tokens_per_second for b, o in zip(base, ours, strict=True))
         same_work = len({r.completion_tokens for r in base + ours}) == len({r.prompt_tokens for r in base + ours}) == 1
         note = "" if same_work else " (token counts differ!)"
+        spread = f"{ratios[0]:.2f}–{ratios[-1]:.2f}" if len(ratios) > 1 else "-"
         print(
-            f"| {concurrency} | {base_tps:.1f} | {our_tps:.1f} | {our_tps / base_tps:.2f}{note} "
+            f"| {concurrency} | {base_tps:.1f} | {our_tps:.1f} | {our_tps / base_tps:.2f}{note} | {spread} "
             f"| {base_ttft * 1000:.0f} ms | {our_ttft * 1000:.0f} ms |"
         )
     if args.json:

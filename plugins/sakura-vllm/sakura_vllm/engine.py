@@ -229,16 +229,16 @@ def prompt_renderer(llm: Any) -> Any:
 
     Falls back to vLLM's plain text prompt where its renderer API is not there (older vLLM).
     """
+
+    async def render_text(prompt: str) -> Any:
+        return {"prompt": prompt}
+
     renderer = getattr(llm, "renderer", None)
     try:
         from vllm.renderers.inputs.preprocess import parse_model_prompt
     except ImportError:
-        parse_model_prompt = None
-    if renderer is None or parse_model_prompt is None or not hasattr(renderer, "render_cmpl_async"):
-
-        async def render_text(prompt: str) -> Any:
-            return {"prompt": prompt}
-
+        return render_text
+    if renderer is None or not hasattr(renderer, "render_cmpl_async"):
         return render_text
     model_config = llm.model_config
 

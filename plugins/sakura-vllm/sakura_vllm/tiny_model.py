@@ -111,23 +111,24 @@ def build_tiny_model(
     ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
     _write_tokenizer(path, tokenizer, shape.max_position_embeddings)
 
-    config = Qwen2Config(
-        vocab_size=vocab_size,
-        hidden_size=shape.hidden_size,
-        intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_hidden_layers,
-        num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_key_value_heads,
-        head_dim=shape.head_dim,
-        max_position_embeddings=shape.max_position_embeddings,
-        rms_norm_eps=1e-6,
-        rope_theta=10000.0,
-        tie_word_embeddings=False,
-        bos_token_id=ids[END_OF_TEXT],
-        eos_token_id=ids[IM_END],
-        pad_token_id=ids[END_OF_TEXT],
-        initializer_range=0.2,
-    )
+    settings: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "hidden_size": shape.hidden_size,
+        "intermediate_size": shape.intermediate_size,
+        "num_hidden_layers": shape.num_hidden_layers,
+        "num_attention_heads": shape.num_attention_heads,
+        "num_key_value_heads": shape.num_key_value_heads,
+        "head_dim": shape.head_dim,
+        "max_position_embeddings": shape.max_position_embeddings,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": False,
+        "bos_token_id": ids[END_OF_TEXT],
+        "eos_token_id": ids[IM_END],
+        "pad_token_id": ids[END_OF_TEXT],
+        "initializer_range": 0.2,
+    }
+    config = Qwen2Config(**settings)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config).to(getattr(torch, torch_dtype))
     if end_of_text_bias:

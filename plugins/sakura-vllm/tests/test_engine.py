@@ -197,7 +197,16 @@ async def test_prompt_longer_than_the_context_is_an_engine_error(vllm_engine: Vl
 
     prompt = "魔法学園の入学式は、桜の花びらが舞う春の日に行われた。" * 200
     assert vllm_engine.count_tokens(prompt) > 1024
-    with pytest.raises(EngineError, match="vLLM rejected the request"):
+    with pytest.raises(EngineError, match=r"vLLM rejected the request: .*1024"):
         async for _ in vllm_engine.generate(prompt, SamplingParams(max_tokens=8)):
             pass
     assert vllm_engine.active_generations == 0
+
+
+async def test_answer_may_fill_the_context(vllm_engine: VllmEngine, running_prompt: str, generate_all) -> None:
+    # the server allows at most context - prompt tokens; vLLM accepts exactly that many
+    room = 1024 - vllm_engine.count_tokens(running_prompt)
+    _, last, _ = await generate_all(vllm_engine, running_prompt, SamplingParams(do_sample=False, max_tokens=room))
+    assert last.finish_reason in ("stop", "length")
+    assert last.completion_tokens <= room
+    assert (last.finish_reason == "length") == (last.completion_tokens == room)
