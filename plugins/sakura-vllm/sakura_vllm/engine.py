@@ -63,8 +63,8 @@ class VllmEngine(Engine):
         backend.check_cpu_model_shape(platform, vllm_config)
         model_config = vllm_config.model_config
         logger.info(
-            "starting vLLM %s on %s: %s (tensor parallel %d, pipeline parallel %d, context %d, %d sequences)",
-            backend.vllm_distribution(),
+            "starting %s on %s: %s (tensor parallel %d, pipeline parallel %d, context %d, %d sequences)",
+            " ".join(backend.vllm_distribution() or ("vLLM",)),
             platform.device_name,
             model,
             vllm_config.parallel_config.tensor_parallel_size,
