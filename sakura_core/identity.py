@@ -117,8 +117,13 @@ def make_model_info(
             model,
         )
     model_id = parsed.base_name
-    if chosen_version and chosen_version not in model_id:
-        model_id = f"{model_id}-v{chosen_version.lower().removeprefix('v')}"
+    clean_version = chosen_version.lower().removeprefix("v") if chosen_version else None
+    if clean_version and clean_version[0].isdigit() and clean_version not in model_id:
+        if parsed.version is not None:
+            # the name states another version: state the chosen one in its place, never both
+            model_id = re.sub(rf"(?i)([-_])v{re.escape(parsed.version)}", rf"\g<1>v{clean_version}", model_id, count=1)
+        else:
+            model_id = f"{model_id}-v{clean_version}"
     return ModelInfo(
         id=model_id,
         name=chosen_name,

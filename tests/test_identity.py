@@ -160,7 +160,8 @@ def test_prompt_format_choice(name: str, version: str | None, prompt_format: str
 def test_model_version_overrides_the_name() -> None:
     info = make_model_info("sakura-13b-lnovel-v0.9b-Q4_K_M.gguf", context_length=4096, model_version="0.10")
     assert (info.version, info.prompt_format) == ("0.10", "v0.10")
-    assert "0.10" in info.id
+    assert info.id == "sakura-13b-lnovel-v0.10-Q4_K_M"
+    assert "0.9" not in info.id
     galtransl = make_model_info("sakura-7b-qwen2.5-v1.0-iq4xs.gguf", context_length=4096, model_version="galtransl")
     assert galtransl.prompt_format == "galtransl"
 

@@ -33,7 +33,7 @@ class LlamaCppEngine(Engine):
     """
 
     name: ClassVar[str] = "llamacpp"
-    description: ClassVar[str] = "GGUF models in-process through llama-cpp-python (default; CPU or GPU)"
+    description: ClassVar[str] = "GGUF models in-process through llama-cpp-python (CPU or GPU)"
     Options = LlamaCppOptions
     install_hint: ClassVar[str] = (
         'pip install sakura-llamacpp  (for CUDA first: CMAKE_ARGS="-DGGML_CUDA=on" pip install llama-cpp-python)'
