@@ -32,7 +32,7 @@ bash plugins/sakura-ollama/tools/install_test_ollama.sh
 
 echo "== lint and type check"
 ruff check .
-ruff format --check .
+ruff format --check sakura_core plugins tests benchmarks
 mypy sakura_core
 
 echo "== tests"
