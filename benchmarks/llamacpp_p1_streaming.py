@@ -2,8 +2,9 @@
 
 Both sides decode greedily with the same threads; rounds are paired (direct and sakura, the order alternating) in
 one run and the ratio is the median of the pairs' ratios. The direct side drives ``Llama.generate`` (token ids,
-exact count) and turns each token into text as it comes; the sakura side streams ``/v1/completions`` with the
-``openai`` client from this process while ``sakura run --engine llamacpp`` serves in a subprocess.
+exact count) and turns each token into text as it comes; the sakura side streams ``/v1/completions`` from this
+process (with a standard-library client that parses only the usage event, or with ``--client openai``) while
+``sakura run --engine llamacpp`` serves in a subprocess.
 
     python benchmarks/llamacpp_p1_streaming.py [--hidden 1024 --layers 8 --file-type f32 --tokens 128 --rounds 10]
 """
@@ -16,7 +17,15 @@ import json
 import time
 from pathlib import Path
 
-from llamacpp_support import PROMPT, benchmark_model, default_model_folder, describe_machine, median, sakura_server
+from llamacpp_support import (
+    PROMPT,
+    benchmark_model,
+    default_model_folder,
+    describe_machine,
+    median,
+    raw_stream,
+    sakura_server,
+)
 
 
 def direct_round(llm: object, prompt_tokens: list[int], max_tokens: int) -> tuple[int, float, float]:
@@ -37,8 +46,14 @@ def direct_round(llm: object, prompt_tokens: list[int], max_tokens: int) -> tupl
     return count, ended - started, (count - 1) / (ended - first)
 
 
-def sakura_round(client: object, max_tokens: int) -> tuple[int, float, float]:
-    """One greedy streamed completion through sakura: (tokens, seconds, decode-only tokens/s)."""
+def sakura_round(client: object, url: str, max_tokens: int) -> tuple[int, float, float]:
+    """One greedy streamed completion through sakura: (tokens, seconds, decode-only tokens/s).
+
+    ``client`` is an ``openai.OpenAI`` client, or None for the standard-library client of ``raw_stream``.
+    """
+    if client is None:
+        tokens, seconds, first_at = raw_stream(url, PROMPT, max_tokens)
+        return tokens, seconds, (tokens - 1) / (seconds - first_at)
     started = time.perf_counter()
     first = 0.0
     tokens = 0
@@ -71,6 +86,12 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--client",
+        default="raw",
+        choices=["raw", "openai"],
+        help="HTTP client: the standard library reading lines (least CPU taken from the server), or openai",
+    )
     parser.add_argument("--model-folder", type=Path, default=None)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args()
@@ -91,16 +112,16 @@ def main() -> None:
     direct: list[tuple[int, float, float]] = []
     served: list[tuple[int, float, float]] = []
     with sakura_server(model, "--n-parallel", "1", "--threads", str(threads), "--n-ctx", "2048") as url:
-        client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0) if args.client == "openai" else None
         direct_round(llm, prompt_tokens, 16)  # warm-up both sides
-        sakura_round(client, 16)
+        sakura_round(client, url, 16)
         for index in range(args.rounds):  # paired rounds, the order alternating, so drifts in load cancel out
             if index % 2:
-                served.append(sakura_round(client, args.tokens))
+                served.append(sakura_round(client, url, args.tokens))
                 direct.append(direct_round(llm, prompt_tokens, args.tokens))
             else:
                 direct.append(direct_round(llm, prompt_tokens, args.tokens))
-                served.append(sakura_round(client, args.tokens))
+                served.append(sakura_round(client, url, args.tokens))
     assert all(count == args.tokens for count, _, _ in direct + served), (direct, served)
     direct_rates = [count / seconds for count, seconds, _ in direct]
     served_rates = [count / seconds for count, seconds, _ in served]
@@ -113,6 +134,7 @@ def main() -> None:
         "machine": describe_machine(),
         "model": f"{model.name} ({size_mb:.0f} MB, hidden {args.hidden}, {args.layers} layers, {args.file_type})",
         "threads": threads,
+        "client": args.client,
         "tokens": args.tokens,
         "rounds": args.rounds,
         "direct_tokens_per_s": round(direct_rate, 1),
@@ -125,7 +147,10 @@ def main() -> None:
         "direct_rounds": [round(x, 1) for x in direct_rates],
         "sakura_rounds": [round(x, 1) for x in served_rates],
     }
-    print(f"P1 streaming, {figures['model']}, {threads} threads, {args.tokens} tokens x {args.rounds} rounds")
+    print(
+        f"P1 streaming, {figures['model']}, {threads} threads, {args.client} client, "
+        f"{args.tokens} tokens x {args.rounds} rounds"
+    )
     print(f"machine: {figures['machine']}")
     print("| median of rounds | llama-cpp-python direct | sakura over HTTP | ratio (median of paired rounds) |")
     print("|---|---:|---:|---:|")

@@ -6,6 +6,8 @@ Not a benchmark itself; ``llamacpp_p1_streaming.py`` and ``llamacpp_p2_concurren
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
 import socket
 import statistics
@@ -17,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sakura_llamacpp.tiny_model import write_tiny_gguf
 
@@ -121,3 +124,46 @@ def describe_machine() -> str:
                 model_name = line.split(":", 1)[1].strip()
                 break
     return f"{cpus} CPUs ({model_name}), Python {sys.version.split()[0]}"
+
+
+def completion_body(prompt: str, max_tokens: int) -> dict[str, Any]:
+    """A greedy streamed ``/v1/completions`` request that reports usage at the end."""
+    return {
+        "model": "sakura",
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+def raw_stream(url: str, prompt: str, max_tokens: int) -> tuple[int, float, float]:
+    """Stream a completion with the standard library, parsing only the usage event: the lightest client.
+
+    Returns (completion tokens, seconds, seconds to the first event with text).
+    """
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=600)
+    started = time.perf_counter()
+    first = 0.0
+    tokens = 0
+    connection.request(
+        "POST",
+        "/v1/completions",
+        body=json.dumps(completion_body(prompt, max_tokens)),
+        headers={"Content-Type": "application/json"},
+    )
+    response = connection.getresponse()
+    while line := response.readline():
+        if not line.startswith(b"data: "):
+            continue
+        if line.startswith(b"data: [DONE]"):
+            break
+        if not first:
+            first = time.perf_counter() - started
+        if b'"usage"' in line and b'"choices":[]' in line:
+            tokens = json.loads(line[6:])["usage"]["completion_tokens"]
+    seconds = time.perf_counter() - started
+    connection.close()
+    return tokens, seconds, first

@@ -266,19 +266,21 @@ class BatchDecoder:
             if slot not in admitted and slot.request is not None and slot.request.cancelled:
                 self._release(slot)
         for slot in admitted:
-            self._admit(slot)
+            try:
+                self._admit(slot)
+            except Exception as exc:  # e.g. a sampler llama.cpp refuses: fail this request, serve the others
+                logger.exception("could not start a sequence")
+                self._fail(slot, EngineError(f"llama.cpp could not start the sequence: {exc}"))
         return True
 
     def _admit(self, slot: _Slot) -> None:
         request = slot.request
         assert request is not None
         params = request.params
-        slot.sampler = build_sampler(
-            self._lib, params, n_vocab=self._tokenizer.n_vocab, repeat_last_n=self._repeat_last_n
-        )
-        if has_penalties(params):  # the penalties look at the prompt too, as in llama-server
-            window = request.tokens if self._repeat_last_n < 0 else request.tokens[-self._repeat_last_n :]
-            for token in window if self._repeat_last_n != 0 else ():
+        last_n = self.n_ctx_per_seq if self._repeat_last_n < 0 else self._repeat_last_n
+        slot.sampler = build_sampler(self._lib, params, n_vocab=self._tokenizer.n_vocab, repeat_last_n=last_n)
+        if has_penalties(params) and last_n > 0:  # the penalties look at the prompt too, as in llama-server
+            for token in request.tokens[-last_n:]:
                 self._lib.llama_sampler_accept(slot.sampler, token)
         slot.text = TextStream(params.stop)
         slot.order = next(self._order)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -58,6 +57,8 @@ class LlamaCppEngine(Engine):
     # -- loading ---------------------------------------------------------------------------------------------
 
     async def load(self, model: str, model_version: str | None = None) -> ModelInfo:
+        import asyncio  # imported here: `sakura --help` loads this module and needs no event loop
+
         if self._decoder is not None:
             raise ModelLoadError("this llamacpp engine has a model loaded already")
         return await asyncio.to_thread(self._load, model, model_version)
@@ -188,6 +189,8 @@ class LlamaCppEngine(Engine):
         return len(self.tokenize(text))
 
     async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        import asyncio
+
         from sakura_llamacpp.batch import SequenceRequest
 
         decoder, tokenizer = self._running()
@@ -219,6 +222,8 @@ class LlamaCppEngine(Engine):
     # -- shutdown --------------------------------------------------------------------------------------------
 
     async def close(self) -> None:
+        import asyncio
+
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:

@@ -164,8 +164,8 @@ def download_from_hub(repo: str, spec: str | None) -> Path:
     cached = _cached_snapshot(repo)
     if cached is None:
         raise ModelLoadError(
-            f"cannot download {repo} from Hugging Face ({network_error}) and it is not in the local cache; "
-            + offline_hint
+            f"cannot download {repo} from Hugging Face ({network_error}) and it is not in the local cache "
+            "(nor a local file); " + offline_hint
         )
     local_files = [p.relative_to(cached).as_posix() for p in cached.rglob("*.gguf") if p.is_file()]
     chosen = choose_gguf_files(local_files, spec, where=repo)

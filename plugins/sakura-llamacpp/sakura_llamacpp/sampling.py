@@ -18,8 +18,8 @@ def build_sampler(lib: ModuleType, params: SamplingParams, *, n_vocab: int, repe
     """A sampler chain: penalties, then greedy, or top-k → top-p → temperature → a seeded random draw.
 
     The chain belongs to the caller (free it with ``llama_sampler_free``). ``repeat_last_n`` is how many
-    recent tokens the penalties look at (-1: all); feed the prompt with ``llama_sampler_accept`` so that they
-    see it, as llama-server does.
+    recent tokens the penalties look at; feed the prompt with ``llama_sampler_accept`` so that they see it, as
+    llama-server does.
     """
     chain_params = lib.llama_sampler_chain_default_params()
     chain_params.no_perf = True

@@ -106,7 +106,8 @@ def write_tiny_gguf(
     """Write a random-weight Qwen2 GGUF to ``path`` (a file, or a directory for ``DEFAULT_FILE_NAME``).
 
     ``hidden``/``layers``/``heads``/``kv_heads``/``ffn`` (default ``2 * hidden``) shape the transformer;
-    ``vocab_size`` is the trained BPE's target size before the three special tokens are appended;
+    ``vocab_size`` caps the trained BPE (the built-in corpus yields about 920 tokens at most), before the three
+    special tokens are appended;
     ``file_type`` stores 2-D weights as f32, f16 or q8_0 (norms stay f32). The same ``seed`` gives the same
     weights. The output layer is scaled so that logits are well separated, which keeps greedy decoding stable
     across batch sizes; the special tokens get zero output rows, so the model practically never emits them,

@@ -278,3 +278,20 @@ def test_count_tokens_parses_special_tokens(engine: LlamaCppEngine) -> None:
     assert engine.count_tokens("<|im_start|>") == 1
     assert engine.count_tokens("<|im_end|>\n") == 2
     assert engine.count_tokens("") == 0
+
+
+async def test_repeat_last_n_sets_what_the_penalties_see(tiny_gguf: Path, prompts: list[str]) -> None:
+    plain = SamplingParams(do_sample=False, max_tokens=40)
+    penalised = SamplingParams(do_sample=False, max_tokens=40, repetition_penalty=1.8)
+    results = {}
+    for last_n in (0, 64, -1):
+        engine = LlamaCppEngine(LlamaCppOptions(n_parallel=1, n_ctx=256, repeat_last_n=last_n))
+        await engine.load(str(tiny_gguf))
+        try:
+            results[last_n] = (await collect(engine, prompts[1], plain), await collect(engine, prompts[1], penalised))
+        finally:
+            await engine.close()
+    assert results[0][1].text == results[0][0].text  # no window: no penalty
+    assert results[64][1].text != results[64][0].text
+    assert results[-1][1].text != results[-1][0].text
+    assert results[-1][1].last.completion_tokens == 40

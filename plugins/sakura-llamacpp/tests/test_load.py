@@ -216,3 +216,42 @@ def test_repository_found_in_the_local_cache_without_network(tmp_path: Path, tin
         assert result["path"] == str(snapshot / f"sakura-tiny-v1.0-{expected}.gguf")
     result = resolve_in_subprocess("SakuraLLM/Sakura-Tiny-GGUF:Q8_0", tmp_path / "hf", HF_HUB_OFFLINE="1")
     assert result["error"].startswith("'Q8_0' matches no file in SakuraLLM/Sakura-Tiny-GGUF")
+
+
+def test_missing_llama_cpp_python_is_one_line_naming_the_fix(tiny_gguf: Path) -> None:
+    """In a fresh interpreter where ``import llama_cpp`` fails, loading says how to install it."""
+    code = (
+        "import asyncio, sys\n"
+        "sys.modules['llama_cpp'] = None  # what Python does for a package that is not installed: ImportError\n"
+        "from sakura_core.engine import ModelLoadError\n"
+        "from sakura_llamacpp.engine import LlamaCppEngine\n"
+        "try:\n"
+        "    asyncio.run(LlamaCppEngine().load(sys.argv[1]))\n"
+        "except ModelLoadError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_gguf)], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("llama-cpp-python is not installed")
+    assert "pip install -U llama-cpp-python" in lines[0] and 'CMAKE_ARGS="-DGGML_CUDA=on"' in lines[0]
+
+
+async def test_use_gpu_without_gpu_support_warns_how_to_get_it(
+    tiny_gguf: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llama_cpp import llama_cpp as lib
+
+    engine = LlamaCppEngine(LlamaCppOptions(n_parallel=1, n_ctx=128, use_gpu=True))
+    with caplog.at_level("INFO", logger="sakura_llamacpp"):
+        await engine.load(str(tiny_gguf))
+    await engine.close()
+    if lib.llama_supports_gpu_offload():
+        assert engine.gpu_layers == -1
+        assert "offloading all layers to the GPU" in caplog.text
+    else:
+        assert engine.gpu_layers == 0
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("cannot offload to a GPU" in w and "-DGGML_CUDA=on" in w for w in warnings), warnings
