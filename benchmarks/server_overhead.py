@@ -1,6 +1,6 @@
 """The server's own overhead: streamed chat completions through sakura vs the engine called directly.
 
-A fast test engine (the reference engine with no token delay: each token is one event-loop turn) serves
+A fast test engine (``TokenPump``: each token is one event-loop turn and a few microseconds, no thread) serves
 ``--tokens`` tokens per request. The baseline runs the same generations in this process through
 ``sakura_core.generation.generate`` (the hooks and the engine, no HTTP). The server side runs ``serve()`` in a
 subprocess (the real path: routes, scheduler, metrics, SSE, one log line per request) and this process streams
@@ -28,19 +28,54 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
+from pydantic import Field
 
+from sakura_core.engine import Engine, EngineOptions
 from sakura_core.generation import generate
+from sakura_core.identity import make_model_info
 from sakura_core.plugins import PluginRegistry
-from sakura_core.testing.reference_engine import ReferenceEngine, ReferenceOptions
-from sakura_core.types import GenerationRequest, SamplingParams
+from sakura_core.types import GenerationRequest, ModelInfo, SamplingParams
 
 MODEL = "sakura-7b-qwen2.5-v1.0-bench"
+BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
 #: The end of a chunked HTTP body: the previous chunk's CRLF, then the zero-length chunk.
 LAST_CHUNK = b"\r\n0\r\n\r\n"
 MESSAGES = [{"role": "user", "content": "将下面的日文文本翻译成中文：吾輩は猫である。名前はまだ無い。"}]
+
+
+class PumpOptions(EngineOptions):
+    """How many sequences run together and how long each answer is."""
+
+    parallel: int = Field(1, ge=1)
+    tokens: int = Field(64, ge=1)
+
+
+class TokenPump(Engine):
+    """The cheapest engine the contract allows: ``tokens`` one-character tokens, one event-loop turn each."""
+
+    name = "pump"
+    Options = PumpOptions
+    options: PumpOptions
+
+    async def load(self, model: str, model_version: str | None = None) -> ModelInfo:
+        self.model_info = make_model_info(model, context_length=8192, model_version=model_version)
+        return self.model_info
+
+    @property
+    def parallelism(self) -> int:
+        return self.options.parallel
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
+        for _ in range(self.options.tokens):
+            await asyncio.sleep(0)
+            yield "猫"
 
 
 @dataclass
@@ -89,7 +124,7 @@ async def run_workers(concurrency: int, requests: int, one: object) -> Measure:
 
 async def baseline(concurrency: int, requests: int, tokens: int) -> Measure:
     """The engine through sakura_core.generation.generate, in this process, no HTTP."""
-    engine = ReferenceEngine(ReferenceOptions(parallel=concurrency, answer_length=tokens, n_ctx=8192))
+    engine = TokenPump(PumpOptions(parallel=concurrency, tokens=tokens))
     registry = PluginRegistry.create(entry_points=False)
     info = await engine.load(MODEL)
     prompt = registry.prompt_format(info.prompt_format).render(MESSAGES)
@@ -155,12 +190,13 @@ import asyncio, logging, os, resource, sys
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server import serve
 from sakura_core.server.settings import ServerSettings
-from sakura_core.testing.reference_engine import ReferenceEngine, ReferenceOptions
+sys.path.insert(0, sys.argv[5])
+from server_overhead import PumpOptions, TokenPump
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 logging.basicConfig(level=logging.INFO, stream=open(os.devnull, "w"))  # the access log is part of the cost
 port, parallel, tokens = (int(a) for a in sys.argv[1:4])
-engine = ReferenceEngine(ReferenceOptions(parallel=parallel, answer_length=tokens, n_ctx=8192))
+engine = TokenPump(PumpOptions(parallel=parallel, tokens=tokens))
 settings = ServerSettings(port=port, self_check=False, max_queue=100_000, shutdown_grace_seconds=1)
 asyncio.run(serve(settings, engine, PluginRegistry.create(entry_points=False), sys.argv[4], None))
 """
@@ -175,7 +211,7 @@ def free_port() -> int:
 async def start_server(parallel: int, tokens: int) -> tuple[asyncio.subprocess.Process, int]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-c", SERVER_SCRIPT, str(port), str(parallel), str(tokens), MODEL],
+        *[sys.executable, "-c", SERVER_SCRIPT, str(port), str(parallel), str(tokens), MODEL, BENCHMARKS],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

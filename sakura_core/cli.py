@@ -6,14 +6,19 @@ import errno
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from sakura_core import __version__
-from sakura_core.cli_options import ENGINE_PARAM_PREFIX, EngineOption, build_options, click_options_for
-from sakura_core.engine import ModelLoadError
 from sakura_core.plugins import KNOWN_ENGINE_DISTRIBUTIONS, PluginRegistry, RegisteredEngine, UnknownEngineError
+
+if TYPE_CHECKING:  # each command imports what it needs: `sakura --help` stays fast
+    from sakura_core.cli_options import EngineOption
+    from sakura_core.engine import Engine
+
+#: Prefix of the click parameter names that carry engine options, so they never clash with the core's.
+ENGINE_PARAM_PREFIX = "engine__"
 
 DEFAULT_ENGINE = "llamacpp"
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -35,6 +40,18 @@ class CliState:
     engine_options: list[EngineOption] = field(default_factory=list)
     engine: RegisteredEngine | None = None
     engine_error: str | None = None
+    _engines: dict[str, RegisteredEngine] | None = None
+
+    def engines(self) -> dict[str, RegisteredEngine]:
+        """The usable engines; plugins that failed (and engines whose options collide with ``sakura run``'s) are
+        in ``registry.failures``."""
+        if self._engines is None:
+            self._engines = self.registry.engines(check=option_collision)
+        return self._engines
+
+    def choose_engine(self, name: str) -> RegisteredEngine:
+        """The engine called ``name``, or UnknownEngineError with one line saying why not."""
+        return self.registry.engine(name, check=option_collision)
 
 
 def _state(ctx: click.Context) -> CliState:
@@ -72,15 +89,16 @@ class RunCommand(click.Command):
         self.params = list(core_params)
         name = peek_engine_name(args)
         try:
-            state.engine = state.registry.engine(name)
+            state.engine = state.choose_engine(name)
         except UnknownEngineError as exc:
             state.engine_error = str(exc)
             if not ctx.resilient_parsing and not set(args) & set(ctx.help_option_names):
                 raise OneLineUsageError(state.engine_error) from None
         else:
+            from sakura_core.cli_options import click_options_for
+
             # a hidden legacy spelling (--trust_remote_code) gives way to an engine option that claims it
-            taken = {opt for param in self.params if not getattr(param, "hidden", False) for opt in _spellings(param)}
-            state.engine_options = click_options_for(state.engine.engine_class.Options, taken)
+            state.engine_options = click_options_for(state.engine.engine_class.Options, core_spellings())
             claimed = {opt for option in state.engine_options for opt in _spellings(option.option)}
             self.params = [p for p in self.params if not (getattr(p, "hidden", False) and claimed & _spellings(p))]
             self.params.extend(option.option for option in state.engine_options)
@@ -101,7 +119,7 @@ class RunCommand(click.Command):
         elif state.engine_error:
             with formatter.section("Engine options"):
                 formatter.write_text(state.engine_error)
-        others = sorted(set(state.registry.engines()) - {state.engine.engine_class.name if state.engine else ""})
+        others = sorted(set(state.engines()) - {state.engine.engine_class.name if state.engine else ""})
         if others:
             formatter.write_paragraph()
             formatter.write_text(
@@ -111,6 +129,31 @@ class RunCommand(click.Command):
 
 def _spellings(param: click.Parameter) -> set[str]:
     return {*param.opts, *getattr(param, "secondary_opts", [])}
+
+
+def core_spellings() -> set[str]:
+    """Every spelling of ``sakura run``'s own options (hidden legacy spellings left out: engines may claim them)."""
+    return {
+        spelling
+        for param in run.params
+        if not (param.name or "").startswith(ENGINE_PARAM_PREFIX) and not getattr(param, "hidden", False)
+        for spelling in _spellings(param)
+    }
+
+
+def option_collision(engine_class: type[Engine]) -> str | None:
+    """One line when one of the engine's options is spelled like one of ``sakura run``'s own, else None."""
+    from sakura_core.cli_options import click_options_for
+
+    taken = core_spellings()
+    for option in click_options_for(engine_class.Options):
+        clash = sorted(_spellings(option.option) & taken)
+        if clash:
+            return (
+                f"engine {engine_class.name!r}: its option {option.field_name!r} ({clash[0]}) collides with "
+                f"`sakura run`'s own {clash[0]}; rename the field in {engine_class.Options.__qualname__}"
+            )
+    return None
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -219,9 +262,14 @@ def cli() -> None:
 @click.pass_context
 def run(ctx: click.Context, **params: Any) -> None:
     """Load a model with an engine and serve the Sakura API."""
+    from sakura_core.cli_options import build_options
+    from sakura_core.engine import ModelLoadError
+
     state = _state(ctx)
     if state.engine is None:
         raise OneLineUsageError(state.engine_error or "no engine")
+    for failure in state.registry.failures:
+        click.echo(f"warning: {failure.describe()}", err=True)
     options = build_options(state.engine.engine_class.Options, ctx, state.engine_options)
     settings = _server_settings(params)
     _configure_logging(params["log_level"])
@@ -291,8 +339,9 @@ def _configure_logging(level: str) -> None:
 @click.pass_context
 def engines(ctx: click.Context, as_json: bool) -> None:
     """List installed engines, their distributions, and plugins that failed to load."""
-    registry = _state(ctx).registry
-    found = registry.engines()
+    state = _state(ctx)
+    registry = state.registry
+    found = state.engines()
     missing = {name: dist for name, dist in KNOWN_ENGINE_DISTRIBUTIONS.items() if name not in found}
     if as_json:
         payload = {
@@ -327,8 +376,7 @@ def engines(ctx: click.Context, as_json: bool) -> None:
     else:
         click.echo("No engines installed.")
     for failure in registry.failures:
-        source = f" ({failure.distribution})" if failure.distribution else ""
-        click.echo(f"failed to load: {failure.name}{source}: {failure.error}", err=True)
+        click.echo(f"failed: {failure.describe()}", err=True)
     for name, dist in sorted(missing.items()):
         click.echo(f"not installed: {name}  (pip install {dist})")
 

@@ -12,8 +12,7 @@ import click
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-#: Prefix of the click parameter names that carry engine options, so they never clash with the core's.
-ENGINE_PARAM_PREFIX = "engine__"
+from sakura_core.cli import ENGINE_PARAM_PREFIX
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,15 @@
-"""The engine contract: what a backend (llama.cpp, vLLM, Ollama, yours) implements to serve Sakura models."""
+"""The engine contract: what a backend (llama.cpp, vLLM, Ollama, yours) implements to serve Sakura models.
+
+An engine knows how to load a model, count tokens and stream tokens. Everything that is the same for every engine
+lives in the core (``sakura_core.engine_runner``): counting running generations, the finish rules (``"length"``
+exactly at ``max_tokens``, stop strings never emitted), filling in token counts, running blocking token counts off
+the event loop, and polling the engine's health.
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -12,11 +18,22 @@ from sakura_core.types import Delta, ModelInfo, SamplingParams
 
 
 class EngineError(RuntimeError):
-    """An engine failed while serving; the server answers 500/503 with this message and keeps serving."""
+    """An engine failed while serving; the server answers 500 with this message and keeps serving."""
+
+
+class EngineUnavailableError(EngineError):
+    """The engine's backend cannot serve right now (a server that stopped, a lost connection, a device reset).
+
+    The server answers 503 with this message and ``Retry-After``, and streams end with an error event carrying
+    the code ``engine_unavailable``: clients retry later.
+    """
 
 
 class ModelLoadError(EngineError):
-    """The model could not be loaded. The message is one line that says what to do; the CLI prints it as is."""
+    """The model could not be loaded. The message is one line that says what to do.
+
+    ``sakura run`` prints it as ``Error: <message>``, alone (exit code 1).
+    """
 
 
 class EngineOptions(BaseModel):
@@ -24,7 +41,8 @@ class EngineOptions(BaseModel):
 
     Every field becomes a ``sakura run`` option under the engine's heading: ``n_gpu_layers`` becomes
     ``--n-gpu-layers`` (with ``--n_gpu_layers`` as an alias), a ``bool`` field becomes a ``--x/--no-x`` flag,
-    the field's ``description`` is the help text and its default is shown. More spellings can be added with
+    the field's ``description`` is the help text and its default is shown; a field without a default
+    (``Field(...)``) is a required option. More spellings can be added with
     ``Field(json_schema_extra={"aliases": ["-np", "--parallel"]})``.
     """
 
@@ -34,9 +52,10 @@ class EngineOptions(BaseModel):
 class Engine(abc.ABC):
     """A backend that loads one model and streams generations from it.
 
-    Subclasses set the class attributes, implement the abstract methods, and are registered by a plugin's
-    ``register_engines`` hook. The plugin module must not import the backend library at import time: import it
-    inside ``load`` so that ``sakura --help`` stays fast and works where the library is missing.
+    Subclasses set the class attributes and implement the three abstract methods (``load``, ``count_tokens``,
+    ``generate``), and are registered by a plugin's ``register_engines`` hook. The plugin module must not import
+    the backend library at import time: import it inside ``load`` so that ``sakura --help`` stays fast and works
+    where the library is missing.
 
     Lifecycle: ``Engine(options)`` → ``await load(model)`` → any number of concurrent ``generate`` streams →
     ``await close()``.
@@ -50,6 +69,9 @@ class Engine(abc.ABC):
     Options: ClassVar[type[EngineOptions]] = EngineOptions
     #: What a user runs to install this engine, shown when it is asked for but missing.
     install_hint: ClassVar[str] = ""
+    #: True when ``generate`` itself ends on ``params.stop`` and never emits a stop string (llama.cpp, vLLM); the
+    #: core then skips its own stop-string filter. Leave it False and the core does the matching.
+    handles_stop_strings: ClassVar[bool] = False
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         self.options = options if options is not None else self.Options()
@@ -57,39 +79,58 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     async def load(self, model: str, model_version: str | None = None) -> ModelInfo:
-        """Load ``model`` (a path or a tag) and return its identity.
+        """Load ``model`` (a path or a tag) and return its identity (also kept as ``self.model_info``).
 
         ``model_version``, when given, overrides the version the engine would read from the model.
         Raise ``ModelLoadError`` with a one-line, actionable message when loading is impossible.
         """
 
     @property
-    @abc.abstractmethod
     def parallelism(self) -> int:
-        """How many sequences the engine decodes together; the server admits this many at once."""
+        """How many sequences the engine decodes together; the server admits this many at once. Default 1."""
+        return 1
 
     @abc.abstractmethod
-    def count_tokens(self, text: str) -> int:
-        """The number of tokens ``text`` is as a prompt (special tokens in it parsed as such)."""
+    def count_tokens(self, text: str) -> int | Awaitable[int]:
+        """The number of tokens ``text`` is as a prompt (special tokens in it parsed as such).
+
+        Either a plain method or an ``async def``. The core never calls a plain one on the event loop: it runs in
+        a worker thread (so it must be safe to call from one, beside running generations); write it as a
+        coroutine when counting waits on I/O (a remote tokenizer, an HTTP call). Raise ``EngineError`` (or
+        ``EngineUnavailableError``) when the text cannot be counted: the client gets a 500 (503) with its message.
+        """
 
     @abc.abstractmethod
-    def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
-        """Stream the continuation of a raw ``prompt``.
+    def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta | str]:
+        """Stream the continuation of a raw ``prompt``. Implement as an async generator.
 
-        Implement as an async generator. Yield deltas whose texts join to the output; the last delta has
-        ``finish_reason`` ``"stop"`` (end of sequence or a stop string, which is never emitted) or ``"length"``
-        (exactly ``params.max_tokens`` tokens were generated). ``completion_tokens`` is exact: it counts the tokens
-        of the output, stop strings included, but not the end-of-sequence token, so it reaches ``max_tokens``
-        only when the output was cut by the limit. ``prompt_tokens`` is the prompt's length in tokens.
+        Yield each generated token's text as a ``str`` (one token each), or ``Delta`` objects when one piece of
+        text is several tokens (``completion_tokens`` counts the tokens generated so far; ``prompt_tokens`` may
+        be left 0). Yield nothing for the end-of-sequence token: stop iterating. The core does the rest: it stops
+        the stream at ``params.max_tokens`` tokens (finish ``"length"``), ends on ``params.stop`` strings without
+        emitting them (unless ``handles_stop_strings``), and sets the finish reason (``"stop"`` otherwise).
 
-        Cancellation: the caller stops by calling ``aclose()`` on the generator or by cancelling the task that
+        Cancellation: the core stops by calling ``aclose()`` on the generator or by cancelling the task that
         iterates it. Either way the engine must free the sequence's resources promptly (use ``try/finally``).
         """
 
     @property
     def active_generations(self) -> int:
-        """How many generations are running inside the engine right now (for health checks and tests)."""
+        """Generations the engine itself still holds resources for (a sequence, a request upstream).
+
+        Optional: the core counts the generations it runs on its own. Report the engine's internal count here so
+        that the conformance kit can check that a cancelled generation frees what it held. Default 0.
+        """
         return 0
+
+    async def health(self) -> str | None:
+        """Whether the backend can serve: None when it can, else one line saying why not.
+
+        Optional. When implemented, the server polls it about once a second; ``/health`` answers 503 with the
+        reason while it is not None, generation requests get 503, and the log says so once per change. Must be
+        quick (a cheap request with a short timeout) and must not raise.
+        """
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional to override
         """Release the model and every resource. Called once, at shutdown."""

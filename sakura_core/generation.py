@@ -8,26 +8,32 @@ from collections.abc import AsyncIterator
 from typing import Literal
 
 from sakura_core.engine import Engine
+from sakura_core.engine_runner import EngineRunner
 from sakura_core.plugins import PluginRegistry
 from sakura_core.types import Delta, FinishReason, GenerationRequest, GenerationResult, ModelInfo
 
 
 async def generate(
-    engine: Engine, registry: PluginRegistry, request: GenerationRequest, model: ModelInfo
+    engine: Engine | EngineRunner, registry: PluginRegistry, request: GenerationRequest, model: ModelInfo
 ) -> AsyncIterator[Delta]:
     """Stream a generation: ``before_generate`` hooks, the engine's deltas, then ``after_generate`` hooks.
 
+    ``engine`` is an engine or the ``EngineRunner`` that counts its generations (the server passes its own).
     Stopping early (``aclose()`` or cancelling the consuming task) closes the engine's stream, which frees
     the engine's sequence, and observers see ``finish_reason == "cancelled"``.
     """
+    runner = engine if isinstance(engine, EngineRunner) else EngineRunner(engine)
     hooks = registry.plugin_manager.hook
+    counted_prompt = request.prompt
     hooks.before_generate(request=request, model=model)
+    if request.prompt_tokens is None or request.prompt != counted_prompt:
+        request.prompt_tokens = await runner.count_tokens(request.prompt)
     started = time.perf_counter()
     first_token_at: float | None = None
     pieces: list[str] = []
     last = Delta()
     finish: FinishReason | Literal["cancelled", "error"] = "cancelled"
-    stream = engine.generate(request.prompt, request.params)
+    stream = runner.stream(request.prompt, request.params, prompt_tokens=request.prompt_tokens)
     try:
         async for delta in stream:
             if first_token_at is None and delta.completion_tokens > 0:
@@ -41,10 +47,8 @@ async def generate(
         finish = "error"
         raise
     finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                await aclose()
+        with contextlib.suppress(Exception):
+            await stream.aclose()
         result = GenerationResult(
             text="".join(pieces),
             prompt_tokens=last.prompt_tokens,
@@ -57,7 +61,7 @@ async def generate(
 
 
 async def complete(
-    engine: Engine, registry: PluginRegistry, request: GenerationRequest, model: ModelInfo
+    engine: Engine | EngineRunner, registry: PluginRegistry, request: GenerationRequest, model: ModelInfo
 ) -> GenerationResult:
     """Run a generation to its end and return the joined result."""
     started = time.perf_counter()

@@ -28,13 +28,19 @@ def register_engines(register: Callable[[type[Engine]], None]) -> None:
 
     Call ``register(EngineClass)`` once per engine the plugin provides. The class's ``name`` is what users pass
     to ``sakura run --engine``; its ``Options`` model becomes the engine's own command-line options, shown under
-    the engine's name in ``sakura run --engine NAME --help``. Registering is cheap: do not import the engine's
-    backend library here.
+    the engine's name in ``sakura run --engine NAME --help``. Import the engine class inside this function, not
+    at the top of the plugin module: every ``sakura`` command imports every plugin module, and only commands that
+    need engines call this hook. Never import the backend library here.
+
+    A class that is no complete engine (abstract methods left, no ``name``) or whose options are spelled like one
+    of ``sakura run``'s own is not registered: ``sakura engines`` and ``sakura run`` report it in one line.
 
     Example::
 
         @hookimpl
         def register_engines(register):
+            from my_plugin.engine import MyEngine
+
             register(MyEngine)
     """
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from sakura_core import builtin_formats, hookspecs
-from sakura_core.engine import Engine
-from sakura_core.prompts import PromptFormat
+
+if TYPE_CHECKING:  # imported lazily: `sakura --help` loads this module and must stay fast
+    from sakura_core.engine import Engine
+    from sakura_core.prompts import PromptFormat
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +31,22 @@ BUILTIN_PLUGINS: tuple[tuple[str, ModuleType], ...] = (("sakura.builtin_formats"
 
 @dataclass(frozen=True)
 class PluginFailure:
-    """A plugin that could not be loaded or whose hook raised."""
+    """A plugin that could not be loaded, whose hook raised, or that registered an engine sakura cannot use."""
 
     name: str
     distribution: str | None
     error: str
+    #: The engine the failure is about, when it is about one.
+    engine: str | None = None
+
+    def describe(self) -> str:
+        """One line: ``plugin NAME (DISTRIBUTION): ERROR``."""
+        source = f" ({self.distribution})" if self.distribution else ""
+        return f"plugin {self.name}{source}: {self.error}"
+
+
+#: Checks an engine class beyond the contract's own rules; returns what is wrong, or None.
+EngineCheck = Callable[[type["Engine"]], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -97,8 +111,13 @@ class PluginRegistry:
             if dist is not None:
                 self._distributions[entry_point.name] = (dist_name, dist.version)
 
-    def engines(self) -> dict[str, RegisteredEngine]:
-        """Every registered engine by name. A plugin whose hook raises is recorded in ``failures``."""
+    def engines(self, check: EngineCheck | None = None) -> dict[str, RegisteredEngine]:
+        """Every usable registered engine by name.
+
+        A plugin whose hook raises, or that registers a class that is no complete engine (not an ``Engine``
+        subclass, no ``name``, abstract methods left, an ``Options`` that is no ``EngineOptions``) or that
+        ``check`` finds fault with, is recorded in ``failures`` with one line, and its engine left out.
+        """
         found: dict[str, RegisteredEngine] = {}
         for impl in reversed(self.plugin_manager.hook.register_engines.get_hookimpls()):
             dist_name, dist_version = self._distributions.get(impl.plugin_name, (None, None))
@@ -108,6 +127,11 @@ class PluginRegistry:
                 _plugin: str = impl.plugin_name,
                 _dist: tuple[str | None, str | None] = (dist_name, dist_version),
             ) -> None:
+                problem = engine_class_problem(engine_class) or (check(engine_class) if check else None)
+                if problem is not None:
+                    name = getattr(engine_class, "name", None)
+                    self._record(PluginFailure(_plugin, _dist[0], problem, name if isinstance(name, str) else None))
+                    return
                 found[engine_class.name] = RegisteredEngine(engine_class, _plugin, *_dist)
 
             self._call_safely(impl, register)
@@ -125,11 +149,15 @@ class PluginRegistry:
             self._call_safely(impl, register)
         return found
 
-    def engine(self, name: str) -> RegisteredEngine:
-        """The engine called ``name``, or UnknownEngineError naming the installed ones and the fix."""
-        engines = self.engines()
+    def engine(self, name: str, check: EngineCheck | None = None) -> RegisteredEngine:
+        """The engine called ``name``, or UnknownEngineError naming the installed ones and the fix (or the failure
+        of the plugin that should have provided it)."""
+        engines = self.engines(check)
         if name in engines:
             return engines[name]
+        for failure in self.failures:
+            if name in (failure.engine, failure.name):
+                raise UnknownEngineError(f"the {name} engine cannot be used: {failure.describe()}")
         installed = ", ".join(sorted(engines)) or "none"
         dist = KNOWN_ENGINE_DISTRIBUTIONS.get(name)
         if dist is not None:
@@ -151,7 +179,29 @@ class PluginRegistry:
         try:
             impl.function(register=register)
         except Exception as exc:
+            logger.debug("plugin %s's %s hook raised", impl.plugin_name, impl.function.__name__, exc_info=True)
             dist_name = self._distributions.get(impl.plugin_name, (None, None))[0]
-            failure = PluginFailure(impl.plugin_name, dist_name, f"{type(exc).__name__}: {exc}")
-            if failure not in self.failures:
-                self.failures.append(failure)
+            self._record(PluginFailure(impl.plugin_name, dist_name, f"{type(exc).__name__}: {exc}"))
+
+    def _record(self, failure: PluginFailure) -> None:
+        if failure not in self.failures:
+            self.failures.append(failure)
+
+
+def engine_class_problem(engine_class: Any) -> str | None:
+    """What makes ``engine_class`` unusable as an engine, in one line, or None."""
+    from sakura_core.engine import Engine, EngineOptions
+
+    if not (isinstance(engine_class, type) and issubclass(engine_class, Engine)):
+        return f"registered {engine_class!r}, which is not a subclass of sakura_core.Engine"
+    label = engine_class.__qualname__
+    name = getattr(engine_class, "name", None)
+    if not isinstance(name, str) or not name:
+        return f"engine class {label} has no name (set the class attribute name = 'myengine')"
+    if inspect.isabstract(engine_class):
+        missing = ", ".join(sorted(engine_class.__abstractmethods__))
+        return f"engine class {label} ({name!r}) does not implement {missing}"
+    options = getattr(engine_class, "Options", None)
+    if not (isinstance(options, type) and issubclass(options, EngineOptions)):
+        return f"engine class {label} ({name!r}): Options must be a subclass of sakura_core.EngineOptions"
+    return None

@@ -54,7 +54,8 @@ class Delta:
 
     ``text`` is new text (never a split UTF-8 character, never a stop string); ``completion_tokens`` is the
     number of tokens generated so far, ``prompt_tokens`` the prompt's length. The last delta of a stream has
-    ``finish_reason`` set and may carry empty text.
+    ``finish_reason`` set and may carry empty text. An engine may leave the counts to the core (see
+    ``Engine.generate``).
     """
 
     text: str = ""
@@ -90,6 +91,9 @@ class GenerationRequest(BaseModel):
     params: SamplingParams = Field(default_factory=SamplingParams)
     messages: list[dict[str, Any]] | None = Field(None, description="The chat messages the prompt came from.")
     request_id: str = ""
+    prompt_tokens: int | None = Field(
+        None, description="The prompt's length in tokens when the caller counted it (recounted if a hook rewrites it)."
+    )
 
 
 class GenerationResult(BaseModel):

@@ -9,11 +9,11 @@ import time
 import click
 import pytest
 from click.testing import CliRunner
+from sakura_echo.scripted import ReferenceEngine
 
 from sakura_core import hookimpl
 from sakura_core.cli import CliState, cli, parse_listen, peek_engine_name
 from sakura_core.plugins import PluginRegistry
-from sakura_core.testing.reference_engine import ReferenceEngine
 
 
 class ReferencePlugin:

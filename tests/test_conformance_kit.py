@@ -1,15 +1,19 @@
-"""The conformance kit: the reference engine passes it, and engines that break a rule fail the matching check."""
+"""The conformance kit: the reference engine passes it, engines that break a rule only they can keep fail the
+matching check, and engines that break a finish rule the core enforces pass it (the core fixes what they do)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from sakura_echo.scripted import ReferenceEngine, ReferenceOptions
 
-from sakura_core.engine import Engine
+from sakura_core.engine import Engine, EngineError
+from sakura_core.engine_runner import EngineRunner
 from sakura_core.testing.conformance import (
     ConformanceError,
     EngineConformance,
@@ -26,8 +30,7 @@ from sakura_core.testing.conformance import (
     default_prompts,
     run_generation,
 )
-from sakura_core.testing.reference_engine import ReferenceEngine, ReferenceOptions
-from sakura_core.types import Delta, SamplingParams
+from sakura_core.types import Delta, ModelInfo, SamplingParams
 
 #: Raw prompts whose last lines (what the reference engine cycles through) differ from the first character on.
 DISTINCT_PROMPTS = [
@@ -37,6 +40,13 @@ DISTINCT_PROMPTS = [
     "第四行\nABCDEFGHIJKLMNOPQRSTUVWXYZ",
 ]
 V10_MODEL = "sakura-7b-qwen2.5-v1.0-iq4xs.gguf"
+
+
+async def wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
 
 
 async def loaded(engine_class: type[ReferenceEngine] = ReferenceEngine, **options: Any) -> ReferenceEngine:
@@ -98,7 +108,7 @@ async def test_a_generation_that_hangs_times_out() -> None:
     engine = await loaded(token_delay=10.0)
     with pytest.raises(ConformanceError, match=r"did not finish within 0\.1 s"):
         await run_generation(engine, "abc", SamplingParams(max_tokens=4), time_limit=0.1)
-    assert engine.active_generations == 0
+    await wait_until(lambda: engine.active_generations == 0)
 
 
 async def test_an_engine_error_becomes_a_conformance_error() -> None:
@@ -108,71 +118,28 @@ async def test_an_engine_error_becomes_a_conformance_error() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- broken engines
+# Each breaks a rule only the engine can keep: the kit must catch it.
 
 
-class EmitsStopStrings(ReferenceEngine):
-    """Ignores stop strings altogether."""
+class ClaimsStopStringsButEmitsThem(ReferenceEngine):
+    """Says it ends on stop strings itself (so the core does not), but ignores them."""
 
-    def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
-        return super().generate(prompt, params.model_copy(update={"stop": []}))
-
-
-class IncludesStopString(ReferenceEngine):
-    """Stops at a stop string but emits it."""
-
-    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
-        async for delta in super().generate(prompt, params):
-            if delta.finish_reason == "stop" and params.stop and delta.completion_tokens < params.max_tokens:
-                full = self.answer_for(prompt, params)[: delta.completion_tokens]
-                found = [s for s in params.stop if full.endswith(s)]
-                delta.text += found[0] if found else ""
-            yield delta
-
-
-class ExceedsMaxTokens(ReferenceEngine):
-    """Generates one token too many."""
-
-    def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
-        return super().generate(prompt, params.model_copy(update={"max_tokens": params.max_tokens + 1}))
-
-
-class NeverSaysLength(ReferenceEngine):
-    """Reports "stop" when the output was cut by max_tokens."""
-
-    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
-        async for delta in super().generate(prompt, params):
-            if delta.finish_reason == "length":
-                delta.finish_reason = "stop"
-            yield delta
-
-
-class FinishReasonTooEarly(ReferenceEngine):
-    """Yields one more empty delta after the one with the finish reason."""
-
-    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
-        last = Delta()
-        async for delta in super().generate(prompt, params):
-            last = delta
-            yield delta
-        yield Delta(prompt_tokens=last.prompt_tokens, completion_tokens=last.completion_tokens)
+    handles_stop_strings = True
 
 
 class NeverFreesOnCancel(ReferenceEngine):
     """Counts a generation as finished only when it runs to its end (no try/finally)."""
 
-    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
         self.active += 1
-        produced = 0
         for char in self.answer_for(prompt, params)[: params.max_tokens]:
             await asyncio.sleep(0)
-            produced += 1
-            yield Delta(char, len(prompt), produced)
+            yield char
         self.active -= 1
-        yield Delta("", len(prompt), produced, "length" if produced == params.max_tokens else "stop")
 
 
 class ActiveAlwaysZero(ReferenceEngine):
-    """Does not report running generations."""
+    """Reports its running generations, but wrongly: always none."""
 
     @property
     def active_generations(self) -> int:
@@ -187,26 +154,30 @@ class CorruptedByCancel(ReferenceEngine):
     def answer_for(self, prompt: str, params: SamplingParams) -> str:
         return super().answer_for(prompt, params)[self.leaked :] + "x" * self.leaked
 
-    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
+        self.active += 1
         try:
-            async for delta in super().generate(prompt, params):
-                yield delta
+            for char in self.answer_for(prompt, params)[: params.max_tokens]:
+                await asyncio.sleep(0)
+                yield char
         except (GeneratorExit, asyncio.CancelledError):
             self.leaked += 1
             raise
+        finally:
+            self.active -= 1
 
 
 class NotAnAsyncGenerator(ReferenceEngine):
     """Returns an async iterator without aclose()."""
 
-    def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+    def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
         stream = super().generate(prompt, params)
 
         class Iterator:
             def __aiter__(self) -> Iterator:
                 return self
 
-            async def __anext__(self) -> Delta:
+            async def __anext__(self) -> str:
                 return await anext(stream)
 
         return Iterator()
@@ -216,51 +187,36 @@ class WrongPromptTokens(ReferenceEngine):
     """Deltas count a beginning-of-sequence token that count_tokens() does not."""
 
     async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
-        async for delta in super().generate(prompt, params):
-            delta.prompt_tokens += 1
-            yield delta
-
-
-class FinalDeltaWithoutCompletionCount(ReferenceEngine):
-    """The last delta forgets the completion count."""
-
-    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
-        async for delta in super().generate(prompt, params):
-            if delta.finish_reason is not None:
-                delta.completion_tokens = 0
-            yield delta
-
-
-class CountsPerDelta(ReferenceEngine):
-    """completion_tokens counts the delta's own tokens instead of the total."""
-
-    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
-        async for delta in super().generate(prompt, params):
-            delta.completion_tokens = min(delta.completion_tokens, 1)
-            yield delta
+        produced = 0
+        async for char in super().generate(prompt, params):
+            produced += 1
+            yield Delta(char, len(prompt) + 1, produced)
 
 
 class CumulativeDeltas(ReferenceEngine):
-    """Each delta carries the whole text so far."""
+    """Each piece carries the whole text so far."""
 
     async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
         so_far = ""
-        async for delta in super().generate(prompt, params):
-            so_far += delta.text
-            delta.text = so_far
-            yield delta
+        async for char in super().generate(prompt, params):
+            so_far += char
+            yield Delta(so_far, 0, len(so_far))
 
 
 class FinalDeltaRepeatsText(ReferenceEngine):
-    """The last delta carries the whole output again."""
+    """The last delta carries the whole output again (its answers end before the checks' token budget)."""
+
+    async def load(self, model: str, model_version: str | None = None) -> ModelInfo:
+        info = await super().load(model, model_version)
+        self.model.answer_length = 10
+        return info
 
     async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
         so_far = ""
-        async for delta in super().generate(prompt, params):
-            so_far += delta.text
-            if delta.finish_reason is not None:
-                delta.text = so_far
-            yield delta
+        async for char in super().generate(prompt, params):
+            so_far += char
+            yield Delta(char, 0, len(so_far))
+        yield Delta(so_far, 0, len(so_far), "stop")
 
 
 class MixesConcurrentOutputs(ReferenceEngine):
@@ -268,39 +224,52 @@ class MixesConcurrentOutputs(ReferenceEngine):
 
     current = ""
 
-    def answer_for(self, prompt: str, params: SamplingParams) -> str:
-        self.current = super().answer_for(prompt, params)
-        return self.current
-
-    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
-        self.answer_for(prompt, params)
-        self.active += 1
-        try:
-            produced = 0
-            while produced < min(len(self.current), params.max_tokens):
-                await asyncio.sleep(0)
-                char = self.current[produced]
-                produced += 1
-                yield Delta(char, len(prompt), produced)
-            yield Delta("", len(prompt), produced, "length" if produced == params.max_tokens else "stop")
-        finally:
-            self.active -= 1
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
+        self.current = self.answer_for(prompt, params)
+        produced = 0
+        while produced < min(len(self.current), params.max_tokens):
+            await asyncio.sleep(0)
+            produced += 1
+            yield self.current[produced - 1]
 
 
 class RandomGreedy(ReferenceEngine):
     """Greedy decoding that is not deterministic."""
 
-    def answer_for(self, prompt: str, params: SamplingParams) -> str:
-        answer = list(super().answer_for(prompt, params))
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
+        answer = list(self.answer_for(prompt, params))
         random.shuffle(answer)
-        return "".join(answer)
+        for char in answer[: params.max_tokens]:
+            yield char
 
 
 class IgnoresSeed(ReferenceEngine):
     """Sampling that ignores the seed."""
 
-    def answer_for(self, prompt: str, params: SamplingParams) -> str:
-        return super().answer_for(prompt, params.model_copy(update={"seed": None}))
+    def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
+        return super().generate(prompt, params.model_copy(update={"seed": None}))
+
+
+class YieldsNumbers(ReferenceEngine):
+    """Yields token ids instead of text."""
+
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[int]:  # type: ignore[override]
+        async for char in super().generate(prompt, params):
+            yield ord(char)
+
+
+class CountsNegative(ReferenceEngine):
+    """count_tokens() answers nonsense."""
+
+    def count_tokens(self, text: str) -> int:
+        return -1
+
+
+class Unhealthy(ReferenceEngine):
+    """Reports that its backend is down although it serves."""
+
+    async def health(self) -> str | None:
+        return "backend gone"
 
 
 class BusyWhenIdle(ReferenceEngine):
@@ -314,24 +283,29 @@ class BusyWhenIdle(ReferenceEngine):
 Check = Callable[..., Awaitable[None]]
 
 BROKEN_ENGINES: list[tuple[type[ReferenceEngine], Check, str]] = [
-    (EmitsStopStrings, check_stop_strings, "was emitted|must be the text before it"),
-    (IncludesStopString, check_stop_strings, "was emitted"),
-    (ExceedsMaxTokens, check_max_tokens, "max_tokens=1 was exceeded"),
-    (NeverSaysLength, check_max_tokens, "exactly when finish_reason is 'length'"),
-    (FinishReasonTooEarly, check_finish_reasons, "only the last delta may carry one"),
+    (ClaimsStopStringsButEmitsThem, check_stop_strings, "was emitted"),
     (NeverFreesOnCancel, check_cancellation, "after aclose\\(\\) mid-stream, the engine still reports 1 active"),
     (ActiveAlwaysZero, check_cancellation, "active_generations is 0 while"),
     (CorruptedByCancel, check_cancellation, "after cancelled generations the engine's greedy output changed"),
     (NotAnAsyncGenerator, check_cancellation, "must return an async generator"),
     (WrongPromptTokens, check_token_counts, "prompt_tokens=\\d+, but count_tokens\\(prompt\\) is"),
-    (FinalDeltaWithoutCompletionCount, check_token_counts, "completion_tokens went down"),
-    (CountsPerDelta, check_max_tokens, "exactly when finish_reason is 'length'"),
     (CumulativeDeltas, check_deltas_join, "must carry only new text"),
-    (FinalDeltaRepeatsText, check_deltas_join, "must be a prefix"),
+    (FinalDeltaRepeatsText, check_deltas_join, "a last delta must not repeat the output"),
     (MixesConcurrentOutputs, check_concurrent_generations, "run together differs from the same prompt run alone"),
     (RandomGreedy, check_greedy_deterministic, "greedy decoding is not deterministic"),
     (IgnoresSeed, check_seeded_sampling, "seed 1234 gave different outputs"),
+    (YieldsNumbers, check_finish_reasons, "generate\\(\\) raised EngineError: .* yielded int; it must yield str"),
+    (CountsNegative, check_engine_basics, "count_tokens\\(''\\) raised EngineError: .*counted -1 tokens"),
+    (Unhealthy, check_engine_basics, "must report itself healthy .*'backend gone'"),
+    (BusyWhenIdle, check_engine_basics, "idle engine must report active_generations == 0, got 1"),
 ]
+
+
+async def run_check(check: Check, engine: Engine) -> None:
+    if check is check_engine_basics:
+        await check(engine)
+    else:
+        await check(engine, DISTINCT_PROMPTS)
 
 
 @pytest.mark.parametrize(
@@ -342,25 +316,158 @@ BROKEN_ENGINES: list[tuple[type[ReferenceEngine], Check, str]] = [
 async def test_broken_engine_fails_its_check(engine_class: type[ReferenceEngine], check: Check, message: str) -> None:
     engine = await loaded(engine_class, parallel=4)
     with pytest.raises(ConformanceError, match=message):
-        await check(engine, DISTINCT_PROMPTS)
+        await run_check(check, engine)
+
+
+@pytest.mark.parametrize("check", sorted({check for _, check, _ in BROKEN_ENGINES}, key=lambda c: c.__name__))
+async def test_the_reference_engine_passes_each_check_a_broken_engine_fails(check: Check) -> None:
+    await run_check(check, await loaded(parallel=4))
+
+
+# ------------------------------------------------------------------------------------- the rules the core keeps
+# Each engine breaks a finish or counting rule in its raw stream; run as the server runs it, the core keeps the rule,
+# so the engine passes the check. Each test first shows that the raw stream does break the rule.
+
+
+async def raw_deltas(engine: Engine, prompt: str, params: SamplingParams) -> list[Delta | str]:
+    return [item async for item in engine.generate(prompt, params)]
+
+
+class IgnoresStopStrings(ReferenceEngine):
+    """Leaves stop strings to the core (the plain engine does too: this one says so explicitly)."""
+
+    handles_stop_strings = False
+
+
+class ExceedsMaxTokens(ReferenceEngine):
+    """Generates one token too many."""
+
+    def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
+        return super().generate(prompt, params.model_copy(update={"max_tokens": params.max_tokens + 1}))
+
+
+class NeverSaysLength(ReferenceEngine):
+    """Counts its tokens and always finishes with "stop", also when the output was cut by max_tokens."""
+
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        produced = 0
+        async for char in super().generate(prompt, params):
+            produced += 1
+            yield Delta(char, 0, produced)
+        yield Delta("", 0, produced, "stop")
+
+
+class DeltaAfterTheFinish(ReferenceEngine):
+    """Yields one more delta after the one with the finish reason."""
+
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        produced = 0
+        async for char in super().generate(prompt, params):
+            produced += 1
+            yield Delta(char, 0, produced)
+        yield Delta("", 0, produced, "stop")
+        yield Delta("!", 0, produced + 1)
+
+
+class CountsPerDelta(ReferenceEngine):
+    """completion_tokens counts the delta's own tokens instead of the total."""
+
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        async for char in super().generate(prompt, params):
+            yield Delta(char, 0, 1)
+
+
+class AsyncCounting(ReferenceEngine):
+    """Counts tokens with a coroutine, as an engine with a remote tokenizer does."""
+
+    async def count_tokens(self, text: str) -> int:  # type: ignore[override]
+        await asyncio.sleep(0)
+        return len(text)
+
+
+def _has_stop_string(items: list[Delta | str], stop: str) -> bool:
+    return stop in "".join(item if isinstance(item, str) else item.text for item in items)
+
+
+def _too_many_tokens(items: list[Delta | str], max_tokens: int) -> bool:
+    return len(items) > max_tokens
+
+
+def _never_length(items: list[Delta | str], max_tokens: int) -> bool:
+    return isinstance(items[-1], Delta) and items[-1].finish_reason == "stop" and len(items) - 1 == max_tokens
+
+
+def _after_finish(items: list[Delta | str], max_tokens: int) -> bool:
+    return any(isinstance(i, Delta) and i.finish_reason for i in items[:-1])
+
+
+def _per_delta_counts(items: list[Delta | str], max_tokens: int) -> bool:
+    return all(isinstance(i, Delta) and i.completion_tokens == 1 for i in items) and len(items) > 1
+
+
+CORE_ENFORCED: list[tuple[type[ReferenceEngine], Check, Callable[[list[Delta | str], int], bool]]] = [
+    (ExceedsMaxTokens, check_max_tokens, _too_many_tokens),
+    (NeverSaysLength, check_max_tokens, _never_length),
+    (DeltaAfterTheFinish, check_finish_reasons, _after_finish),
+    (CountsPerDelta, check_token_counts, _per_delta_counts),
+]
 
 
 @pytest.mark.parametrize(
-    ("engine_class", "check", "message"),
-    BROKEN_ENGINES,
-    ids=[engine_class.__name__ for engine_class, _, _ in BROKEN_ENGINES],
+    ("engine_class", "check", "breaks_the_rule"), CORE_ENFORCED, ids=[c.__name__ for c, _, _ in CORE_ENFORCED]
 )
-async def test_reference_engine_passes_the_check_a_broken_engine_fails(
-    engine_class: type[ReferenceEngine], check: Check, message: str
+async def test_the_core_keeps_the_rule_an_engine_breaks(
+    engine_class: type[ReferenceEngine], check: Check, breaks_the_rule: Callable[[list[Delta | str], int], bool]
 ) -> None:
-    engine = await loaded(parallel=4)
+    engine = await loaded(engine_class, parallel=4)
+    raw = await raw_deltas(engine, DISTINCT_PROMPTS[0], SamplingParams(max_tokens=8, do_sample=False))
+    assert breaks_the_rule(raw, 8), f"{engine_class.__name__}'s raw stream keeps the rule after all: {raw}"
     await check(engine, DISTINCT_PROMPTS)
 
 
-async def test_an_engine_busy_when_idle_fails_the_basics() -> None:
-    engine = await loaded(BusyWhenIdle)
-    with pytest.raises(ConformanceError, match="idle engine must report active_generations == 0, got 1"):
-        await check_engine_basics(engine)
+async def test_the_core_ends_on_stop_strings_for_an_engine_that_ignores_them() -> None:
+    engine = await loaded(IgnoresStopStrings)
+    stop = DISTINCT_PROMPTS[0].splitlines()[-1][3:5]
+    params = SamplingParams(max_tokens=16, do_sample=False, stop=[stop])
+    assert _has_stop_string(await raw_deltas(engine, DISTINCT_PROMPTS[0], params), stop)
+    run = await run_generation(engine, DISTINCT_PROMPTS[0], params)
+    assert stop not in run.text and run.finish_reason == "stop" and run.completion_tokens == 5
+    await check_stop_strings(engine, DISTINCT_PROMPTS)
+
+
+class TestAsyncCountingConformance(EngineConformance):
+    """An engine whose count_tokens is a coroutine passes the kit (the core awaits it)."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    async def engine(cls) -> AsyncIterator[Engine]:
+        engine = await loaded(AsyncCounting, parallel=2)
+        yield engine
+        await engine.close()
+
+
+async def test_a_blocking_count_runs_off_the_event_loop() -> None:
+    threads: list[str] = []
+
+    class RecordsItsThread(ReferenceEngine):
+        def count_tokens(self, text: str) -> int:
+            import threading
+
+            threads.append(threading.current_thread().name)
+            return len(text)
+
+    engine = await loaded(RecordsItsThread)
+    assert await EngineRunner(engine).count_tokens("abc") == 3
+    assert threads and threads[0] != "MainThread"
+
+
+async def test_an_engine_error_in_count_tokens_reaches_the_caller() -> None:
+    class CannotCount(ReferenceEngine):
+        def count_tokens(self, text: str) -> int:
+            raise EngineError("tokenizer offline")
+
+    with pytest.raises(EngineError, match="tokenizer offline"):
+        await EngineRunner(await loaded(CannotCount)).count_tokens("abc")
 
 
 async def test_checks_that_need_long_outputs_say_so() -> None:
@@ -376,7 +483,7 @@ async def test_the_stop_string_check_spans_two_deltas() -> None:
     seen: list[list[str]] = []
 
     class Recording(ReferenceEngine):
-        def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
             seen.append(list(params.stop))
             return super().generate(prompt, params)
 

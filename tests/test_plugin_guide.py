@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from sakura_echo.scripted import ReferenceEngine
 
 from sakura_core.generation import complete
 from sakura_core.plugins import PluginRegistry
-from sakura_core.testing.reference_engine import ReferenceEngine
 from sakura_core.types import GenerationRequest, SamplingParams
 
 ROOT = Path(__file__).resolve().parent.parent

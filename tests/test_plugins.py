@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sakura_echo.scripted import ReferenceEngine, ReferenceOptions
 
 from sakura_core import hookimpl
 from sakura_core.cli import CliState, cli
@@ -18,7 +19,6 @@ from sakura_core.engine import Engine, EngineError
 from sakura_core.generation import complete, generate
 from sakura_core.plugins import LOAD_PLUGINS_ENV, PluginFailure, PluginRegistry, UnknownEngineError
 from sakura_core.prompts import PromptFormat, message_text, render_chatml, translation_messages_v09
-from sakura_core.testing.reference_engine import ReferenceEngine, ReferenceOptions
 from sakura_core.translate import self_check
 from sakura_core.types import Delta, GenerationRequest, GenerationResult, ModelInfo, SamplingParams
 
@@ -313,7 +313,7 @@ def test_sakura_engines_shows_the_installed_plugin_and_the_broken_one() -> None:
     [echo_line] = [line for line in result.output.splitlines() if line.startswith("echo ")]
     assert f"{ECHO_DISTRIBUTION} {version}" in echo_line
     assert "Echoes the source text back" in echo_line
-    assert f"failed to load: broken ({ECHO_DISTRIBUTION}): ImportError:" in result.output
+    assert f"failed: plugin broken ({ECHO_DISTRIBUTION}): ImportError:" in result.output
 
 
 def test_importing_the_plugin_does_not_import_its_backend() -> None:

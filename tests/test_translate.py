@@ -6,10 +6,10 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
+from sakura_echo.scripted import ReferenceEngine, ReferenceOptions
 
 from sakura_core.plugins import PluginRegistry
 from sakura_core.prompts import SYSTEM_V09
-from sakura_core.testing.reference_engine import ReferenceEngine, ReferenceOptions
 from sakura_core.translate import SELF_CHECK_EXPECTED, SELF_CHECK_INPUT, self_check, translate, translation_prompt
 from sakura_core.types import Delta, ModelInfo, SamplingParams
 

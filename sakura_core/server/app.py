@@ -8,6 +8,7 @@ from sakura_core import __version__
 from sakura_core.engine import Engine
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server import routes_legacy, routes_llamacpp, routes_openai
+from sakura_core.server.health import engine_health_watch
 from sakura_core.server.keys import OPENAPI, PUBLIC_PATHS, STATE
 from sakura_core.server.middleware import MIDDLEWARES, add_cors_headers
 from sakura_core.server.openapi import build_openapi
@@ -42,6 +43,7 @@ def build_app(state: ServerState) -> web.Application:
     for spec in routes:
         app.router.add_route(spec.method, spec.path, spec.handler)
     app.on_response_prepare.append(add_cors_headers)
+    app.cleanup_ctx.append(engine_health_watch)
     return app
 
 

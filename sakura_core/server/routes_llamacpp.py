@@ -38,7 +38,7 @@ async def completion(request: web.Request) -> web.StreamResponse:
     n_predict = body.n_predict if body.n_predict is not None else body.max_tokens
     if n_predict == 0:
         raise invalid_request("n_predict must be at least 1 (or -1: as many tokens as fit)", param="n_predict")
-    generation = service.prepare(
+    generation = await service.prepare(
         prompt, body.sampling_values(), max_tokens=n_predict if n_predict is not None and n_predict > 0 else None
     )
     model_id = service.model_info.id
@@ -135,12 +135,15 @@ async def slots(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 once the model is loaded (also when every slot is busy); 503 while loading or shutting down."""
+    """200 once the model is loaded (also when every slot is busy); 503 while loading, shutting down, or while the
+    engine reports that it cannot serve (with its reason)."""
     state = request.app[STATE]
     if state.phase is Phase.LOADING or state.scheduler is None:
         return json_response(HealthResponse(status="loading model"), status=503)
     if state.phase is Phase.STOPPING:
         return json_response(HealthResponse(status="shutting down"), status=503)
+    if state.runner.problem is not None:
+        return json_response(HealthResponse(status="engine unavailable", reason=state.runner.problem), status=503)
     active = state.scheduler.active
     return json_response(
         HealthResponse(status="ok", slots_idle=state.scheduler.capacity - active, slots_processing=active)
@@ -180,7 +183,7 @@ ROUTES = [
         "GET",
         "/health",
         health,
-        "200 once the model is loaded, 503 while loading.",
+        "200 once the model is loaded; 503 while loading, shutting down or while the engine cannot serve.",
         response=HealthResponse,
         other_responses={503: HealthResponse},
         public=True,

@@ -41,7 +41,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     chat = parse(ChatCompletionRequest, merge_sakura_extras(await read_json(request), request.query))
     messages = [message.as_dict() for message in chat.messages]
     prompt = service.render(messages)
-    generation = service.prepare(
+    generation = await service.prepare(
         prompt,
         chat.sampling_values(),
         max_tokens=chat.max_tokens or chat.max_completion_tokens or DEFAULT_MAX_TOKENS,
@@ -117,7 +117,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
     service = request.app[STATE].require_service()
     body = parse(CompletionRequest, merge_sakura_extras(await read_json(request), request.query))
     prompt = single_prompt(body.prompt)
-    generation = service.prepare(prompt, body.sampling_values(), max_tokens=body.max_tokens or DEFAULT_MAX_TOKENS)
+    generation = await service.prepare(prompt, body.sampling_values(), max_tokens=body.max_tokens or DEFAULT_MAX_TOKENS)
     completion_id = f"cmpl-{generation.request_id}"
     created = int(time.time())
     model_id = service.model_info.id

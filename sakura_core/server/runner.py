@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 CONNECTION_CLOSE_SECONDS = 2.0
 #: Seconds to wait for cancelled generations to unwind.
 CANCEL_SETTLE_SECONDS = 2.0
+#: Seconds of loading after which the log says what is loading (a model that fails at once prints only its error).
+LOADING_NOTICE_SECONDS = 1.0
 
 
 async def serve(
@@ -78,6 +80,7 @@ async def run_server(
     ``on_bound(host, port)`` is called once the socket listens (port 0 binds a free port).
     """
     state = ServerState(settings, engine, registry)
+    served = False
     runner = web.AppRunner(
         build_app(state), handler_cancellation=True, access_log=None, shutdown_timeout=CONNECTION_CLOSE_SECONDS
     )
@@ -89,15 +92,15 @@ async def run_server(
         host, port = settings.host, _bound_port(runner, settings.port)
         if on_bound is not None:
             on_bound(host, port)
-        logger.info(
-            "listening on http://%s:%d; loading %s with the %s engine (/health answers 503 until it is ready)",
-            url_host(host),
-            port,
-            model,
-            engine.name,
-        )
+        logger.debug("listening on http://%s:%d (/health answers 503 until the model is loaded)", url_host(host), port)
         load_started = True
-        info = await _load_unless_stopped(engine, model, model_version, stop)
+        notice = asyncio.get_running_loop().call_later(
+            LOADING_NOTICE_SECONDS, logger.info, "loading %s with the %s engine", model, engine.name
+        )
+        try:
+            info = await _load_unless_stopped(engine, model, model_version, stop)
+        finally:
+            notice.cancel()
         if info is None:
             logger.info("stopped while loading the model")
             return
@@ -106,6 +109,7 @@ async def run_server(
         if settings.self_check:
             await _self_check(engine, registry, info)
         state.set_ready(info)
+        served = True
         logger.info("%s", banner(engine, info, host, port, state.auth))
         if state.auth.generated and not logger.isEnabledFor(logging.INFO):  # the key must be seen once
             logger.warning("requests need the generated API key: Authorization: Bearer %s", state.auth.api_key)
@@ -115,7 +119,7 @@ async def run_server(
     finally:
         await runner.cleanup()
         if load_started:
-            await _close_engine(engine)
+            await _close_engine(engine, logging.INFO if served else logging.DEBUG)
 
 
 async def _load_unless_stopped(
@@ -169,13 +173,13 @@ async def _drain(state: ServerState, grace: float, force: asyncio.Event | None) 
         await scheduler.wait_idle(CANCEL_SETTLE_SECONDS)
 
 
-async def _close_engine(engine: Engine) -> None:
+async def _close_engine(engine: Engine, level: int) -> None:
     try:
         await engine.close()
     except Exception:
         logger.warning("the engine failed to close cleanly", exc_info=True)
     else:
-        logger.info("engine closed")
+        logger.log(level, "engine closed")
 
 
 def _bound_port(runner: web.AppRunner, requested: int) -> int:

@@ -16,7 +16,8 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 
-from sakura_core.engine import Engine
+from sakura_core.engine import EngineError, EngineUnavailableError
+from sakura_core.engine_runner import EngineRunner
 from sakura_core.generation import generate
 from sakura_core.plugins import PluginRegistry
 from sakura_core.prompts import MessagesError, validate_messages
@@ -32,6 +33,29 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_TOKENS = 512
 #: Seconds a client told "queue full" is asked to wait before retrying.
 QUEUE_FULL_RETRY_AFTER = 2
+#: Seconds a client told "the engine is unavailable" is asked to wait before retrying.
+ENGINE_UNAVAILABLE_RETRY_AFTER = 5
+
+
+def engine_failure(exc: Exception, failed: str, request_id: str = "") -> APIError:
+    """The API error for an engine failure: 503 when the engine says it is temporary, else 500.
+
+    ``failed`` starts the message (``the engine failed``). An ``EngineError`` is the engine's own word: one log
+    line and its message to the client. Anything else is a bug in the engine, logged with its traceback.
+    """
+    about = f" (request {request_id})" if request_id else ""
+    if isinstance(exc, EngineUnavailableError):
+        logger.warning("%s%s: the engine is unavailable: %s", failed, about, exc)
+        logger.debug("engine failure", exc_info=exc)
+        return unavailable(
+            f"the engine is unavailable: {exc}", code="engine_unavailable", retry_after=ENGINE_UNAVAILABLE_RETRY_AFTER
+        )
+    if isinstance(exc, EngineError):
+        logger.warning("%s%s: %s", failed, about, exc)
+        logger.debug("engine failure", exc_info=exc)
+        return server_error(f"{failed}: {exc}", code="engine_error")
+    logger.error("%s%s: %s: %s", failed, about, type(exc).__name__, exc, exc_info=exc)
+    return server_error(f"{failed}: {type(exc).__name__}: {exc}", code="engine_error")
 
 
 class GenerationService:
@@ -39,13 +63,13 @@ class GenerationService:
 
     def __init__(
         self,
-        engine: Engine,
+        runner: EngineRunner,
         registry: PluginRegistry,
         model_info: ModelInfo,
         scheduler: Scheduler,
         metrics: ServerMetrics,
     ) -> None:
-        self.engine = engine
+        self.runner = runner
         self.registry = registry
         self.model_info = model_info
         self.scheduler = scheduler
@@ -60,7 +84,7 @@ class GenerationService:
             raise invalid_request(str(exc), param="messages") from None
         return self.prompt_format.render(messages)
 
-    def prepare(
+    async def prepare(
         self,
         prompt: str,
         sampling: dict[str, Any],
@@ -75,10 +99,9 @@ class GenerationService:
         The prompt format's stop strings are added to the client's.
         """
         try:
-            prompt_tokens = self.engine.count_tokens(prompt)
+            prompt_tokens = await self.runner.count_tokens(prompt)
         except Exception as exc:
-            logger.warning("the engine could not count a prompt's tokens: %s", exc, exc_info=True)
-            raise server_error(f"the engine could not count the prompt's tokens: {exc}", code="engine_error") from exc
+            raise engine_failure(exc, "the engine could not count the prompt's tokens") from exc
         context = self.model_info.context_length
         if prompt_tokens >= context:
             raise invalid_request(
@@ -102,10 +125,18 @@ class GenerationService:
             params=params,
             messages=list(messages) if messages is not None else None,
             request_id=request_id,
+            prompt_tokens=prompt_tokens,
         )
 
     def admit(self) -> Ticket:
-        """A place for one generation: a slot, or a place in the queue; 503 when the queue is full."""
+        """A place for one generation: a slot, or a place in the queue; 503 when the queue is full or the engine
+        reports that it cannot serve."""
+        if self.runner.problem is not None:
+            raise unavailable(
+                f"the engine is unavailable: {self.runner.problem}",
+                code="engine_unavailable",
+                retry_after=ENGINE_UNAVAILABLE_RETRY_AFTER,
+            )
         try:
             return self.scheduler.reserve()
         except QueueFullError as exc:
@@ -121,12 +152,13 @@ class GenerationService:
         """Wait for the ticket's slot, then yield the engine's deltas; ``record`` follows along.
 
         Consume it inside ``contextlib.aclosing``: stopping early (or cancelling the consuming task) closes the
-        engine's stream and frees the slot at once. Engine failures become 500 APIErrors with the engine's message.
+        engine's stream and frees the slot at once. Engine failures become APIErrors with the engine's message: 503
+        when the engine says it is temporarily unavailable, else 500.
         """
         try:
             await ticket.wait()
             self.metrics.start(record)
-            deltas = cast(AsyncGenerator[Delta, None], generate(self.engine, self.registry, request, self.model_info))
+            deltas = cast(AsyncGenerator[Delta, None], generate(self.runner, self.registry, request, self.model_info))
             try:
                 async for delta in deltas:
                     record.observe(delta)
@@ -138,8 +170,7 @@ class GenerationService:
             raise
         except Exception as exc:
             record.outcome = "error"
-            logger.warning("engine failed on request %s: %s", request.request_id, exc, exc_info=True)
-            raise server_error(f"the engine failed: {exc}", code="engine_error") from exc
+            raise engine_failure(exc, "the engine failed", request.request_id) from exc
         finally:
             ticket.release()
             if record.outcome in ("queued", "running"):

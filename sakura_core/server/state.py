@@ -6,6 +6,7 @@ import time
 from enum import StrEnum
 
 from sakura_core.engine import Engine
+from sakura_core.engine_runner import EngineRunner
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server.auth import AuthPolicy, resolve_auth
 from sakura_core.server.errors import unavailable
@@ -39,6 +40,7 @@ class ServerState:
     ) -> None:
         self.settings = settings
         self.engine = engine
+        self.runner = EngineRunner(engine)
         self.registry = registry
         self.auth = auth if auth is not None else resolve_auth(settings)
         self.metrics = ServerMetrics()
@@ -52,7 +54,7 @@ class ServerState:
         """The model is loaded: admit requests up to the engine's parallelism."""
         self.model_info = model_info
         self.scheduler = Scheduler(self.engine.parallelism, self.settings.max_queue)
-        self.service = GenerationService(self.engine, self.registry, model_info, self.scheduler, self.metrics)
+        self.service = GenerationService(self.runner, self.registry, model_info, self.scheduler, self.metrics)
         self.phase = Phase.READY
 
     def begin_stopping(self) -> None:

@@ -1,8 +1,14 @@
 """The engine contract's checks, each a plain async function that raises ConformanceError on a violation.
 
-Every check takes a loaded engine and one or more raw prompts. They are written for tiny random-weight models
-too: outputs may be gibberish and may end early, so a check that needs a long enough output picks, among the
-prompts it is given, one whose greedy output is long enough, and says so when none is.
+Every check takes a loaded engine and one or more raw prompts. Generations run as the server runs them: through
+``sakura_core.engine_runner.EngineRunner``, which applies the rules every engine shares (the finish rules, the
+token counts an engine leaves out). What is checked is what only the engine can get right: the text it generates,
+determinism, seeds, concurrency, token counts it reports, stop strings when it matches them itself, and that a
+cancelled generation frees what the engine holds.
+
+They are written for tiny random-weight models too: outputs may be gibberish and may end early, so a check that
+needs a long enough output picks, among the prompts it is given, one whose greedy output is long enough, and says
+so when none is.
 
 ``EngineConformance`` (in ``sakura_core.testing.conformance``) runs all of them as pytest tests; call them
 directly to test a single property or to build your own suite.
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sakura_core.engine import Engine
+from sakura_core.engine_runner import EngineRunner
 from sakura_core.types import Delta, ModelInfo, SamplingParams
 
 #: Tokens per generation in the checks: small, so that CPU tests of real engines stay fast.
@@ -26,6 +33,8 @@ DEFAULT_MAX_TOKENS = 16
 DEFAULT_TIME_LIMIT = 120.0
 #: Seconds an engine has to report no active generation after a cancelled one.
 RELEASE_TIMEOUT = 1.0
+#: Seconds a health check may take.
+HEALTH_TIMEOUT = 5.0
 #: Most generations the concurrency check runs at once, whatever the engine's parallelism.
 DEFAULT_CONCURRENCY_LIMIT = 16
 #: A stop string no model output contains, to check that several stop strings may be given.
@@ -102,19 +111,20 @@ def _prompt_list(prompts: str | Sequence[str]) -> list[str]:
 async def run_generation(
     engine: Engine, prompt: str, params: SamplingParams, *, time_limit: float = DEFAULT_TIME_LIMIT
 ) -> GenerationRun:
-    """Run one generation to its end and keep every delta.
+    """Run one generation to its end, as the server runs it, and keep every delta.
 
-    A generation that raises, yields something other than a ``Delta``, or outlasts ``time_limit`` seconds is a
-    ConformanceError.
+    A generation that raises, yields something other than ``str`` or ``Delta``, or outlasts ``time_limit`` seconds
+    is a ConformanceError.
     """
     run = GenerationRun(prompt, params)
-    stream = engine.generate(prompt, params)
+    runner = EngineRunner(engine)
+    stream = runner.stream(prompt, params, prompt_tokens=await _count(runner, prompt))
     try:
         async with asyncio.timeout(time_limit):
             async for delta in stream:
-                if not isinstance(delta, Delta) or not isinstance(delta.text, str):
+                if not isinstance(delta.text, str):
                     raise ConformanceError(
-                        f"generate() must yield Delta objects with str text, got {delta!r} (prompt {_short(prompt)})"
+                        f"generate() must yield str or Delta with str text, got {delta!r} (prompt {_short(prompt)})"
                     )
                 run.deltas.append(delta)
     except TimeoutError:
@@ -131,6 +141,14 @@ async def run_generation(
     finally:
         await _close(stream)
     return run
+
+
+async def _count(runner: EngineRunner, text: str) -> int:
+    """The engine's token count of ``text``, as the server obtains it."""
+    try:
+        return await runner.count_tokens(text)
+    except Exception as exc:
+        raise ConformanceError(f"count_tokens({_short(text)}) raised {type(exc).__name__}: {exc}") from exc
 
 
 async def _close(stream: AsyncIterator[Delta]) -> None:
@@ -192,10 +210,12 @@ async def check_engine_basics(engine: Engine) -> None:
         raise ConformanceError(f"engine.parallelism must be an int of at least 1, got {engine.parallelism!r}")
     if engine.active_generations != 0:
         raise ConformanceError(f"an idle engine must report active_generations == 0, got {engine.active_generations}")
+    runner = EngineRunner(engine)
     for text in ("", "a", "将下面的日文文本翻译成中文：やる気マンゴスキン"):
-        count = engine.count_tokens(text)
-        if not isinstance(count, int) or count < 0:
-            raise ConformanceError(f"count_tokens({text!r}) must be a non-negative int, got {count!r}")
+        await _count(runner, text)
+    problem = await runner.check_health(within=HEALTH_TIMEOUT)
+    if problem is not None:
+        raise ConformanceError(f"a loaded engine must report itself healthy (health() is None), got {problem!r}")
 
 
 async def check_deltas_join(
@@ -209,15 +229,15 @@ async def check_deltas_join(
 
     A streamed greedy run is compared with a second greedy run of the same prompt (same text), with a run cut at
     half its tokens (whose text must be a prefix of the full text: a last delta that repeats the output breaks
-    this), and with the output's length in tokens (deltas that repeat the text so far make it far longer than
-    the tokens generated).
+    this), with a run cut at the output's own length when it ended by itself (same text), and with the output's
+    length in tokens (deltas that repeat the text so far make it far longer than the tokens generated).
     """
     run = await _pick_long_output(
         engine, _prompt_list(prompts), min_deltas=2, max_tokens=max_tokens, time_limit=time_limit, purpose="deltas_join"
     )
     again = await run_generation(engine, run.prompt, run.params, time_limit=time_limit)
     _expect_same(run, again, "two greedy runs of one prompt joined to different outputs")
-    retokenized = engine.count_tokens(run.text)
+    retokenized = await _count(EngineRunner(engine), run.text)
     if retokenized > 4 * run.completion_tokens + 8:
         raise ConformanceError(
             f"the joined deltas are {retokenized} tokens long for {run.completion_tokens} generated tokens: deltas "
@@ -237,6 +257,14 @@ async def check_deltas_join(
             raise ConformanceError(
                 f"the text streamed within the first {half} tokens ({_short(streamed_so_far)}) is not what a run "
                 f"cut at {half} tokens outputs: {cut.describe()}"
+            )
+    if run.finish_reason == "stop" and run.completion_tokens >= 1:
+        exact = await run_generation(engine, run.prompt, greedy(run.completion_tokens), time_limit=time_limit)
+        if exact.text != run.text:
+            raise ConformanceError(
+                f"a greedy run cut at its own length ({run.completion_tokens} tokens) must output the same text as "
+                f"the run that ended by itself (a last delta must not repeat the output): cut run: "
+                f"{exact.describe()}; full run: {run.describe()}"
             )
 
 
@@ -393,8 +421,13 @@ async def _wait_until_idle(engine: Engine, after: str) -> None:
         await asyncio.sleep(0.01)
 
 
+def _reports_active(engine: Engine) -> bool:
+    """True when the engine reports its own running generations (the default property always says 0)."""
+    return type(engine).active_generations is not Engine.active_generations
+
+
 def _expect_running(engine: Engine, run: str) -> None:
-    if engine.active_generations < 1:
+    if _reports_active(engine) and engine.active_generations < 1:
         raise ConformanceError(
             f"active_generations is {engine.active_generations} while {run} is running; it must count running "
             f"generations truthfully"
@@ -402,10 +435,12 @@ def _expect_running(engine: Engine, run: str) -> None:
 
 
 async def _cancel_with_aclose(engine: Engine, prompt: str, params: SamplingParams, time_limit: float) -> None:
-    stream = engine.generate(prompt, params)
-    aclose = getattr(stream, "aclose", None)
-    if aclose is None:
+    raw = engine.generate(prompt, params)
+    if getattr(raw, "aclose", None) is None:
         raise ConformanceError("generate() must return an async generator (one with aclose())")
+    await raw.aclose()  # type: ignore[attr-defined]
+    stream = EngineRunner(engine).stream(prompt, params)
+    aclose = stream.aclose
     try:
         async with asyncio.timeout(time_limit):
             first = await anext(stream)
@@ -434,7 +469,7 @@ async def _cancel_task(engine: Engine, prompt: str, params: SamplingParams, time
     first_delta = asyncio.Event()
 
     async def consume() -> None:
-        async for _delta in engine.generate(prompt, params):
+        async for _delta in EngineRunner(engine).stream(prompt, params):
             first_delta.set()
             if pause:
                 await asyncio.Event().wait()
@@ -537,7 +572,7 @@ async def check_token_counts(
     """Every delta reports ``prompt_tokens == engine.count_tokens(prompt)``; ``completion_tokens`` never goes down,
     is positive once text was emitted, and never exceeds ``max_tokens``."""
     for prompt in _prompt_list(prompts)[:3]:
-        expected_prompt_tokens = engine.count_tokens(prompt)
+        expected_prompt_tokens = await _count(EngineRunner(engine), prompt)
         if expected_prompt_tokens <= 0:
             raise ConformanceError(f"count_tokens() of a non-empty prompt must be positive: {_short(prompt)}")
         for params in (greedy(max_tokens), SamplingParams(max_tokens=max_tokens, seed=3, **SAMPLED)):

@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from sakura_echo.scripted import ReferenceEngine, ReferenceOptions
 
 from sakura_core import hookimpl
 from sakura_core.plugins import PluginRegistry
@@ -20,7 +21,6 @@ from sakura_core.server import create_app
 from sakura_core.server.keys import STATE
 from sakura_core.server.settings import ServerSettings
 from sakura_core.server.state import ServerState
-from sakura_core.testing.reference_engine import ReferenceEngine, ReferenceOptions
 from sakura_core.types import Delta, SamplingParams
 
 MODEL_FILE = "models/sakura-7b-qwen2.5-v1.0-iq4xs.gguf"
@@ -210,7 +210,8 @@ StartServer = Callable[..., Awaitable[RunningServer]]
 
 @pytest.fixture
 async def start_server() -> AsyncIterator[StartServer]:
-    """``await start_server(settings=, plugins=, model=, **engine_options)`` → a RunningServer, closed afterwards."""
+    """``await start_server(settings=, plugins=, model=, engine_class=, **engine_options)`` → a RunningServer, closed
+    afterwards."""
     started: list[tuple[TestServer, aiohttp.ClientSession]] = []
 
     async def start(
@@ -218,10 +219,11 @@ async def start_server() -> AsyncIterator[StartServer]:
         settings: ServerSettings | None = None,
         plugins: tuple[tuple[str, Any], ...] = (),
         model: str = MODEL_FILE,
+        engine_class: type[ReferenceEngine] | None = None,
         **engine_options: Any,
     ) -> RunningServer:
         registry = make_registry(*plugins)
-        engine = RecordingEngine(ReferenceOptions(**engine_options))
+        engine = (engine_class or RecordingEngine)(ReferenceOptions(**engine_options))
         info = await engine.load(model)
         if settings is not None and settings.alias:
             info = info.model_copy(update={"id": settings.alias})

@@ -15,11 +15,11 @@ import time
 
 import aiohttp
 import pytest
+from sakura_echo.scripted import ReferenceOptions
 
 from sakura_core.engine import ModelLoadError
 from sakura_core.server.runner import run_server
 from sakura_core.server.settings import ServerSettings
-from sakura_core.testing.reference_engine import ReferenceOptions
 from sakura_core.translate import SELF_CHECK_INPUT
 
 MODEL = "models/sakura-14b-qwen2beta-v0.9.2-iq4xs.gguf"
@@ -187,7 +187,7 @@ SERVE_SCRIPT = textwrap.dedent(
     from sakura_core.plugins import PluginRegistry
     from sakura_core.server import serve
     from sakura_core.server.settings import ServerSettings
-    from sakura_core.testing.reference_engine import ReferenceEngine, ReferenceOptions
+    from sakura_echo.scripted import ReferenceEngine, ReferenceOptions
 
     class Closing(ReferenceEngine):
         async def close(self):

@@ -40,6 +40,8 @@ class LlamaCppEngine(Engine):
     install_hint: ClassVar[str] = (
         'pip install sakura-llamacpp  (for CUDA first: CMAKE_ARGS="-DGGML_CUDA=on" pip install llama-cpp-python)'
     )
+    #: The decode loop ends on stop strings itself, across tokens (text_stream.py).
+    handles_stop_strings: ClassVar[bool] = True
     options: LlamaCppOptions
 
     def __init__(self, options: EngineOptions | None = None) -> None:

@@ -11,6 +11,7 @@ computed once, and the legacy ``POST /api/create`` with a ``modelfile``.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,12 +79,20 @@ def file_digest(path: str | Path) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
+def quiet_http_client_logs() -> None:
+    """Keep httpx's one INFO line per request (every generation) out of the server's log, unless configured."""
+    http_logger = logging.getLogger("httpx")
+    if http_logger.level == logging.NOTSET:
+        http_logger.setLevel(logging.WARNING)
+
+
 class OllamaAPI:
     """The calls this engine makes to one Ollama server."""
 
     def __init__(self, address: OllamaAddress, *, timeout: float | None = None) -> None:
         from ollama import AsyncClient
 
+        quiet_http_client_logs()
         self.address = address
         self.client = AsyncClient(host=address.url, timeout=timeout)
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from sakura_core.engine import Engine, EngineError, EngineOptions, ModelLoadError
+from sakura_core.engine import Engine, EngineError, EngineOptions, EngineUnavailableError, ModelLoadError
 from sakura_core.identity import make_model_info, parse_model_identity
-from sakura_core.stop_strings import StopStringFilter
 from sakura_core.types import Delta, ModelInfo, SamplingParams
 from sakura_ollama import model_details
 from sakura_ollama.api import OllamaAddress, OllamaAPI
@@ -30,22 +28,6 @@ from sakura_ollama.sampling import SAKURA_END_MARKERS, final_counts, ollama_opti
 from sakura_ollama.tokenizer import TokenCounter, end_of_generation_texts, tokenizer_from_model_info
 
 logger = logging.getLogger(__name__)
-
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
-
-
-def keep_alive_value(value: str | None) -> float | str | None:
-    """``--keep-alive`` as Ollama takes it: a plain number is seconds (negative: forever), else a duration."""
-    if value is None:
-        return None
-    return float(value) if _NUMBER.match(value) else value
-
-
-def quiet_http_client_logs() -> None:
-    """Keep httpx's one INFO line per request (every generation) out of the server's log, unless configured."""
-    http_logger = logging.getLogger("httpx")
-    if http_logger.level == logging.NOTSET:
-        http_logger.setLevel(logging.WARNING)
 
 
 class OllamaEngine(Engine):
@@ -85,7 +67,6 @@ class OllamaEngine(Engine):
             import ollama  # noqa: F401 - fail early with the fix, not deep inside a call
         except ImportError:
             raise ModelLoadError("the ollama engine needs the `ollama` package: pip install sakura-ollama") from None
-        quiet_http_client_logs()
         self._api = OllamaAPI(self.address)
         try:
             return await self._load(self._api, model, model_version)
@@ -132,7 +113,7 @@ class OllamaEngine(Engine):
             meta=model_details.llama_server_meta(show),
         )
         logger.info("loading %s into Ollama (num_ctx %d)", self.ollama_model, self.num_ctx)
-        await api.load(self.ollama_model, {"num_ctx": self.num_ctx}, keep_alive_value(self.options.keep_alive))
+        await api.load(self.ollama_model, {"num_ctx": self.num_ctx}, self.options.keep_alive_value)
         return self.model_info
 
     async def _connect(self, api: OllamaAPI) -> str:
@@ -197,50 +178,34 @@ class OllamaEngine(Engine):
         return self._api, self.ollama_model
 
     async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
-        """Stream a raw generation from Ollama; closing this stream closes Ollama's, which stops the generation."""
+        """Stream a raw generation from Ollama; closing this stream closes Ollama's, which stops the generation.
+
+        Ollama cuts stop strings itself; the core's filter (this engine leaves ``handles_stop_strings`` off) makes
+        sure none is ever passed on. Chunks are not tokens: counts come from logprobs, else one per chunk, and
+        exactly from ``eval_count`` at the end.
+        """
         api, model = self._require_loaded()
         options = ollama_options(params, num_ctx=self.num_ctx)
         ended_on_text = bool(text_stops(params.stop, self.end_markers))
-        prompt_tokens = self.count_tokens(prompt)
-        # Ollama cuts stop strings itself; this filter only guarantees that none is ever passed on
-        guard = StopStringFilter(params.stop)
         self._active += 1
         stream: Any = None
         try:
             try:
-                stream = await api.generate(model, prompt, options, keep_alive_value(self.options.keep_alive))
+                stream = await api.generate(model, prompt, options, self.options.keep_alive_value)
+                generated = 0
+                async for chunk in stream:
+                    piece = chunk.response or ""
+                    if chunk.done:
+                        counts = final_counts(chunk.done_reason, chunk.eval_count, params, text_stop=ended_on_text)
+                        so_far = max(counts.completion_tokens, min(generated, params.max_tokens))
+                        yield Delta(piece, chunk.prompt_eval_count or 0, so_far, counts.finish_reason)
+                        return
+                    generated += len(chunk.logprobs) if chunk.logprobs else int(bool(piece))
+                    if piece:
+                        yield Delta(piece, 0, min(generated, params.max_tokens))
             except Exception as exc:
                 raise self._serving_error(exc) from exc
-            generated = 0  # tokens whose text has arrived: exact with logprobs, else one per chunk
-            while True:
-                try:
-                    chunk = await anext(stream)
-                except StopAsyncIteration:
-                    raise EngineError("Ollama ended the stream before the generation was done") from None
-                except Exception as exc:
-                    raise self._serving_error(exc) from exc
-                piece = chunk.response or ""
-                if chunk.done:
-                    counts = final_counts(chunk.done_reason, chunk.eval_count, params, text_stop=ended_on_text)
-                    text = guard.feed(piece) + guard.flush()
-                    yield Delta(
-                        text=text,
-                        prompt_tokens=chunk.prompt_eval_count or prompt_tokens,
-                        completion_tokens=max(counts.completion_tokens, min(generated, params.max_tokens)),
-                        finish_reason="stop" if guard.stopped else counts.finish_reason,
-                    )
-                    return
-                generated += len(chunk.logprobs) if chunk.logprobs else int(bool(piece))
-                if not piece:
-                    continue
-                text = guard.feed(piece)
-                so_far = min(generated, params.max_tokens)
-                if guard.stopped:
-                    logger.warning("Ollama passed on a stop string; ending the generation there")
-                    yield Delta(text, prompt_tokens, so_far, "stop")
-                    return
-                if text:
-                    yield Delta(text, prompt_tokens, so_far)
+            raise EngineUnavailableError("Ollama ended the stream before the generation was done")
         finally:
             try:
                 if stream is not None:  # closing Ollama's stream is what stops the generation there
@@ -248,6 +213,18 @@ class OllamaEngine(Engine):
                         await stream.aclose()
             finally:
                 self._active -= 1
+
+    async def health(self) -> str | None:
+        """None while the Ollama server answers, else why not (it stopped, or the one sakura started exited)."""
+        if self._api is None:
+            return "the ollama engine has no model loaded"
+        if self.process is not None and not self.process.running:
+            return "the `ollama serve` that sakura started has exited"
+        try:
+            await self._api.version()
+        except Exception as exc:
+            return f"no Ollama server answers at {self.address.url}: {message_of(exc)}"
+        return None
 
     def _serving_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, EngineError | asyncio.CancelledError):

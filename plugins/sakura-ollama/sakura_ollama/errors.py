@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sakura_core.engine import EngineError, ModelLoadError
+from sakura_core.engine import EngineError, EngineUnavailableError, ModelLoadError
 
 #: Phrases in Ollama's error messages that mean the model does not fit in memory.
 _OUT_OF_MEMORY_HINTS = ("more system memory", "out of memory", "cudamalloc failed", "insufficient memory", "oom")
@@ -63,14 +63,15 @@ def load_error(exc: BaseException, *, model: str, host: str) -> ModelLoadError:
 
 
 def serving_error(exc: BaseException, *, model: str, host: str) -> EngineError:
-    """An EngineError for a failure while generating; the server answers 503/500 with its message."""
+    """An EngineError for a failure while generating: unavailable (503) when Ollama cannot be reached or runs out of
+    memory for now, else a plain failure (500); the message says which."""
     if is_transport_error(exc):
-        return EngineError(f"cannot reach Ollama at {host}: {message_of(exc)}")
+        return EngineUnavailableError(f"cannot reach Ollama at {host}: {message_of(exc)}")
     status = status_of(exc)
     message = message_of(exc)
     if status == 404:
         return EngineError(f"Ollama no longer has the model {model!r} ({message}); pull or create it again")
     if is_out_of_memory(message):
-        return EngineError(f"Ollama ran out of memory for {model!r}: {message}")
+        return EngineUnavailableError(f"Ollama ran out of memory for {model!r}: {message}")
     suffix = f" (HTTP {status})" if status is not None else ""
     return EngineError(f"Ollama failed: {message}{suffix}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from pydantic import Field, field_validator
 
@@ -13,6 +14,7 @@ DEFAULT_OLLAMA_HOST = "127.0.0.1:11434"
 #: Context per sequence when neither --num-ctx nor the model's Modelfile sets one: Sakura's prompts plus 512 new
 #: tokens fit, and it is what Sakura_Launcher_GUI gives llama-server.
 DEFAULT_NUM_CTX = 2048
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 
 def default_ollama_host() -> str:
@@ -71,3 +73,15 @@ class OllamaOptions(EngineOptions):
         if value is not None and not value.strip():
             raise ValueError("must be a duration such as 5m, 1h or -1")
         return value.strip() if value is not None else None
+
+    @property
+    def keep_alive_value(self) -> float | str | None:
+        """``--keep-alive`` as Ollama takes it."""
+        return keep_alive_value(self.keep_alive)
+
+
+def keep_alive_value(value: str | None) -> float | str | None:
+    """A plain number is seconds (negative: forever), anything else a duration such as ``5m``."""
+    if value is None:
+        return None
+    return float(value) if _NUMBER.match(value) else value

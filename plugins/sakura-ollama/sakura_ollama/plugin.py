@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from sakura_core.engine import Engine
 from sakura_core.hookspecs import hookimpl
-from sakura_ollama.engine import OllamaEngine
+
+if TYPE_CHECKING:
+    from sakura_core.engine import Engine
 
 
 @hookimpl
 def register_engines(register: Callable[[type[Engine]], None]) -> None:
-    """Register the ollama engine."""
+    """Register the ollama engine (imported here: other sakura commands do not pay for it)."""
+    from sakura_ollama.engine import OllamaEngine
+
     register(OllamaEngine)

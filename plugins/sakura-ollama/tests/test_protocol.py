@@ -17,7 +17,7 @@ from aiohttp import web
 from sakura_ollama.api import file_digest
 from sakura_ollama.engine import OllamaEngine
 from sakura_ollama.options import OllamaOptions
-from sakura_ollama.testing import EngineFactory, chatml
+from sakura_ollama.testing import EngineFactory, chatml, collect
 from sakura_ollama.testing.api_server import OllamaAPIServer, free_port, running_api_server
 
 from sakura_core.engine import EngineError, ModelLoadError
@@ -25,10 +25,6 @@ from sakura_core.types import SamplingParams
 
 PROMPT = chatml("やる気マンゴスキン")
 LONG_PROMPT = chatml("彼女は窓の外を眺めながら、小さくため息をついた。")
-
-
-async def collect(engine: OllamaEngine, prompt: str, params: SamplingParams) -> list:
-    return [delta async for delta in engine.generate(prompt, params)]
 
 
 def greedy(max_tokens: int, **changes) -> SamplingParams:

@@ -10,15 +10,19 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import llama_cpp
 import pytest
+from aiohttp.test_utils import TestServer
 from sakura_ollama.api import OllamaAddress, OllamaAPI
 from sakura_ollama.engine import OllamaEngine
 from sakura_ollama.options import OllamaOptions
-from sakura_ollama.testing import EngineFactory, chatml
+from sakura_ollama.testing import EngineFactory, chatml, collect
 from sakura_ollama.testing.api_server import free_port
 from sakura_ollama.testing.real_server import RealOllama, answers, start_real_ollama
 
+from sakura_core.plugins import PluginRegistry
+from sakura_core.server import create_app
 from sakura_core.testing.conformance import EngineConformance
 from sakura_core.types import SamplingParams
 
@@ -28,10 +32,6 @@ PROMPTS = [chatml(text) for text in TEXTS]
 
 def greedy(max_tokens: int, **changes) -> SamplingParams:
     return SamplingParams(max_tokens=max_tokens, do_sample=False, **changes)
-
-
-async def collect(engine: OllamaEngine, prompt: str, params: SamplingParams) -> list:
-    return [delta async for delta in engine.generate(prompt, params)]
 
 
 def llama_cpp_greedy(gguf: Path, prompt: str, limit: int) -> tuple[str, int, bool]:
@@ -131,6 +131,51 @@ async def test_a_disconnect_stops_the_generation_in_ollama(
         assert deltas[-1].completion_tokens == 8
         assert waited < 1.5 * per_thousand, f"the next request waited {waited:.1f} s: Ollama kept generating"
     finally:
+        await engine.close()
+        await asyncio.to_thread(server.stop)
+
+
+async def test_health_follows_the_ollama_server_it_serves_from(
+    ollama_executable: str, tmp_path: Path, whole_character_gguf: Path
+) -> None:
+    """/health answers 503 within 2 s of Ollama stopping, with the reason, and 200 again once it is back."""
+    server = await asyncio.to_thread(start_real_ollama, tmp_path / "home", parallel=1, executable=ollama_executable)
+    engine = OllamaEngine(OllamaOptions(ollama_host=server.url, spawn=False, parallel=1, num_ctx=512))
+    info = await engine.load(str(whole_character_gguf))
+    site = TestServer(create_app(engine, PluginRegistry.create(entry_points=False), info), host="127.0.0.1")
+    await site.start_server()
+    chat = {"messages": [{"role": "user", "content": "やる気"}], "max_tokens": 4, "temperature": 0}
+
+    async def wait_for_health(status: int) -> dict:
+        started = time.perf_counter()
+        async with aiohttp.ClientSession() as session:
+            while True:
+                async with session.get(f"http://127.0.0.1:{site.port}/health") as response:
+                    if response.status == status:
+                        return dict(await response.json())
+                assert time.perf_counter() - started < 2.0, f"/health did not answer {status} within 2 s"
+                await asyncio.sleep(0.05)
+
+    async def chat_status() -> int:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{site.port}/v1/chat/completions", json=chat) as response:
+                return response.status
+
+    try:
+        await wait_for_health(200)
+        assert await chat_status() == 200
+        await asyncio.to_thread(server.stop)
+        body = await wait_for_health(503)
+        assert body["status"] == "engine unavailable"
+        assert f"no Ollama server answers at {server.url}" in body["reason"]
+        assert await chat_status() == 503
+        server = await asyncio.to_thread(
+            start_real_ollama, tmp_path / "home", parallel=1, executable=ollama_executable, port=server.port
+        )
+        assert (await wait_for_health(200))["status"] == "ok"
+        assert await chat_status() == 200
+    finally:
+        await site.close()
         await engine.close()
         await asyncio.to_thread(server.stop)
 

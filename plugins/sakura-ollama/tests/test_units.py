@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 from sakura_ollama.api import OllamaAddress
-from sakura_ollama.engine import OllamaEngine, keep_alive_value
+from sakura_ollama.engine import OllamaEngine
 from sakura_ollama.model_details import context_length, llama_server_meta, modelfile_parameters, quantization
 from sakura_ollama.model_source import local_model_file, ollama_name_for_file, takes_files
-from sakura_ollama.options import DEFAULT_OLLAMA_HOST, OllamaOptions
+from sakura_ollama.options import DEFAULT_OLLAMA_HOST, OllamaOptions, keep_alive_value
 from sakura_ollama.process import OllamaServerProcess
 from sakura_ollama.progress import PullProgress, human_bytes
 from sakura_ollama.sampling import SAKURA_END_MARKERS, final_counts, ollama_options, text_stops

@@ -37,6 +37,8 @@ class VllmEngine(Engine):
     description: ClassVar[str] = "Transformers/GPTQ/AWQ models on vLLM (GPUs, tensor/pipeline parallel, Ray; CPU build)"
     Options = VllmOptions
     install_hint: ClassVar[str] = "pip install 'sakura-vllm[gpu]'  (CPU only: pip install 'sakura-vllm[cpu]')"
+    #: vLLM ends on stop strings itself (and never emits them).
+    handles_stop_strings: ClassVar[bool] = True
     options: VllmOptions
 
     def __init__(self, options: EngineOptions | None = None) -> None:
@@ -46,7 +48,6 @@ class VllmEngine(Engine):
         self._max_num_seqs = self.options.max_num_seqs or 1
         self._tokenizer: Any = None
         self._special_token_ids: dict[str, int] = {}
-        self._active = 0
         self._render: Any = None
 
     # -- loading ---------------------------------------------------------------------------------------------
@@ -137,10 +138,6 @@ class VllmEngine(Engine):
 
     @property
     def active_generations(self) -> int:
-        return self._active
-
-    @property
-    def vllm_unfinished_requests(self) -> int:
         """Requests vLLM's front end is still tracking (0 when every generation has ended or been aborted)."""
         return 0 if self.llm is None else int(self.llm.get_num_unfinished_requests())
 
@@ -160,33 +157,26 @@ class VllmEngine(Engine):
         except Exception as exc:
             raise EngineError(f"vLLM rejected the request: {one_line(exc)}") from exc
         prompt_tokens = len(engine_input.get("prompt_token_ids") or ()) if isinstance(engine_input, dict) else 0
-        request_id = f"sakura-{uuid.uuid4().hex}"
-        stream = self.llm.generate(engine_input, vllm_params, request_id)
+        stream = self.llm.generate(engine_input, vllm_params, f"sakura-{uuid.uuid4().hex}")
         completion_tokens = 0
-        finished = False
-        self._active += 1
         try:
             # vLLM's stream ends by itself after its final output; leaving it earlier aborts the request
             async for output in stream:
-                if output.prompt_token_ids is not None:
-                    prompt_tokens = len(output.prompt_token_ids)
                 piece = output.outputs[0]
                 completion_tokens += len(piece.token_ids)
                 if output.finished:
                     finish, completion_tokens = final_count(piece.finish_reason, piece.stop_reason, completion_tokens)
-                    finished = True
                     yield Delta(piece.text, prompt_tokens, completion_tokens, finish)
-                elif piece.text:
+                    return
+                if piece.text:
                     yield Delta(piece.text, prompt_tokens, completion_tokens)
         except EngineError:
             raise
         except Exception as exc:
             raise EngineError(f"vLLM failed: {one_line(exc)}") from exc
         finally:
-            self._active -= 1
             await stream.aclose()  # a no-op after the final output; otherwise vLLM aborts the request
-        if not finished:
-            raise EngineError("vLLM ended the request without a finish reason")
+        raise EngineError("vLLM ended the request without a finish reason")
 
     async def close(self) -> None:
         llm, self.llm = self.llm, None

@@ -6,13 +6,17 @@ Importing it is cheap: vLLM itself is imported only when a model is loaded.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from sakura_core.engine import Engine
 from sakura_core.hookspecs import hookimpl
-from sakura_vllm.engine import VllmEngine
+
+if TYPE_CHECKING:
+    from sakura_core.engine import Engine
 
 
 @hookimpl
 def register_engines(register: Callable[[type[Engine]], None]) -> None:
-    """Register the vllm engine."""
+    """Register the vllm engine (imported here: other sakura commands do not pay for it)."""
+    from sakura_vllm.engine import VllmEngine
+
     register(VllmEngine)

@@ -100,8 +100,10 @@ class SlotList(RootModel[list[SlotInfo]]):
 
 
 class HealthResponse(ResponseModel):
-    """``GET /health``: 200 ``ok`` once loaded, 503 ``loading model`` while loading."""
+    """``GET /health``: 200 ``ok`` once loaded; 503 ``loading model``, ``shutting down`` or ``engine unavailable``
+    (with the engine's ``reason``)."""
 
-    status: Literal["ok", "loading model", "shutting down"]
+    status: Literal["ok", "loading model", "shutting down", "engine unavailable"]
     slots_idle: int | None = Field(None, exclude_if=is_none)
     slots_processing: int | None = Field(None, exclude_if=is_none)
+    reason: str | None = Field(None, exclude_if=is_none, description="Why the engine cannot serve.")

@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from sakura_core.engine_runner import EngineRunner
+
 if TYPE_CHECKING:
+    from sakura_core.types import Delta, SamplingParams
     from sakura_ollama.engine import OllamaEngine
 
 #: ``await make_engine(server_or_url, model, **options)``: the tests' fixture that loads an engine.
@@ -18,4 +21,11 @@ def chatml(text: str) -> str:
     return f"<|im_start|>user\n将下面的日文文本翻译成中文：{text}<|im_end|>\n<|im_start|>assistant\n"
 
 
-__all__ = ["EngineFactory", "chatml"]
+async def collect(engine: OllamaEngine, prompt: str, params: SamplingParams) -> list[Delta]:
+    """Every delta of one generation as the server sees it: through the core's rules around the engine."""
+    runner = EngineRunner(engine)
+    prompt_tokens = await runner.count_tokens(prompt)
+    return [delta async for delta in runner.stream(prompt, params, prompt_tokens=prompt_tokens)]
+
+
+__all__ = ["EngineFactory", "chatml", "collect"]

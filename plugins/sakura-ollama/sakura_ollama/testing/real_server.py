@@ -118,10 +118,12 @@ class RealOllama:
                 self.process.wait()
 
 
-def start_real_ollama(home: Path, *, parallel: int = 1, executable: str | None = None) -> RealOllama:
-    """Start ``ollama serve`` sandboxed in ``home`` on a free port; wait until it answers."""
+def start_real_ollama(
+    home: Path, *, parallel: int = 1, executable: str | None = None, port: int | None = None
+) -> RealOllama:
+    """Start ``ollama serve`` sandboxed in ``home`` on ``port`` (a free one by default); wait until it answers."""
     executable = executable or find_test_ollama()
-    port = free_port()
+    port = port or free_port()
     env = sandbox_environment(home, port=port, parallel=parallel)
     log_path = home / "serve.log"
     with log_path.open("wb") as log:

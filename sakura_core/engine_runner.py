@@ -1,0 +1,129 @@
+"""The rules every engine shares, applied once around any engine: what an engine author no longer writes.
+
+``EngineRunner`` wraps one loaded engine. It counts the generations running on it, runs the engine's token count
+off the event loop (or awaits it when the engine's count is a coroutine), and turns the engine's stream into the
+contract's stream of ``Delta`` objects: one token per ``str`` piece, token counts filled in, the stream ended at
+``max_tokens`` (finish ``"length"``) and on stop strings (never emitted, finish ``"stop"``), exactly one final
+delta, and the engine's stream closed however the caller stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from sakura_core.engine import Engine, EngineError
+from sakura_core.stop_strings import StopStringFilter
+from sakura_core.types import Delta, FinishReason, SamplingParams
+
+
+class EngineRunner:
+    """Runs generations on one engine, with the finish rules and bookkeeping every engine shares."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        #: Generations running now (from the first request to the engine until its stream is closed).
+        self.active = 0
+        #: Most generations that ran at once.
+        self.peak_active = 0
+        #: Generations started so far.
+        self.started = 0
+        #: Why the engine cannot serve, as its last health check said (None: it can, or it reports no health).
+        self.problem: str | None = None
+
+    async def count_tokens(self, text: str) -> int:
+        """The engine's token count of ``text``, never computed on the event loop by a blocking count."""
+        count_tokens = self.engine.count_tokens
+        if inspect.iscoroutinefunction(count_tokens):
+            result = await count_tokens(text)
+        else:
+            result = await asyncio.to_thread(count_tokens, text)
+            if inspect.isawaitable(result):  # a plain method that returned a coroutine
+                result = await result
+        if not isinstance(result, int) or isinstance(result, bool) or result < 0:
+            raise EngineError(f"the {self.engine.name} engine counted {result!r} tokens; expected an int >= 0")
+        return result
+
+    async def check_health(self, within: float) -> str | None:
+        """Ask the engine whether it can serve; remember and return its answer (None: it can).
+
+        An engine whose check raises or takes longer than ``within`` seconds is taken to be down.
+        """
+        try:
+            async with asyncio.timeout(within):
+                problem = await self.engine.health()
+        except TimeoutError:
+            problem = f"the {self.engine.name} engine's health check did not answer within {within:g} s"
+        except Exception as exc:
+            problem = f"the {self.engine.name} engine's health check failed: {type(exc).__name__}: {exc}"
+        self.problem = problem
+        return problem
+
+    @property
+    def reports_health(self) -> bool:
+        """True when the engine implements ``health`` (only then is it worth polling)."""
+        return type(self.engine).health is not Engine.health
+
+    async def stream(
+        self, prompt: str, params: SamplingParams, *, prompt_tokens: int = 0
+    ) -> AsyncGenerator[Delta, None]:
+        """The engine's generation of ``prompt`` as the contract's deltas.
+
+        ``prompt_tokens`` is the prompt's length in tokens when the caller counted it; the engine's own figure
+        wins when it reports one. Close the generator (or cancel the task iterating it) to stop: the engine's
+        stream is closed at once.
+        """
+        engine_stream = self.engine.generate(prompt, params)
+        if not isinstance(engine_stream, AsyncIterator):
+            raise EngineError(f"the {self.engine.name} engine's generate() must return an async iterator")
+        stops = None if self.engine.handles_stop_strings or not params.stop else StopStringFilter(params.stop)
+        produced = 0
+        self.active += 1
+        self.started += 1
+        self.peak_active = max(self.peak_active, self.active)
+        try:
+            async for item in engine_stream:
+                if isinstance(item, str):
+                    text, engine_finish = item, None
+                    produced += 1
+                elif isinstance(item, Delta):
+                    text, engine_finish = item.text, item.finish_reason
+                    if item.completion_tokens > produced:
+                        produced = item.completion_tokens
+                    elif item.text and engine_finish is None:
+                        produced += 1  # an engine that does not count: one token per piece
+                    if item.prompt_tokens:
+                        prompt_tokens = item.prompt_tokens
+                else:
+                    raise EngineError(
+                        f"the {self.engine.name} engine's generate() yielded {type(item).__name__}; "
+                        "it must yield str or Delta"
+                    )
+                finish: FinishReason | None = None
+                if stops is not None:
+                    text = stops.feed(text)
+                    if stops.stopped:
+                        finish = "stop"
+                if finish is None and produced >= params.max_tokens:
+                    finish = "length"
+                elif finish is None and engine_finish is not None:
+                    finish = engine_finish
+                if finish is not None:
+                    if stops is not None and not stops.stopped:
+                        text += stops.flush()
+                    yield Delta(text, prompt_tokens, min(produced, params.max_tokens), finish)
+                    return
+                if text:
+                    yield Delta(text, prompt_tokens, produced)
+            tail = stops.flush() if stops is not None else ""
+            yield Delta(tail, prompt_tokens, produced, "length" if produced >= params.max_tokens else "stop")
+        finally:
+            try:
+                aclose = getattr(engine_stream, "aclose", None)
+                if aclose is not None:
+                    with contextlib.suppress(Exception):
+                        await aclose()
+            finally:
+                self.active -= 1
