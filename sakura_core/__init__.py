@@ -17,7 +17,7 @@ from sakura_core.types import (
     SamplingParams,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the distribution's version (pyproject.toml) without its epoch, 1!
 
 __all__ = [
     "Delta",

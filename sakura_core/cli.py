@@ -13,7 +13,7 @@ import click
 from sakura_core import __version__
 from sakura_core.cli_options import ENGINE_PARAM_PREFIX, EngineOption, build_options, click_options_for
 from sakura_core.engine import ModelLoadError
-from sakura_core.plugins import KNOWN_ENGINE_DISTRIBUTIONS, PluginRegistry, RegisteredEngine, UnknownEngineError
+from sakura_core.plugins import CHECKOUT, KNOWN_ENGINE_INSTALLS, PluginRegistry, RegisteredEngine, UnknownEngineError
 
 DEFAULT_ENGINE = "llamacpp"
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -183,7 +183,7 @@ def cli() -> None:
     "--model-version",
     "--model_version",
     metavar="V",
-    help="Sakura version (0.8, 0.9, 0.10, 1.0, galtransl); overrides what the model's name or metadata says.",
+    help="Sakura version (0.8, 0.9, 0.10, 1.0, 1.5, galtransl); overrides what the model's name or metadata says.",
 )
 @click.option("--alias", "-a", metavar="ID", help="Served model id instead of the file name.")
 @click.option("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT", help="Address to serve on.")
@@ -293,7 +293,7 @@ def engines(ctx: click.Context, as_json: bool) -> None:
     """List installed engines, their distributions, and plugins that failed to load."""
     registry = _state(ctx).registry
     found = registry.engines()
-    missing = {name: dist for name, dist in KNOWN_ENGINE_DISTRIBUTIONS.items() if name not in found}
+    missing = sorted(name for name in KNOWN_ENGINE_INSTALLS if name not in found)
     if as_json:
         payload = {
             "engines": [
@@ -307,7 +307,7 @@ def engines(ctx: click.Context, as_json: bool) -> None:
                 for name, entry in sorted(found.items())
             ],
             "failed": [vars(failure) for failure in registry.failures],
-            "not_installed": [{"name": n, "install": f"pip install {d}"} for n, d in sorted(missing.items())],
+            "not_installed": [{"name": n, "install": KNOWN_ENGINE_INSTALLS[n]} for n in missing],
         }
         click.echo(json.dumps(payload, indent=2))
         return
@@ -329,8 +329,8 @@ def engines(ctx: click.Context, as_json: bool) -> None:
     for failure in registry.failures:
         source = f" ({failure.distribution})" if failure.distribution else ""
         click.echo(f"failed to load: {failure.name}{source}: {failure.error}", err=True)
-    for name, dist in sorted(missing.items()):
-        click.echo(f"not installed: {name}  (pip install {dist})")
+    for name in missing:
+        click.echo(f"not installed: {name}  ({CHECKOUT}: {KNOWN_ENGINE_INSTALLS[name]})")
 
 
 @cli.command()

@@ -21,8 +21,15 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "sakura"
 #: Comma-separated entry-point names to load; unset loads all, empty loads none.
 LOAD_PLUGINS_ENV = "SAKURA_LOAD_PLUGINS"
-#: Engines we publish, for the install hint when one is asked for but missing.
-KNOWN_ENGINE_DISTRIBUTIONS = {"llamacpp": "sakura-llamacpp", "vllm": "sakura-vllm", "ollama": "sakura-ollama"}
+#: Where the install hint sends the user: our engines are not on PyPI, pip installs them from a checkout.
+CHECKOUT = "in a sakura checkout"
+#: Engines we publish, for the install hint when one is asked for but missing: the command, run in a checkout's
+#: root, that installs each.
+KNOWN_ENGINE_INSTALLS = {
+    "llamacpp": "pip install ./plugins/sakura-llamacpp",
+    "vllm": "pip install './plugins/sakura-vllm[gpu]'",
+    "ollama": "pip install ./plugins/sakura-ollama",
+}
 BUILTIN_PLUGINS: tuple[tuple[str, ModuleType], ...] = (("sakura.builtin_formats", builtin_formats),)
 
 
@@ -131,12 +138,12 @@ class PluginRegistry:
         if name in engines:
             return engines[name]
         installed = ", ".join(sorted(engines)) or "none"
-        dist = KNOWN_ENGINE_DISTRIBUTIONS.get(name)
-        if dist is not None:
-            hint = f"install it with: pip install {dist}"
+        install = KNOWN_ENGINE_INSTALLS.get(name)
+        if install is not None:
+            hint = f"install it {CHECKOUT}: {install}"
         else:
-            missing = [d for n, d in sorted(KNOWN_ENGINE_DISTRIBUTIONS.items()) if n not in engines]
-            hint = f"engines can be added with: pip install {' | '.join(missing)}" if missing else ""
+            missing = [command for n, command in sorted(KNOWN_ENGINE_INSTALLS.items()) if n not in engines]
+            hint = f"engines can be added {CHECKOUT}: {'; '.join(missing)}" if missing else ""
         message = f"unknown engine {name!r} (installed: {installed})"
         raise UnknownEngineError(f"{message}; {hint}" if hint else message)
 
