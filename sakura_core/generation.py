@@ -9,6 +9,7 @@ from typing import Literal
 
 from sakura_core.engine import Engine
 from sakura_core.plugins import PluginRegistry
+from sakura_core.think_filter import LeadingThinkFilter
 from sakura_core.types import Delta, FinishReason, GenerationRequest, GenerationResult, ModelInfo
 
 
@@ -18,9 +19,12 @@ async def generate(
     """Stream a generation: ``before_generate`` hooks, the engine's deltas, then ``after_generate`` hooks.
 
     Stopping early (``aclose()`` or cancelling the consuming task) closes the engine's stream, which frees
-    the engine's sequence, and observers see ``finish_reason == "cancelled"``.
+    the engine's sequence, and observers see ``finish_reason == "cancelled"``. A model whose prompt format has
+    ``strip_think`` never yields the ``<think>…</think>`` block a reply may open with.
     """
     hooks = registry.plugin_manager.hook
+    prompt_format = registry.prompt_formats().get(model.prompt_format)
+    think = LeadingThinkFilter() if prompt_format is not None and prompt_format.strip_think else None
     hooks.before_generate(request=request, model=model)
     started = time.perf_counter()
     first_token_at: float | None = None
@@ -30,6 +34,8 @@ async def generate(
     stream = engine.generate(request.prompt, request.params)
     try:
         async for delta in stream:
+            if think is not None:
+                delta = think.filter(delta)
             if first_token_at is None and delta.completion_tokens > 0:
                 first_token_at = time.perf_counter()
             pieces.append(delta.text)
