@@ -225,6 +225,8 @@ class InstallChecker:
     ours: Path
     stand_ins: Path
     distributions: dict[Path, Distribution] = field(default_factory=dict)
+    #: Problems by the requirements pip was given: lines that differ only in flags are resolved once.
+    resolved: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, folder: Path) -> InstallChecker:
@@ -323,6 +325,12 @@ class InstallChecker:
         return None
 
     def _resolve(self, requirements: list[str]) -> list[str]:
+        key = tuple(requirements)
+        if key not in self.resolved:
+            self.resolved[key] = self._resolve_with_pip(requirements)
+        return self.resolved[key]
+
+    def _resolve_with_pip(self, requirements: list[str]) -> list[str]:
         result = self.pip_dry_run(requirements)
         if result.returncode != 0:
             return [f"pip cannot resolve it: {' '.join(result.stderr.split())[-600:]}"]
