@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sakura_core.identity import ModelIdentity, parse_model_identity
     from sakura_core.types import Delta, FinishReason, GenerationRequest, GenerationResult, ModelInfo, SamplingParams
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the distribution's version (pyproject.toml) without its epoch, 1!
 
 _LAZY = {
     "Engine": "sakura_core.engine",

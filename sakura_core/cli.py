@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sakura_core import __version__
-from sakura_core.plugins import KNOWN_ENGINE_DISTRIBUTIONS, PluginRegistry, RegisteredEngine, UnknownEngineError
+from sakura_core.plugins import CHECKOUT, KNOWN_ENGINE_INSTALLS, PluginRegistry, RegisteredEngine, UnknownEngineError
 
 if TYPE_CHECKING:  # each command imports what it needs: `sakura --help` stays fast
     from sakura_core.cli_options import EngineOption
@@ -226,7 +226,7 @@ def cli() -> None:
     "--model-version",
     "--model_version",
     metavar="V",
-    help="Sakura version (0.8, 0.9, 0.10, 1.0, galtransl); overrides what the model's name or metadata says.",
+    help="Sakura version (0.8, 0.9, 0.10, 1.0, 1.5, galtransl); overrides what the model's name or metadata says.",
 )
 @click.option("--alias", "-a", metavar="ID", help="Served model id instead of the file name.")
 @click.option("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT", help="Address to serve on.")
@@ -342,7 +342,7 @@ def engines(ctx: click.Context, as_json: bool) -> None:
     state = _state(ctx)
     registry = state.registry
     found = state.engines()
-    missing = {name: dist for name, dist in KNOWN_ENGINE_DISTRIBUTIONS.items() if name not in found}
+    missing = sorted(name for name in KNOWN_ENGINE_INSTALLS if name not in found)
     if as_json:
         payload = {
             "engines": [
@@ -356,7 +356,7 @@ def engines(ctx: click.Context, as_json: bool) -> None:
                 for name, entry in sorted(found.items())
             ],
             "failed": [vars(failure) for failure in registry.failures],
-            "not_installed": [{"name": n, "install": f"pip install {d}"} for n, d in sorted(missing.items())],
+            "not_installed": [{"name": n, "install": KNOWN_ENGINE_INSTALLS[n]} for n in missing],
         }
         click.echo(json.dumps(payload, indent=2))
         return
@@ -377,8 +377,8 @@ def engines(ctx: click.Context, as_json: bool) -> None:
         click.echo("No engines installed.")
     for failure in registry.failures:
         click.echo(f"failed: {failure.describe()}", err=True)
-    for name, dist in sorted(missing.items()):
-        click.echo(f"not installed: {name}  (pip install {dist})")
+    for name in missing:
+        click.echo(f"not installed: {name}  ({CHECKOUT}: {KNOWN_ENGINE_INSTALLS[name]})")
 
 
 @cli.command()

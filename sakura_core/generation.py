@@ -10,6 +10,7 @@ from typing import Literal
 from sakura_core.engine import Engine
 from sakura_core.engine_runner import EngineRunner
 from sakura_core.plugins import PluginRegistry
+from sakura_core.think_filter import LeadingThinkFilter
 from sakura_core.types import Delta, FinishReason, GenerationRequest, GenerationResult, ModelInfo
 
 
@@ -20,11 +21,14 @@ async def generate(
 
     ``engine`` is an engine or the ``EngineRunner`` that counts its generations (the server passes its own).
     Stopping early (``aclose()`` or cancelling the consuming task) closes the engine's stream, which frees
-    the engine's sequence, and observers see ``finish_reason == "cancelled"``.
+    the engine's sequence, and observers see ``finish_reason == "cancelled"``. A model whose prompt format has
+    ``strip_think`` never yields the ``<think>…</think>`` block a reply may open with.
     """
     runner = engine if isinstance(engine, EngineRunner) else EngineRunner(engine)
     hooks = registry.plugin_manager.hook
     counted_prompt = request.prompt
+    prompt_format = registry.prompt_formats().get(model.prompt_format)
+    think = LeadingThinkFilter() if prompt_format is not None and prompt_format.strip_think else None
     hooks.before_generate(request=request, model=model)
     if request.prompt_tokens is None or request.prompt != counted_prompt:
         request.prompt_tokens = await runner.count_tokens(request.prompt)
@@ -36,6 +40,8 @@ async def generate(
     stream = runner.stream(request.prompt, request.params, prompt_tokens=request.prompt_tokens)
     try:
         async for delta in stream:
+            if think is not None:
+                delta = think.filter(delta)
             if first_token_at is None and delta.completion_tokens > 0:
                 first_token_at = time.perf_counter()
             pieces.append(delta.text)

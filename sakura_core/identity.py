@@ -13,8 +13,9 @@ from sakura_core.types import ModelInfo
 
 logger = logging.getLogger(__name__)
 
+# the separators include a space: a GGUF's general.name is written with spaces ("Sakura 14B Qwen3 v1.5")
 _VERSION_RE = re.compile(
-    r"^(?P<name>.+?)[-_]v(?P<version>\d+(?:\.\d+)+[a-z0-9]*|\d+[a-z][a-z0-9]*)(?:[-_.](?P<quant>.+))?$",
+    r"^(?P<name>.+?)[-_ ]v(?P<version>\d+(?:\.\d+)+[a-z0-9]*|\d+[a-z][a-z0-9]*)(?:[-_. ](?P<quant>.+))?$",
     re.IGNORECASE,
 )
 _PACKAGING_SUFFIXES = {"gguf", "gptq", "awq"}
@@ -68,9 +69,9 @@ def parse_model_identity(model: str) -> ModelIdentity:
 def prompt_format_for(name: str, version: str | None) -> str:
     """Choose the prompt format for a model name and version.
 
-    GalTransl models use ``galtransl``; Sakura 0.8 uses ``v0.8``; 0.9.x ``v0.9``; 0.10.x ``v0.10``; 1.x and
-    anything unknown ``v1.0`` (ChatML, which every Qwen-based model reads). ``version`` may itself name a format
-    (``galtransl``, ``v0.9``), as ``--model-version`` allows.
+    GalTransl models use ``galtransl``; Sakura 0.8 uses ``v0.8``; 0.9.x ``v0.9``; 0.10.x ``v0.10``; 1.5 and later
+    1.x ``v1.5`` (Qwen3); 1.0 to 1.4 and anything unknown ``v1.0`` (ChatML, which every Qwen-based model reads).
+    ``version`` may itself name a format (``galtransl``, ``v0.9``), as ``--model-version`` allows.
     """
     if version is not None:
         v = version.strip().lower().removeprefix("v")
@@ -87,6 +88,8 @@ def prompt_format_for(name: str, version: str | None) -> str:
                 return "v0.9"
             if major == 0 and minor >= 10:
                 return "v0.10"
+            if major == 1 and minor >= 5:
+                return "v1.5"
     elif "galtransl" in name.lower():
         return "galtransl"
     return "v1.0"
@@ -106,7 +109,8 @@ def make_model_info(
 
     Precedence for the version: ``model_version`` (the ``--model-version`` option), then ``version`` (model
     metadata such as ``config.json``'s ``sakura_version``), then the name. The id is the model's base name; when
-    the version is not in it, ``-v{version}`` is appended, because clients find the version by substring.
+    the version is not in it, ``-v{version}`` is appended, because clients find the version by substring. A version
+    nothing states is not made up: the id stays the base name, and the prompt format is v1.0's.
     """
     parsed = parse_model_identity(model)
     chosen_version = model_version or version or parsed.version

@@ -24,8 +24,15 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "sakura"
 #: Comma-separated entry-point names to load; unset loads all, empty loads none.
 LOAD_PLUGINS_ENV = "SAKURA_LOAD_PLUGINS"
-#: Engines we publish, for the install hint when one is asked for but missing.
-KNOWN_ENGINE_DISTRIBUTIONS = {"llamacpp": "sakura-llamacpp", "vllm": "sakura-vllm", "ollama": "sakura-ollama"}
+#: Where the install hint sends the user: our engines are not on PyPI, pip installs them from a checkout.
+CHECKOUT = "in a sakura checkout"
+#: Engines we publish, for the install hint when one is asked for but missing: the command, run in a checkout's
+#: root, that installs each.
+KNOWN_ENGINE_INSTALLS = {
+    "llamacpp": "pip install ./plugins/sakura-llamacpp",
+    "vllm": "pip install './plugins/sakura-vllm[gpu]'",
+    "ollama": "pip install ./plugins/sakura-ollama",
+}
 BUILTIN_PLUGINS: tuple[tuple[str, ModuleType], ...] = (("sakura.builtin_formats", builtin_formats),)
 
 
@@ -70,6 +77,7 @@ class PluginRegistry:
     plugin_manager: pluggy.PluginManager
     failures: list[PluginFailure] = field(default_factory=list)
     _distributions: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    _formats: tuple[tuple[Any, ...], dict[str, PromptFormat]] | None = None
 
     @classmethod
     def create(cls, *, entry_points: bool = True, plugins: Iterable[tuple[str, Any]] = ()) -> PluginRegistry:
@@ -138,16 +146,23 @@ class PluginRegistry:
         return found
 
     def prompt_formats(self) -> dict[str, PromptFormat]:
-        """Every registered prompt format by name; later registrations replace earlier ones."""
-        found: dict[str, PromptFormat] = {}
+        """Every registered prompt format by name; later registrations replace earlier ones.
+
+        Cheap to call per request: the hooks run again only when the plugins implementing them changed.
+        """
         # get_hookimpls() lists plugins in registration order: the later registration of a name wins
-        for impl in self.plugin_manager.hook.register_prompt_formats.get_hookimpls():
+        impls = self.plugin_manager.hook.register_prompt_formats.get_hookimpls()
+        key = tuple((impl.plugin_name, impl.function) for impl in impls)
+        if self._formats is None or self._formats[0] != key:
+            found: dict[str, PromptFormat] = {}
+            for impl in impls:
 
-            def register(prompt_format: PromptFormat) -> None:
-                found[prompt_format.name] = prompt_format
+                def register(prompt_format: PromptFormat) -> None:
+                    found[prompt_format.name] = prompt_format
 
-            self._call_safely(impl, register)
-        return found
+                self._call_safely(impl, register)
+            self._formats = (key, found)
+        return dict(self._formats[1])
 
     def engine(self, name: str, check: EngineCheck | None = None) -> RegisteredEngine:
         """The engine called ``name``, or UnknownEngineError naming the installed ones and the fix (or the failure
@@ -159,12 +174,12 @@ class PluginRegistry:
             if name in (failure.engine, failure.name):
                 raise UnknownEngineError(f"the {name} engine cannot be used: {failure.describe()}")
         installed = ", ".join(sorted(engines)) or "none"
-        dist = KNOWN_ENGINE_DISTRIBUTIONS.get(name)
-        if dist is not None:
-            hint = f"install it with: pip install {dist}"
+        install = KNOWN_ENGINE_INSTALLS.get(name)
+        if install is not None:
+            hint = f"install it {CHECKOUT}: {install}"
         else:
-            missing = [d for n, d in sorted(KNOWN_ENGINE_DISTRIBUTIONS.items()) if n not in engines]
-            hint = f"engines can be added with: pip install {' | '.join(missing)}" if missing else ""
+            missing = [command for n, command in sorted(KNOWN_ENGINE_INSTALLS.items()) if n not in engines]
+            hint = f"engines can be added {CHECKOUT}: {'; '.join(missing)}" if missing else ""
         message = f"unknown engine {name!r} (installed: {installed})"
         raise UnknownEngineError(f"{message}; {hint}" if hint else message)
 

@@ -41,7 +41,8 @@ class PromptFormat:
 
     ``render`` turns OpenAI-style messages into the raw prompt, ending where the assistant's answer begins.
     ``stop`` are strings that end a generation. ``translation_messages(text, glossary, history)`` builds the
-    canonical messages of a translation request for this model version.
+    canonical messages of a translation request for this model version. ``strip_think`` says the model may open
+    its reply with a ``<think>…</think>`` block (Qwen3): the core drops that block from every reply.
     """
 
     name: str
@@ -49,6 +50,7 @@ class PromptFormat:
     translation_messages: Callable[[str, str, str | None], list[dict[str, str]]]
     stop: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""
+    strip_think: bool = False
 
 
 def message_text(message: Message) -> str:
@@ -61,10 +63,54 @@ def message_text(message: Message) -> str:
     return "".join(part.get("text", "") for part in content if isinstance(part, Mapping))
 
 
+CHATML_GENERATION_PROMPT = "<|im_start|>assistant\n"
+
+
+def chatml_turn(role: str, content: str) -> str:
+    """One ChatML message."""
+    return f"<|im_start|>{role}\n{content}<|im_end|>\n"
+
+
 def render_chatml(messages: Sequence[Message]) -> str:
     """ChatML, as Qwen-based Sakura (v0.9, v0.10, v1.0) and GalTransl models read it."""
-    turns = [f"<|im_start|>{m['role']}\n{message_text(m)}<|im_end|>\n" for m in messages]
-    return "".join(turns) + "<|im_start|>assistant\n"
+    return "".join(chatml_turn(m["role"], message_text(m)) for m in messages) + CHATML_GENERATION_PROMPT
+
+
+#: What Qwen3's chat template puts after the generation prompt when thinking is off (``enable_thinking=False``):
+#: an empty reasoning block, so the model answers at once.
+QWEN3_NO_THINKING = "<think>\n\n</think>\n\n"
+
+
+def _qwen3_last_query(messages: Sequence[Message]) -> int:
+    """The index of the last user message that is not a tool response; the last index when there is none."""
+    for index in range(len(messages) - 1, -1, -1):
+        content = message_text(messages[index])
+        tool_response = content.startswith("<tool_response>") and content.endswith("</tool_response>")
+        if messages[index]["role"] == "user" and not tool_response:
+            return index
+    return len(messages) - 1
+
+
+def render_qwen3(messages: Sequence[Message]) -> str:
+    """ChatML as Qwen3's own chat template renders it with thinking off, as Sakura v1.5 reads it.
+
+    Like the template, an assistant turn keeps only the text after a ``</think>`` it contains, and the assistant
+    turns after the last user message carry their reasoning block (an empty one for the last turn); the prompt
+    ends with the generation prompt and an empty reasoning block.
+    """
+    last_query = _qwen3_last_query(messages)
+    turns = []
+    for index, message in enumerate(messages):
+        role, content = message["role"], message_text(message)
+        if role == "assistant":
+            reasoning = ""
+            if "</think>" in content:
+                reasoning = content.split("</think>")[0].rstrip("\n").split("<think>")[-1].lstrip("\n")
+                content = content.split("</think>")[-1].lstrip("\n")
+            if index > last_query and (index == len(messages) - 1 or reasoning):
+                content = "<think>\n" + reasoning.strip("\n") + "\n</think>\n\n" + content.lstrip("\n")
+        turns.append(chatml_turn(role, content))
+    return "".join(turns) + CHATML_GENERATION_PROMPT + QWEN3_NO_THINKING
 
 
 def render_baichuan(messages: Sequence[Message]) -> str:
@@ -94,6 +140,10 @@ SYSTEM_GALTRANSL = (
     "你是一个视觉小说翻译模型，可以通顺地使用给定的术语表以指定的风格将日文翻译成简体中文，"
     "并联系上下文正确使用人称代词，注意不要混淆使役态和被动态的主语和宾语，不要擅自添加原文中没有的特殊符号，"
     "也不要擅自增加或减少换行。"
+)
+SYSTEM_V15 = (
+    "你是一个日本二次元领域的日语翻译模型，可以流畅通顺地以日本轻小说/漫画/Galgame的风格将日文翻译成简体中文，"
+    "并联系上下文正确使用人称代词，不擅自添加原文中没有的代词。"
 )
 USER_V09 = "将下面的日文文本翻译成中文："
 
@@ -142,6 +192,20 @@ def translation_messages_galtransl(text: str, glossary: str, history: str | None
     return [{"role": "system", "content": SYSTEM_GALTRANSL}, {"role": "user", "content": user}]
 
 
+def translation_messages_v15(text: str, glossary: str, history: str | None) -> list[dict[str, str]]:
+    """v1.5: its own system prompt; the previous translation, the glossary and the text in one user turn.
+
+    The user turn is GalTransl's structure as LunaTranslator sends it to v1.5: each part only when present.
+    """
+    user = f"历史翻译：{history}\n\n" if history else ""
+    if glossary:
+        user += f"参考以下术语表（可为空，格式为src->dst #备注）\n{glossary}\n\n根据以上术语表的对应关系和备注，"
+    if history:
+        user += "结合历史剧情和上下文，"
+    user += f"将下面的文本从日文翻译成简体中文：\n{text}"
+    return [{"role": "system", "content": SYSTEM_V15}, {"role": "user", "content": user}]
+
+
 CHATML_STOP = ("<|im_end|>", "<|endoftext|>")
 
 SAKURA_FORMATS = (
@@ -149,6 +213,14 @@ SAKURA_FORMATS = (
     PromptFormat("v0.9", render_chatml, translation_messages_v09, CHATML_STOP, "Sakura v0.9 (ChatML)"),
     PromptFormat("v0.10", render_chatml, translation_messages_v010, CHATML_STOP, "Sakura v0.10 (ChatML)"),
     PromptFormat("v1.0", render_chatml, translation_messages_v10, CHATML_STOP, "Sakura v1.0 (ChatML)"),
+    PromptFormat(
+        "v1.5",
+        render_qwen3,
+        translation_messages_v15,
+        CHATML_STOP,
+        "Sakura v1.5 (Qwen3 ChatML, thinking off)",
+        strip_think=True,
+    ),
     PromptFormat("galtransl", render_chatml, translation_messages_galtransl, CHATML_STOP, "GalTransl (ChatML)"),
 )
 

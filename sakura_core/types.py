@@ -70,7 +70,7 @@ class ModelInfo(BaseModel):
 
     model_config = ConfigDict(defer_build=True)
 
-    id: str = Field(description="The served model id: file base name or alias; contains the version.")
+    id: str = Field(description="The served model id: file base name or alias; contains the version when known.")
     name: str = Field(description="Model name, e.g. 'sakura-7b-qwen2.5'.")
     version: str | None = Field(None, description="Sakura version, e.g. '1.0', '0.9b', '0.10', '2.6'.")
     quant: str | None = Field(None, description="Quantisation, e.g. 'iq4xs', 'Q4_K_M', 'gptq'.")

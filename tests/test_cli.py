@@ -40,13 +40,13 @@ def test_unknown_engine_is_one_line_listing_engines_and_install_hint() -> None:
     assert len(lines) == 1, result.output
     assert "unknown engine 'nope'" in lines[0]
     assert "installed: reference" in lines[0]
-    assert "pip install sakura-llamacpp" in lines[0]
+    assert "pip install ./plugins/sakura-llamacpp" in lines[0]
 
 
 def test_known_but_missing_engine_names_its_distribution() -> None:
     result = invoke("run", "--engine", "vllm", "--model", "x")
     assert result.exit_code == 2
-    assert "pip install sakura-vllm" in result.output
+    assert "pip install './plugins/sakura-vllm[gpu]'" in result.output
 
 
 def test_unknown_engine_reported_before_missing_model() -> None:
@@ -84,7 +84,7 @@ def test_legacy_engine_flags_and_model_spelling() -> None:
     assert peek_engine_name([]) == "llamacpp"
     result = invoke("run", "--ollama", "--model_name_or_path", "x")
     assert result.exit_code == 2
-    assert "pip install sakura-ollama" in result.output
+    assert "pip install ./plugins/sakura-ollama" in result.output
 
 
 @pytest.mark.parametrize(
@@ -120,13 +120,13 @@ def test_engines_lists_registered_and_missing() -> None:
     result = invoke("engines")
     assert result.exit_code == 0
     assert "reference" in result.output
-    assert "not installed: llamacpp  (pip install sakura-llamacpp)" in result.output
+    assert "not installed: llamacpp  (in a sakura checkout: pip install ./plugins/sakura-llamacpp)" in result.output
 
 
 def test_formats_lists_sakura_formats() -> None:
     result = invoke("formats")
     assert result.exit_code == 0
-    for name in ("v0.8", "v0.9", "v0.10", "v1.0", "galtransl"):
+    for name in ("v0.8", "v0.9", "v0.10", "v1.0", "v1.5", "galtransl"):
         assert name in result.output
 
 

@@ -92,9 +92,21 @@ NAMES = [
         "gptq",
         "v1.0",
     ),
+    (
+        "sakura-14b-qwen3-v1.5-q4km.gguf",
+        "sakura-14b-qwen3-v1.5-q4km",
+        "sakura-14b-qwen3",
+        "1.5",
+        "q4km",
+        "v1.5",
+    ),
+    ("SakuraLLM/Sakura-14B-Qwen3-v1.5", "Sakura-14B-Qwen3-v1.5", "Sakura-14B-Qwen3", "1.5", None, "v1.5"),
 ]
-#: The substrings auto-novel looks for in the model id to tell the version.
+#: The substrings auto-novel looks for in the model id to tell the version (it knows no v1.5: it sends v1.0's
+#: prompt, which a v1.5 model reads too).
 VERSION_TOKENS = {"v0.8": "0.8", "v0.9": "0.9", "v0.10": "0.10", "v1.0": "1.0"}
+#: LunaTranslator's: "sakura" plus, for each version, this (lower case).
+LUNA_TOKENS = {"v1.5": "qwen3-v1.5", "v1.0": "qwen2.5-v1.0", "v0.10": "v0.10", "v0.9": "v0.9"}
 
 
 @pytest.mark.parametrize(("model", "base", "name", "version", "quant", "prompt_format"), NAMES)
@@ -115,8 +127,10 @@ def test_model_info_id_is_the_base_name_and_contains_only_its_version(
     assert (info.prompt_format, info.path, info.context_length, info.meta) == (prompt_format, model, 2048, None)
     if prompt_format in VERSION_TOKENS:
         assert VERSION_TOKENS[prompt_format] in info.id
-        others = [token for fmt, token in VERSION_TOKENS.items() if fmt != prompt_format]
-        assert not [token for token in others if token in info.id]
+    others = [token for fmt, token in VERSION_TOKENS.items() if fmt != prompt_format]
+    assert not [token for token in others if token in info.id]
+    if prompt_format in LUNA_TOKENS and "sakura" in info.id.lower() and "qwen" in info.id.lower():
+        assert LUNA_TOKENS[prompt_format] in info.id.lower()
 
 
 @pytest.mark.parametrize(
@@ -145,7 +159,11 @@ def test_base_name_of_paths_directories_and_tags(model: str, base: str) -> None:
         ("sakura", "0.10pre1", "v0.10"),
         ("sakura", "0.11", "v0.10"),
         ("sakura", "1.0", "v1.0"),
-        ("sakura", "1.5", "v1.0"),
+        ("sakura", "1.1", "v1.0"),
+        ("sakura", "1.5", "v1.5"),
+        ("sakura", "v1.5", "v1.5"),
+        ("sakura", "1.6", "v1.5"),
+        ("sakura-14b-qwen3", "1.5", "v1.5"),
         ("sakura", "galtransl", "galtransl"),
         ("sakura", "GalTransl-v3", "galtransl"),
         ("GalTransl-7B", "2.6", "galtransl"),
@@ -187,6 +205,38 @@ def test_an_unknown_version_warns_and_uses_chatml(caplog: pytest.LogCaptureFixtu
     assert (info.id, info.version, info.prompt_format) == ("my-model", None, "v1.0")
     [warning] = caplog.records
     assert "--model-version" in warning.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("general_name", "name", "version", "quant"),
+    [
+        ("Sakura 14B Qwen3 v1.5", "Sakura 14B Qwen3", "1.5", None),
+        ("Sakura 7B Qwen2.5 v1.0 Q4_K_M", "Sakura 7B Qwen2.5", "1.0", "Q4_K_M"),
+        ("Sakura-7B-Qwen2.5-v1.0", "Sakura-7B-Qwen2.5", "1.0", None),
+        ("Qwen3 14B", "Qwen3 14B", None, None),
+    ],
+)
+def test_identity_from_a_gguf_general_name(
+    general_name: str, name: str, version: str | None, quant: str | None
+) -> None:
+    """A GGUF's ``general.name`` is often written with spaces."""
+    identity = parse_model_identity(general_name)
+    assert (identity.name, identity.version, identity.quant) == (name, version, quant)
+
+
+def test_an_unknown_version_stays_out_of_the_id() -> None:
+    """Never claim a version the model may not have: the id is the base name as it is."""
+    info = make_model_info("SmolLM2-135M-Instruct.Q4_1.gguf", context_length=4096)
+    assert (info.id, info.version, info.prompt_format) == ("SmolLM2-135M-Instruct.Q4_1", None, "v1.0")
+    assert not [token for token in VERSION_TOKENS.values() if token in info.id]
+
+
+def test_v15_from_metadata_and_from_the_option() -> None:
+    """vLLM's config.json ``sakura_version``, or --model-version, chooses v1.5 for a name that says nothing."""
+    from_config = make_model_info("checkpoint", context_length=4096, name="Sakura-14B-Qwen3", version="1.5")
+    assert (from_config.id, from_config.prompt_format) == ("checkpoint-v1.5", "v1.5")
+    from_option = make_model_info("sakura-14b-qwen3-v1.5-q4km.gguf", context_length=4096, model_version="1.0")
+    assert (from_option.id, from_option.prompt_format) == ("sakura-14b-qwen3-v1.0-q4km", "v1.0")
 
 
 def test_meta_is_passed_through_untouched() -> None:

@@ -231,13 +231,15 @@ def test_unknown_engine_lists_engines_and_the_pip_install_hint(registry: PluginR
     with pytest.raises(UnknownEngineError) as unknown:
         registry.engine("nope")
     assert str(unknown.value) == (
-        "unknown engine 'nope' (installed: recording); "
-        "engines can be added with: pip install sakura-llamacpp | sakura-ollama | sakura-vllm"
+        "unknown engine 'nope' (installed: recording); engines can be added in a sakura checkout: "
+        "pip install ./plugins/sakura-llamacpp; pip install ./plugins/sakura-ollama; "
+        "pip install './plugins/sakura-vllm[gpu]'"
     )
     with pytest.raises(UnknownEngineError) as missing:
         registry.engine("vllm")
-    assert (
-        str(missing.value) == "unknown engine 'vllm' (installed: recording); install it with: pip install sakura-vllm"
+    assert str(missing.value) == (
+        "unknown engine 'vllm' (installed: recording); install it in a sakura checkout: "
+        "pip install './plugins/sakura-vllm[gpu]'"
     )
     with pytest.raises(UnknownEngineError, match=r"\(installed: none\)"):
         PluginRegistry.create(entry_points=False).engine("llamacpp")

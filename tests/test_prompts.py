@@ -34,6 +34,10 @@ SYSTEM_GALTRANSL = (
     "并联系上下文正确使用人称代词，注意不要混淆使役态和被动态的主语和宾语，不要擅自添加原文中没有的特殊符号，"
     "也不要擅自增加或减少换行。"
 )
+SYSTEM_V15 = (
+    "你是一个日本二次元领域的日语翻译模型，可以流畅通顺地以日本轻小说/漫画/Galgame的风格将日文翻译成简体中文，"
+    "并联系上下文正确使用人称代词，不擅自添加原文中没有的代词。"
+)
 
 TEXT = "「おはようございます、先輩」\n彼女は小さく笑った。"
 GLOSSARY_ENTRIES = [
@@ -53,8 +57,8 @@ def formats() -> dict[str, PromptFormat]:
 
 
 def test_sakura_formats_are_registered(formats: dict[str, PromptFormat]) -> None:
-    assert {"v0.8", "v0.9", "v0.10", "v1.0", "galtransl"} <= set(formats)
-    for name in ("v0.9", "v0.10", "v1.0", "galtransl"):
+    assert {"v0.8", "v0.9", "v0.10", "v1.0", "v1.5", "galtransl"} <= set(formats)
+    for name in ("v0.9", "v0.10", "v1.0", "v1.5", "galtransl"):
         assert set(formats[name].stop) == {"<|im_end|>", "<|endoftext|>"}
 
 
@@ -130,6 +134,37 @@ def test_galtransl_prompt_with_history(formats: dict[str, PromptFormat]) -> None
             "根据以上术语表的对应关系和备注，结合历史剧情和上下文，将下面的文本从日文翻译成简体中文：\n" + TEXT,
         ),
     )
+
+
+@pytest.mark.parametrize(
+    ("glossary", "history", "user"),
+    [
+        ((), None, "将下面的文本从日文翻译成简体中文：\n" + TEXT),
+        (
+            GLOSSARY_ENTRIES,
+            None,
+            "参考以下术语表（可为空，格式为src->dst #备注）\n" + GLOSSARY + "\n\n"
+            "根据以上术语表的对应关系和备注，将下面的文本从日文翻译成简体中文：\n" + TEXT,
+        ),
+        (
+            (),
+            "“早上好，前辈。”",
+            "历史翻译：“早上好，前辈。”\n\n结合历史剧情和上下文，将下面的文本从日文翻译成简体中文：\n" + TEXT,
+        ),
+        (
+            GLOSSARY_ENTRIES,
+            "“早上好，前辈。”",
+            "历史翻译：“早上好，前辈。”\n\n参考以下术语表（可为空，格式为src->dst #备注）\n" + GLOSSARY + "\n\n"
+            "根据以上术语表的对应关系和备注，结合历史剧情和上下文，将下面的文本从日文翻译成简体中文：\n" + TEXT,
+        ),
+    ],
+)
+def test_v15_messages(
+    glossary: tuple[dict[str, str], ...], history: str | None, user: str, formats: dict[str, PromptFormat]
+) -> None:
+    messages, prompt = translation_prompt(formats["v1.5"], TEXT, glossary, history)
+    assert messages == [{"role": "system", "content": SYSTEM_V15}, {"role": "user", "content": user}]
+    assert prompt == chatml(("system", SYSTEM_V15), ("user", user)) + "<think>\n\n</think>\n\n"
 
 
 def test_v08_prompt(formats: dict[str, PromptFormat]) -> None:

@@ -38,7 +38,8 @@ class LlamaCppEngine(Engine):
     description: ClassVar[str] = "GGUF models in-process through llama-cpp-python (CPU or GPU)"
     Options = LlamaCppOptions
     install_hint: ClassVar[str] = (
-        'pip install sakura-llamacpp  (for CUDA first: CMAKE_ARGS="-DGGML_CUDA=on" pip install llama-cpp-python)'
+        "pip install ./plugins/sakura-llamacpp  (in a sakura checkout; for CUDA first: "
+        'CMAKE_ARGS="-DGGML_CUDA=on" pip install llama-cpp-python)'
     )
     #: The decode loop ends on stop strings itself, across tokens (text_stream.py).
     handles_stop_strings: ClassVar[bool] = True

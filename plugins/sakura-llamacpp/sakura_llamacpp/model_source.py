@@ -22,6 +22,11 @@ _REPOSITORY_RE = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?
 _SPLIT_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 #: Quantisations tried, in order, when a repository is named without one (llama-server also prefers Q4_K_M).
 PREFERRED_QUANTS = ("q4km", "iq4xs", "q4ks", "q5km", "q6k", "q80", "q4_0", "f16", "bf16")
+#: What to do with a model that is no GGUF, such as a Transformers checkpoint (config.json and safetensors).
+NOT_GGUF_HINT = (
+    "the llamacpp engine loads .gguf models (convert others with llama.cpp's convert_hf_to_gguf.py, or serve "
+    "Transformers checkpoints with --engine vllm)"
+)
 
 
 def _normalise(text: str) -> str:
@@ -36,11 +41,7 @@ def check_gguf(path: Path) -> None:
     except OSError as exc:
         raise ModelLoadError(f"cannot read the model file {path}: {exc.strerror or exc}") from None
     if magic != GGUF_MAGIC:
-        raise ModelLoadError(
-            f"{path} is not a GGUF file: the llamacpp engine loads .gguf models "
-            "(convert others with llama.cpp's convert_hf_to_gguf.py, or serve Transformers checkpoints with "
-            "--engine vllm)"
-        )
+        raise ModelLoadError(f"{path} is not a GGUF file: {NOT_GGUF_HINT}")
 
 
 def parse_repository(model: str) -> tuple[str, str | None] | None:
@@ -83,7 +84,7 @@ def choose_gguf_files(files: Sequence[str], spec: str | None, *, where: str) -> 
     """
     ggufs = sorted(f for f in files if f.lower().endswith(".gguf"))
     if not ggufs:
-        raise ModelLoadError(f"no .gguf file in {where}")
+        raise ModelLoadError(f"no .gguf file in {where}: {NOT_GGUF_HINT}")
     firsts = [f for f in ggufs if (m := _SPLIT_RE.search(f)) is None or int(m.group(1)) == 1]
     candidates: list[str]
     if spec is not None and spec.lower().endswith(".gguf"):

