@@ -17,6 +17,8 @@ import httpx
 import openai
 import pytest
 
+from sakura_core.testing.metrics import metric_value
+
 SAKURA = [sys.executable, "-c", "from sakura_core.cli import main; main()"]
 PROMPT = "<|im_start|>user\n将下面的日文文本翻译成中文：やる気マンゴスキン<|im_end|>\n<|im_start|>assistant\n"
 MODEL_ID = "sakura-tiny-qwen2-v1.0-f32"
@@ -145,14 +147,6 @@ async def test_concurrent_streams_match_solo_runs(server: str) -> None:
     await client.close()
 
 
-def metric(metrics: str, sample: str) -> int:
-    """The value of ``sample`` (a name with its labels) in Prometheus text, 0 when absent."""
-    for line in metrics.splitlines():
-        if line.startswith(sample + " "):
-            return int(float(line.split()[-1]))
-    return 0
-
-
 async def test_client_disconnect_cancels_the_generation(server: str) -> None:
     async with httpx.AsyncClient(base_url=server, timeout=TIMEOUT) as http:
         before = (await http.get("/metrics")).text
@@ -171,9 +165,9 @@ async def test_client_disconnect_cancels_the_generation(server: str) -> None:
     # the slot was freed by the cancellation, before the generation's end: not a wall-clock bound, which the
     # machine's load would decide
     cancelled = 'sakura_generations_total{outcome="cancelled"}'
-    assert metric(after, cancelled) == metric(before, cancelled) + 1
-    generated = metric(after, "sakura_completion_tokens_total") - metric(before, "sakura_completion_tokens_total")
-    assert 3 <= generated < 4000
+    assert metric_value(after, cancelled) == metric_value(before, cancelled, default=0) + 1
+    tokens = "sakura_completion_tokens_total"
+    assert 3 <= metric_value(after, tokens) - metric_value(before, tokens) < 4000
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

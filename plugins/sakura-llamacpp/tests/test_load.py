@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gguf
 import pytest
 from sakura_llamacpp.engine import LlamaCppEngine
 from sakura_llamacpp.model_source import choose_gguf_files, parse_repository
@@ -33,7 +34,6 @@ async def load_error(model: str, **options: object) -> str:
 
 
 def test_identity_and_true_meta(engine: LlamaCppEngine, tiny_gguf: Path) -> None:
-    gguf = pytest.importorskip("gguf")
     info = engine.model_info
     assert info is not None
     assert info.id == "sakura-tiny-qwen2-v1.0-f32"
