@@ -27,7 +27,7 @@ python -m pip install -q \
 # break `import vllm`; sakura needs none of them.
 python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 
-echo "== installing a real Ollama server for the sakura-ollama tests"
+echo "== installing real Ollama servers (0.5.4 and 0.9.3) for the sakura-ollama tests"
 bash plugins/sakura-ollama/tools/install_test_ollama.sh
 
 echo "== lint and type check"
