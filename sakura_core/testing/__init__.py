@@ -1,1 +1,1 @@
-"""Tools for testing engines and plugins: the conformance kit, a small reference engine, a /metrics reader."""
+"""Tools for testing engines and plugins: the conformance kit and a small reference engine."""
