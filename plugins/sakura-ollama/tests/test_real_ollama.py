@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import gguf
 import llama_cpp
 import pytest
 from sakura_ollama.api import OllamaAddress, OllamaAPI
@@ -85,10 +84,14 @@ async def test_ollama_0_9_creates_the_model_from_files(
         assert engine.server_version == "0.9.3"
         assert takes_files(engine.server_version)
         assert "Modelfile" not in caplog.text  # created from `files`: a refusal would have fallen back to one
-        # this server lists the tensors (verbose /api/show, since 0.6.1): `size` is reported, and true
-        tensors = gguf.GGUFReader(str(whole_character_gguf)).tensors
+        # this server lists the tensors (verbose /api/show, since 0.6.1): `size` is reported, as llama.cpp counts it
+        llm = llama_cpp.Llama(str(whole_character_gguf), n_ctx=64, verbose=False)
+        try:
+            size = llama_cpp.llama_model_size(llm._model.model)
+        finally:
+            llm.close()
         assert engine.model_info is not None and engine.model_info.meta is not None
-        assert engine.model_info.meta["size"] == sum(int(t.n_bytes) for t in tensors)
+        assert engine.model_info.meta["size"] == size
         deltas = await collect(engine, PROMPTS[0], greedy(8))
         text, count, _ = llama_cpp_greedy(whole_character_gguf, PROMPTS[0], 8)
         assert "".join(d.text for d in deltas) == text
