@@ -167,8 +167,9 @@ class LocalHub:
         await response.prepare(request)
         if request.method == "HEAD":
             return response
-        if self.drop_downloads:
-            self.drop_downloads -= self.drop_downloads > 0
+        if self.drop_downloads:  # -1: every download
+            if self.drop_downloads > 0:
+                self.drop_downloads -= 1
             await response.write(body[: len(body) // 2])
             assert request.transport is not None
             request.transport.close()  # the connection drops halfway through the file
