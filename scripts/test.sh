@@ -27,13 +27,16 @@ python -m pip install -q \
 # break `import vllm`; sakura needs none of them.
 python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 
-echo "== installing a real Ollama server for the sakura-ollama tests"
+echo "== installing real Ollama servers (0.5.4 and 0.9.3) for the sakura-ollama tests"
 bash plugins/sakura-ollama/tools/install_test_ollama.sh
 
 echo "== lint and type check"
 ruff check .
 ruff format --check sakura_core plugins tests benchmarks
-mypy sakura_core
+# the core and every plugin's package (any new plugin too) with the same settings (pyproject.toml's [tool.mypy])
+mapfile -t plugin_packages < <(find plugins -mindepth 3 -maxdepth 3 -name __init__.py -not -path '*/tests/*' \
+    -printf '%h\n' | sort)
+mypy sakura_core "${plugin_packages[@]}" tests/fixtures/sakura-echo-plugin/sakura_echo
 
 echo "== tests"
 python -m pytest "$@"

@@ -12,6 +12,10 @@ from sakura_core import hookimpl
 from sakura_core.server.settings import ServerSettings
 
 CHAT = {"messages": [{"role": "user", "content": "こんにちは"}]}
+#: A generation that runs for about a minute unless it is cancelled (5000 tokens, 0.01 s each) ...
+LONG = {"token_delay": 0.01, "answer_length": 5000}
+#: ... so that one that ends within this many seconds was cancelled, not finished, however busy the machine is.
+CANCELLED_WITHIN = 10.0
 
 
 async def wait_for(condition: Callable[[], bool], within: float, step: float = 0.01) -> float:
@@ -71,22 +75,16 @@ async def test_no_queue_means_503_when_every_slot_is_busy(start_server) -> None:
 
 async def test_requests_run_together_not_one_after_another(start_server) -> None:
     server = await start_server(parallel=4, token_delay=0.02, answer_length=25)
-    started = time.perf_counter()
     replies = await asyncio.gather(*(server.api.post("/v1/chat/completions", CHAT) for _ in range(4)))
-    elapsed = time.perf_counter() - started
     assert all(reply.status == 200 for reply in replies)
+    # all four were in the engine at the same time (one after another, the peak would be 1); no wall-clock bound,
+    # which the machine's load would decide
     assert server.engine.peak_active == 4
-    assert elapsed < 4 * 25 * 0.02 * 0.9  # under the serial time (2 s)
 
 
 async def test_twenty_streams_cut_midway_leave_no_generation_running(start_server) -> None:
     observer = FinishObserver()
-    server = await start_server(
-        parallel=8,
-        token_delay=0.01,
-        answer_length=5000,
-        plugins=(("observer", observer),),
-    )
+    server = await start_server(parallel=8, plugins=(("observer", observer),), **LONG)
     engine, scheduler = server.engine, server.state.scheduler
     session = aiohttp.ClientSession()
     responses = []
@@ -103,12 +101,10 @@ async def test_twenty_streams_cut_midway_leave_no_generation_running(start_serve
         await response.content.readuntil(b"\n\n")
     for response in responses:
         response.close()
-    cut_at = time.perf_counter()
-    await wait_for(lambda: engine.active_generations == 0 and scheduler.active == 0, within=1.0)
-    await wait_for(lambda: scheduler.waiting == 0, within=1.0)
-    assert time.perf_counter() - cut_at < 1.0
+    await wait_for(lambda: engine.active_generations == 0 and scheduler.active == 0, within=CANCELLED_WITHIN)
+    await wait_for(lambda: scheduler.waiting == 0, within=CANCELLED_WITHIN)
     assert engine.peak_active == 8
-    await wait_for(lambda: len(observer.finished) == engine.started, within=1.0)
+    await wait_for(lambda: len(observer.finished) == engine.started, within=CANCELLED_WITHIN)
     # every generation that reached the engine was cancelled, none finished (queued ones may get a slot
     # for an instant while the others are being cut)
     assert engine.started >= 8
@@ -120,7 +116,7 @@ async def test_twenty_streams_cut_midway_leave_no_generation_running(start_serve
 
 
 async def test_non_stream_client_disconnect_cancels_generation(start_server) -> None:
-    server = await start_server(parallel=2, token_delay=0.01, answer_length=5000)
+    server = await start_server(parallel=2, **LONG)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3))
     try:
         await session.post(server.url + "/v1/chat/completions", json=CHAT)
@@ -129,7 +125,7 @@ async def test_non_stream_client_disconnect_cancels_generation(start_server) -> 
     else:
         raise AssertionError("the request should have timed out on the client")
     await session.close()
-    await wait_for(lambda: server.engine.active_generations == 0, within=1.0)
+    await wait_for(lambda: server.engine.active_generations == 0, within=CANCELLED_WITHIN)
     assert server.state.scheduler.active == 0
     metrics = (await server.api.get("/metrics")).text
     assert 'sakura_generations_total{outcome="cancelled"} 1' in metrics
@@ -154,15 +150,19 @@ async def test_queued_stream_gets_pings_then_its_answer(start_server, expected_a
 
 
 async def test_disconnect_while_queued_gives_the_place_up(start_server) -> None:
-    server = await start_server(parallel=1, token_delay=0.02, answer_length=30)
+    server = await start_server(parallel=1, **LONG)
     scheduler = server.state.scheduler
-    first = asyncio.create_task(server.api.post("/v1/chat/completions", CHAT))
-    await wait_for(lambda: server.engine.active == 1, within=5)
     session = aiohttp.ClientSession()
-    response = await session.post(server.url + "/v1/chat/completions", json={**CHAT, "stream": True})
+    url = server.url + "/v1/chat/completions"
+    first = await session.post(url, json={**CHAT, "stream": True})  # holds the only slot for a minute
+    await wait_for(lambda: server.engine.active == 1, within=5)
+    queued = await session.post(url, json={**CHAT, "stream": True})
     await wait_for(lambda: scheduler.waiting == 1, within=5)
-    response.close()
-    await wait_for(lambda: scheduler.waiting == 0, within=1.0)
+    queued.close()
+    await wait_for(lambda: scheduler.waiting == 0, within=CANCELLED_WITHIN)
+    # the place was given up while the slot was still taken: the request never reached the engine
+    assert server.engine.active == 1 and server.engine.started == 1
+    first.close()
+    await wait_for(lambda: server.engine.active_generations == 0, within=CANCELLED_WITHIN)
     await session.close()
-    assert (await first).status == 200
     assert server.engine.started == 1

@@ -130,10 +130,12 @@ def download_from_hub(repo: str, spec: str | None) -> Path:
         import huggingface_hub
         from huggingface_hub import constants as hub_constants
         from huggingface_hub import errors as hub_errors
+        from huggingface_hub.utils import logging as hub_logging
     except ImportError:
         raise ModelLoadError(
             f"downloading {repo} needs huggingface_hub: pip install huggingface_hub (or pass a local .gguf file)"
         ) from None
+    _log_once(hub_logging.get_logger())
     offline_hint = "without network, download the .gguf file elsewhere and pass its path: --model ./FILE.gguf"
     where = f"{repo} on Hugging Face"
     network_error: str | None = None
@@ -172,6 +174,18 @@ def download_from_hub(repo: str, spec: str | None) -> Path:
     chosen = choose_gguf_files(local_files, spec, where=repo)
     logger.info("using %s from the Hugging Face cache (%s)", chosen[0], network_error)
     return cached / chosen[0]
+
+
+def _log_once(hub_logger: logging.Logger) -> None:
+    """Let huggingface_hub's warnings (retries of a dropped download) be printed once, in the application's format.
+
+    huggingface_hub gives its logger a stderr handler of its own and also passes its records on to the root logger:
+    where the application has configured the root logger (``sakura run`` does), every record would be printed twice.
+    """
+    if logging.getLogger().handlers:
+        for handler in hub_logger.handlers[:]:
+            if type(handler) is logging.StreamHandler:
+                hub_logger.removeHandler(handler)
 
 
 def _cached_snapshot(repo: str) -> Path | None:

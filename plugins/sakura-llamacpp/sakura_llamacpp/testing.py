@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sakura_core.engine import Engine
 from sakura_core.types import Delta, SamplingParams
+
+if TYPE_CHECKING:
+    from sakura_llamacpp.engine import LlamaCppEngine
 
 
 @dataclass
@@ -25,8 +28,8 @@ class Collected:
         return self.deltas[-1]
 
 
-async def collect(engine: Engine, prompt: str, params: SamplingParams) -> Collected:
-    """Run ``prompt`` to its end and return the deltas."""
+async def collect(engine: LlamaCppEngine, prompt: str, params: SamplingParams) -> Collected:
+    """Run ``prompt`` to its end and return the deltas (this engine's stream: deltas only, with their counts)."""
     collected = Collected()
     async for delta in engine.generate(prompt, params):
         collected.deltas.append(delta)

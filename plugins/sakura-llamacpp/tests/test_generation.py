@@ -6,6 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import llama_cpp
 import pytest
 from sakura_llamacpp.engine import LlamaCppEngine
 from sakura_llamacpp.native import Tokenizer
@@ -55,7 +56,6 @@ async def test_stop_string_across_tokens_is_not_emitted(engine: LlamaCppEngine, 
 
 async def test_end_of_sequence_stops_and_is_not_counted(tmp_path: Path, prompts: list[str]) -> None:
     """A model whose <|im_end|> wins where it would emit token X ends its output right before X."""
-    llama_cpp = pytest.importorskip("llama_cpp")
     plain = write_tiny_gguf(tmp_path / "sakura-plain-v1.0-f32.gguf", seed=7)
     llm = llama_cpp.Llama(str(plain), n_ctx=256, verbose=False)
     prompt_tokens = llm.tokenize(prompts[0].encode(), add_bos=False, special=True)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gguf
 import pytest
 from sakura_llamacpp.tiny_model import DEFAULT_FILE_NAME, SPECIAL_TOKENS, write_tiny_gguf
-
-gguf = pytest.importorskip("gguf")
 
 
 def byte_level_alphabet() -> set[str]:

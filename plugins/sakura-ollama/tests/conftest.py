@@ -77,6 +77,12 @@ def ollama_executable() -> str:
 
 
 @pytest.fixture(scope="session")
+def ollama_0_9_executable() -> str:
+    """The real Ollama 0.9 executable (the current ``/api/create``); fails (never skips) like ``ollama_executable``."""
+    return find_test_ollama(current_api=True)
+
+
+@pytest.fixture(scope="session")
 def real_server(ollama_executable: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOllama]:
     """A real ``ollama serve`` running 4 sequences at once, sandboxed in a temporary HOME."""
     server = start_real_ollama(tmp_path_factory.mktemp("ollama-home"), parallel=4, executable=ollama_executable)

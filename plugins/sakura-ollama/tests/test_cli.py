@@ -17,6 +17,8 @@ import pytest
 from sakura_ollama.testing.api_server import free_port
 from sakura_ollama.testing.real_server import RealOllama, answers, start_real_ollama
 
+from sakura_core.testing.metrics import metric_value
+
 MESSAGES = [
     {"role": "system", "content": "你是一个轻小说翻译模型。"},
     {"role": "user", "content": "将下面的日文文本翻译成中文：やる気マンゴスキン"},
@@ -150,6 +152,7 @@ async def test_concurrent_requests_each_get_their_own_answer(sakura: SakuraProce
 
 async def test_a_client_disconnect_frees_the_slot(sakura: SakuraProcess) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
+        before = (await http.get(f"{sakura.url}/metrics")).text
         body = {"messages": MESSAGES, "max_tokens": 3500, "stream": True, "do_sample": False}  # about 6 s
         async with http.stream("POST", f"{sakura.url}/v1/chat/completions", json=body) as response:
             assert response.status_code == 200
@@ -158,10 +161,17 @@ async def test_a_client_disconnect_frees_the_slot(sakura: SakuraProcess) -> None
                 pass
             busy = (await http.get(f"{sakura.url}/health")).json()
             assert busy["slots_processing"] == 1
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + START_SECONDS
         while (await http.get(f"{sakura.url}/health")).json()["slots_processing"] != 0:
             assert time.monotonic() < deadline, "the slot stayed busy after the client left"
             await asyncio.sleep(0.05)
+        after = (await http.get(f"{sakura.url}/metrics")).text
+    # the slot was freed by the cancellation, before the generation's end: not a wall-clock bound, which the
+    # machine's load would decide
+    cancelled = 'sakura_generations_total{outcome="cancelled"}'
+    assert metric_value(after, cancelled) == metric_value(before, cancelled, default=0) + 1
+    tokens = "sakura_completion_tokens_total"
+    assert metric_value(after, tokens) - metric_value(before, tokens) < 3500
 
 
 async def test_an_unreachable_ollama_is_one_line_and_exit_status_1(tmp_path: Path, whole_character_gguf: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sakura_ollama.api import OllamaAddress, OllamaAPI
 from sakura_ollama.engine import OllamaEngine
+from sakura_ollama.model_source import takes_files
 from sakura_ollama.options import OllamaOptions
 from sakura_ollama.testing import EngineFactory, chatml, collect
 from sakura_ollama.testing.api_server import free_port
@@ -67,6 +68,37 @@ async def test_a_local_gguf_is_imported_and_listed(
     assert engine.server_version
     assert engine.model_info is not None and engine.model_info.version == "1.0"
     assert engine.model_info.meta is not None and engine.model_info.meta["n_vocab"] == 515
+
+
+async def test_ollama_0_9_creates_the_model_from_files(
+    ollama_0_9_executable: str, tmp_path: Path, whole_character_gguf: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The current ``/api/create`` (``files``: file name to blob digest) against a real server, Ollama 0.9.3 (the
+    newest build a registry ships): no Modelfile fallback, the tensor list gives the size, and the model it creates
+    answers as the GGUF does."""
+    server = await asyncio.to_thread(start_real_ollama, tmp_path / "home", executable=ollama_0_9_executable)
+    engine = OllamaEngine(OllamaOptions(ollama_host=server.url, spawn=False, parallel=1, num_ctx=512))
+    try:
+        with caplog.at_level("INFO", logger="sakura_ollama"):
+            await engine.load(str(whole_character_gguf))
+        assert engine.server_version == "0.9.3"
+        assert takes_files(engine.server_version)
+        assert "Modelfile" not in caplog.text  # created from `files`: a refusal would have fallen back to one
+        # this server lists the tensors (verbose /api/show, since 0.6.1): `size` is reported, as llama.cpp counts it
+        llm = llama_cpp.Llama(str(whole_character_gguf), n_ctx=64, verbose=False)
+        try:
+            size = llama_cpp.llama_model_size(llm._model.model)
+        finally:
+            llm.close()
+        assert engine.model_info is not None and engine.model_info.meta is not None
+        assert engine.model_info.meta["size"] == size
+        deltas = await collect(engine, PROMPTS[0], greedy(8))
+        text, count, _ = llama_cpp_greedy(whole_character_gguf, PROMPTS[0], 8)
+        assert "".join(d.text for d in deltas) == text
+        assert (deltas[-1].finish_reason, deltas[-1].completion_tokens) == ("length", count)
+    finally:
+        await engine.close()
+        await asyncio.to_thread(server.stop)
 
 
 async def test_output_counts_and_prompt_tokens_agree_with_llama_cpp(

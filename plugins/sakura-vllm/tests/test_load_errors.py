@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -133,9 +132,8 @@ async def test_missing_model_directory(tmp_path: Path) -> None:
         await engine.load(str(tmp_path / "no-such-model"))
 
 
-async def test_ray_backend_needs_ray(small_model: Path) -> None:
-    if importlib.util.find_spec("ray") is not None:
-        pytest.skip("Ray is installed here")
+async def test_ray_backend_needs_ray(small_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what Python does for a package that is not installed
     engine = VllmEngine(VllmOptions(distributed_executor_backend="ray"))
     with pytest.raises(ModelLoadError, match=r"needs Ray: pip install 'ray\[default\]'"):
         await engine.load(str(small_model))

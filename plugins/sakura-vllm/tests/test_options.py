@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 
@@ -179,18 +180,18 @@ def test_run_help_lists_the_engine_options() -> None:
 
 
 def test_plugin_import_is_cheap_and_imports_no_engine_library() -> None:
-    # the core (which loads plugins) is imported first: what is measured is this plugin's own cost
+    """Loading the plugin (which every ``sakura`` command does) imports its own modules and the standard library
+    only: no vllm, torch or transformers, nor any other installed package, whatever the machine's load."""
+    # the core (which loads plugins) is imported first: what is measured is this plugin's own imports
     code = (
-        "import sys, time; import sakura_core.plugins, sakura_core.identity; "
-        "t = time.perf_counter(); import sakura_vllm.plugin; "
-        "elapsed = time.perf_counter() - t; "
-        "heavy = [m for m in ('vllm', 'torch', 'transformers') if m in sys.modules]; "
-        "print(elapsed, heavy)"
+        "import json, sys; import sakura_core.plugins, sakura_core.identity; "
+        "before = set(sys.modules); import sakura_vllm.plugin; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in set(sys.modules) - before})))"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    elapsed, heavy = output.split(" ", 1)
-    assert heavy.strip() == "[]"
-    assert float(elapsed) < 0.3
+    imported = set(json.loads(output))
+    assert "sakura_vllm" in imported
+    assert imported - {"sakura_vllm"} <= set(sys.stdlib_module_names), sorted(imported - set(sys.stdlib_module_names))
 
 
 def test_sakura_help_imports_no_engine_library() -> None:

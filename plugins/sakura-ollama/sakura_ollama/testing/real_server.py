@@ -1,8 +1,10 @@
-"""The real Ollama server of the test suite: finding its executable and running ``ollama serve`` in a sandbox.
+"""The real Ollama servers of the test suite: finding their executables and running ``ollama serve`` in a sandbox.
 
 The executable is, in order: the one ``SAKURA_TEST_OLLAMA`` names; the one ``tools/install_test_ollama.sh`` leaves
-in the repository (``.cache/test-ollama/bin/ollama``); ``ollama`` on PATH. Each server gets its own HOME and
-OLLAMA_MODELS (under pytest's tmp_path) and a free loopback port.
+in the repository (``.cache/test-ollama/bin/ollama``, Ollama 0.5.4); ``ollama`` on PATH. The tests of the current
+API (``/api/create`` with ``files``) run Ollama 0.9.3 instead: ``SAKURA_TEST_OLLAMA_0_9``, else
+``.cache/test-ollama-0.9/bin/ollama``, else ``ollama`` on PATH. Each server gets its own HOME and OLLAMA_MODELS
+(under pytest's tmp_path) and a free loopback port.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ EXECUTABLE_ENV = "SAKURA_TEST_OLLAMA"
 INSTALL_SCRIPT = "plugins/sakura-ollama/tools/install_test_ollama.sh"
 #: Where that script leaves the executable, relative to the repository root.
 INSTALLED_EXECUTABLE = ".cache/test-ollama/bin/ollama"
+#: The same two for the Ollama 0.9 build (the newest a registry ships), for the tests of the current API.
+EXECUTABLE_0_9_ENV = "SAKURA_TEST_OLLAMA_0_9"
+INSTALLED_EXECUTABLE_0_9 = ".cache/test-ollama-0.9/bin/ollama"
 START_SECONDS = 60.0
 
 
@@ -43,22 +48,26 @@ def repository_root() -> Path | None:
     return None
 
 
-def find_test_ollama() -> str:
-    """The Ollama executable for the real-server tests; MissingTestOllamaError says how to install one."""
-    explicit = os.environ.get(EXECUTABLE_ENV)
+def find_test_ollama(*, current_api: bool = False) -> str:
+    """The Ollama executable for the real-server tests (``current_api``: the 0.9 build, whose ``/api/create`` takes
+    ``files``); MissingTestOllamaError says how to install one."""
+    variable, installed = EXECUTABLE_ENV, INSTALLED_EXECUTABLE
+    if current_api:
+        variable, installed = EXECUTABLE_0_9_ENV, INSTALLED_EXECUTABLE_0_9
+    explicit = os.environ.get(variable)
     if explicit:
         if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
             return explicit
-        raise MissingTestOllamaError(f"{EXECUTABLE_ENV}={explicit} is not an executable file")
+        raise MissingTestOllamaError(f"{variable}={explicit} is not an executable file")
     root = repository_root()
-    if root is not None and os.access(root / INSTALLED_EXECUTABLE, os.X_OK):
-        return str(root / INSTALLED_EXECUTABLE)
+    if root is not None and os.access(root / installed, os.X_OK):
+        return str(root / installed)
     on_path = shutil.which("ollama")
     if on_path is not None:
         return on_path
     raise MissingTestOllamaError(
         f"no Ollama server for the real-server tests: run `bash {INSTALL_SCRIPT}` (CI does), "
-        f"or set {EXECUTABLE_ENV} to an ollama executable"
+        f"or set {variable} to an ollama executable"
     )
 
 
