@@ -61,7 +61,15 @@ def peek_engine_name(args: list[str]) -> str:
 
 
 class RunCommand(click.Command):
-    """``sakura run``: its options grow by the chosen engine's own options, shown under the engine's name."""
+    """``sakura run``: its options grow by the chosen engine's own options, shown under the engine's name.
+
+    Other commands that load an engine (plugins' commands too) use this class, or a subclass that overrides
+    ``engine_name`` to say when the command line asks for no engine at all.
+    """
+
+    def engine_name(self, args: list[str]) -> str | None:
+        """The engine the command line asks for, before click parses it; None for none (no engine options)."""
+        return peek_engine_name(args)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         state = _state(ctx)
@@ -70,7 +78,9 @@ class RunCommand(click.Command):
             "_core_params", [p for p in self.params if not (p.name or "").startswith(ENGINE_PARAM_PREFIX)]
         )
         self.params = list(core_params)
-        name = peek_engine_name(args)
+        name = self.engine_name(args)
+        if name is None:
+            return super().parse_args(ctx, args)
         try:
             state.engine = state.registry.engine(name)
         except UnknownEngineError as exc:
@@ -103,9 +113,10 @@ class RunCommand(click.Command):
                 formatter.write_text(state.engine_error)
         others = sorted(set(state.registry.engines()) - {state.engine.engine_class.name if state.engine else ""})
         if others:
+            label = "Other engines" if state.engine is not None else "Engines"
             formatter.write_paragraph()
             formatter.write_text(
-                f"Other engines: {', '.join(others)}; see their options with: sakura run --engine NAME --help"
+                f"{label}: {', '.join(others)}; see their options with: {ctx.command_path} --engine NAME --help"
             )
 
 
