@@ -99,7 +99,11 @@ class RunCommand(click.Command):
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         state = _state(ctx)
         engine_params = {option.option.name for option in state.engine_options}
-        core = [p.get_help_record(ctx) for p in self.get_params(ctx) if p.name not in engine_params]
+        core = [
+            p.get_help_record(ctx)
+            for p in self.get_params(ctx)
+            if isinstance(p, click.Option) and p.name not in engine_params
+        ]
         with formatter.section("Options"):
             formatter.write_dl([record for record in core if record is not None])
         if state.engine is not None:
