@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -98,16 +99,19 @@ class HttpBackend(Backend):
 
         try:
             async with self.session.get(self.url + path, headers=self._headers()) as response:
-                if response.status in (401, 403):
-                    raise InputError(f"{self.url} refused the request ({response.status}); pass its key with --api-key")
-                if response.status >= 400:
-                    raise InputError(f"{self.url}{path} answered {response.status}; is this a Sakura server?")
-                return await response.json(content_type=None)
+                status = response.status
+                text = await response.text()
         except aiohttp.ClientError as exc:
             raise InputError(
                 f"cannot reach a server at {self.url} ({exc}); start one with `sakura run --model MODEL` or pass "
                 "--server URL, or translate in-process with --engine NAME --model MODEL"
             ) from None
+        if status in (401, 403):
+            raise InputError(f"{self.url} refused the request ({status}); pass its key with --api-key")
+        if status >= 400:
+            raise InputError(f"{self.url}{path} answered {status}; is this a Sakura server?")
+        try:
+            return json.loads(text)
         except ValueError:
             raise InputError(f"{self.url}{path} did not answer JSON; is this a Sakura server?") from None
 

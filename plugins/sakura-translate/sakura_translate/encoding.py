@@ -18,6 +18,8 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf_16"),
     (codecs.BOM_UTF16_BE, "utf_16"),
 )
+#: Windows' extension of an encoding, which files saved on Windows may use (①, ～ and the like).
+_SUPERSETS = {"shift_jis": "cp932"}
 #: Share of control characters (other than tab and line breaks) above which decoded bytes are not text.
 _MAX_CONTROL_SHARE = 0.01
 
@@ -39,18 +41,18 @@ def decode_text(data: bytes, path: Path, encoding: str | None = None) -> Decoded
         if data.startswith(bom):
             return _decode_as(data, path, name)
     try:
-        return DecodedText(data.decode("utf_8"), "utf-8")
+        decoded = DecodedText(data.decode("utf_8"), "utf-8")
     except UnicodeDecodeError:
-        pass
-    import charset_normalizer
+        import charset_normalizer
 
-    best = charset_normalizer.from_bytes(data, cp_isolation=list(CANDIDATE_ENCODINGS)).best()
-    if best is None or not _looks_like_text(str(best)):
+        best = charset_normalizer.from_bytes(data, cp_isolation=list(CANDIDATE_ENCODINGS)).best()
+        decoded = DecodedText(str(best), codecs.lookup(best.encoding).name) if best is not None else DecodedText("", "")
+    if not decoded.encoding or not _looks_like_text(decoded.text):
         raise InputError(
             f"{path}: cannot tell its text encoding (tried UTF-8, Shift_JIS, EUC-JP, UTF-16); "
             "pass it with --encoding, e.g. --encoding shift_jis"
         )
-    return DecodedText(str(best), codecs.lookup(best.encoding).name)
+    return decoded
 
 
 def _decode_as(data: bytes, path: Path, encoding: str) -> DecodedText:
@@ -60,6 +62,7 @@ def _decode_as(data: bytes, path: Path, encoding: str) -> DecodedText:
         raise InputError(f"unknown encoding {encoding!r}; try utf-8, shift_jis, euc_jp or utf-16") from None
     if name == "utf-8" and data.startswith(codecs.BOM_UTF8):
         name = "utf-8-sig"
+    name = _SUPERSETS.get(name, name)
     try:
         text = data.decode(name)
     except UnicodeDecodeError as exc:

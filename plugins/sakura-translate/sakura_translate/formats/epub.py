@@ -37,6 +37,8 @@ ANNOTATION_TAGS = frozenset(("rt", "rp"))
 DC_NS = "http://purl.org/dc/elements/1.1/"
 NCX_NS = "http://www.daisy.org/z3986/2005/ncx/"
 _SPACES = re.compile(r"[ \t\r\n\f]+")
+#: Characters XML 1.0 cannot hold (control characters a model may emit).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _BLANK = " \t\r\n\f" + INDENT_CHARS
 
 Slot = tuple[Any, str]  # (lxml element, "text" or "tail")
@@ -67,7 +69,7 @@ class TextRun:
             value = getattr(element, attr)
             if (element, attr) == target:
                 lead = value[: len(value) - len(value.lstrip(_BLANK))]
-                setattr(element, attr, lead + translation)
+                setattr(element, attr, lead + xml_text(translation))
             else:
                 setattr(element, attr, "")
 
@@ -78,7 +80,7 @@ class TextRun:
         container = anchor.getparent() if where == "before" else anchor
         namespace = _namespace(container)
         br = _make_element("br", namespace)
-        br.tail = translation
+        br.tail = xml_text(translation)
         if where == "before":
             anchor.addprevious(br)
         else:
@@ -171,7 +173,7 @@ class XhtmlPage:
         if title is not None:
             element = self._title(root)
             if element is not None:
-                element.text = title
+                element.text = xml_text(title)
         return _serialize(root)
 
 
@@ -273,7 +275,7 @@ class TitleFiles:
         opf_name, opf_data = self.opf
         root = self._parse(opf_name, opf_data)
         for element in self._opf_titles(root):
-            element.text = merged_text(next(titles))
+            element.text = xml_text(merged_text(next(titles)))
         replaced[opf_name] = _serialize(root)
         for name, data in self.tables:
             root = self._parse(name, data)
@@ -282,7 +284,7 @@ class TitleFiles:
                 if isinstance(entry, TextRun):
                     entry.replace(translation)
                 else:
-                    entry.text = translation
+                    entry.text = xml_text(translation)
             replaced[name] = _serialize(root)
         for page in pages:
             if page.title_text:
@@ -291,6 +293,11 @@ class TitleFiles:
 
     def _parse(self, name: str, data: bytes) -> Any:
         return _parse_xml(data, f"{self.book}: {name}")
+
+
+def xml_text(text: str) -> str:
+    """``text`` without the characters XML cannot hold."""
+    return _NOT_XML.sub("", text)
 
 
 def _converted(translations: list[str | None], convert: Convert) -> list[str | None]:
