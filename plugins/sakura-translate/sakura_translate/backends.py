@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from http import HTTPStatus
 from typing import Any
 
 from sakura_core.engine import Engine, EngineError
@@ -27,6 +28,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 #: Waits, in seconds, before each new try when the server cannot be reached in the middle of a run.
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0)
+#: How long a run waits for a server that is still loading its model, and how often it asks.
+LOADING_WAIT_SECONDS = 300.0
+LOADING_POLL_SECONDS = 1.0
+
+
+class ServerLoading(InputError):
+    """The server answered 503: it is still loading its model (or too busy to answer)."""
 
 
 class Backend(abc.ABC):
@@ -75,7 +83,7 @@ class HttpBackend(Backend):
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
         backend = cls(url, api_key, aiohttp.ClientSession(timeout=timeout))
         try:
-            models = await backend._get_json("/v1/models")
+            models = await backend._wait_for_model()
             data = models.get("data") if isinstance(models, dict) else None
             if not data or not isinstance(data[0], dict) or not data[0].get("id"):
                 raise InputError(f"{backend.url}/v1/models names no model; is this a Sakura or llama.cpp server?")
@@ -90,6 +98,20 @@ class HttpBackend(Backend):
             await backend.close()
             raise
         return backend
+
+    async def _wait_for_model(self) -> Any:
+        """``/v1/models``, waiting while the server answers 503 (its model still loading)."""
+        deadline = time.monotonic() + LOADING_WAIT_SECONDS
+        while True:
+            try:
+                return await self._get_json("/v1/models")
+            except ServerLoading:
+                if time.monotonic() > deadline:
+                    raise InputError(
+                        f"{self.url} was still loading its model after {LOADING_WAIT_SECONDS:.0f} s; try again later"
+                    ) from None
+                logger.warning("%s is loading its model; waiting", self.url)
+                await asyncio.sleep(LOADING_POLL_SECONDS)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -106,6 +128,8 @@ class HttpBackend(Backend):
                 f"cannot reach a server at {self.url} ({exc}); start one with `sakura run --model MODEL` or pass "
                 "--server URL, or translate in-process with --engine NAME --model MODEL"
             ) from None
+        if status == HTTPStatus.SERVICE_UNAVAILABLE:
+            raise ServerLoading(f"{self.url}{path} answered 503")
         if status in (401, 403):
             raise InputError(f"{self.url} refused the request ({status}); pass its key with --api-key")
         if status >= 400:
@@ -158,19 +182,22 @@ class HttpBackend(Backend):
                 async with self.session.post(
                     self.url + "/v1/chat/completions", json=body, headers=self._headers()
                 ) as response:
-                    answer = await response.json(content_type=None)
                     status = response.status
-                break
+                    answer = await response.json(content_type=None)
             except (TimeoutError, aiohttp.ClientConnectionError) as exc:
-                if delay is None:
-                    raise GenerationError(f"the server at {self.url} stopped answering ({exc})") from None
-                logger.warning("%s: %s; trying again in %.1f s (%d)", self.url, exc, delay, attempt + 1)
-                await asyncio.sleep(delay)
+                problem = str(exc) or type(exc).__name__
             except ValueError:
                 raise GenerationError(f"the server at {self.url} did not answer JSON") from None
-        if status != 200 or not isinstance(answer, dict) or not answer.get("choices"):
-            message = answer.get("error", {}).get("message") if isinstance(answer, dict) else None
-            raise GenerationError(f"the server at {self.url} answered {status}: {message or answer}")
+            else:
+                if status != HTTPStatus.SERVICE_UNAVAILABLE:  # busy or still loading: wait like a dropped server
+                    break
+                problem = f"{status}: {_error_message(answer)}"
+            if delay is None:
+                raise GenerationError(f"the server at {self.url} stopped answering ({problem})")
+            logger.warning("%s: %s; trying again in %.1f s (%d)", self.url, problem, delay, attempt + 1)
+            await asyncio.sleep(delay)
+        if status != HTTPStatus.OK or not isinstance(answer, dict) or not answer.get("choices"):
+            raise GenerationError(f"the server at {self.url} answered {status}: {_error_message(answer)}")
         choice = answer["choices"][0]
         usage = answer.get("usage") or {}
         finish = "length" if choice.get("finish_reason") == "length" else "stop"
@@ -184,6 +211,13 @@ class HttpBackend(Backend):
 
     async def close(self) -> None:
         await self.session.close()
+
+
+def _error_message(answer: Any) -> str:
+    """The message of an OpenAI-style error body, or the body itself."""
+    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+        return str(answer["error"].get("message", answer["error"]))
+    return str(answer)[:200]
 
 
 class EngineBackend(Backend):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+
 from sakura_translate.atomic import write_atomic
 from sakura_translate.backends import Backend
 from sakura_translate.cache import ChunkCache, cache_path_for
@@ -70,9 +71,10 @@ async def translate_files(
     job: Job,
     prepared: Prepared,
     connect: Callable[[], Awaitable[Backend]],
-    on_report: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
     """Translate every prepared document through the backend ``connect`` gives, and write the outputs."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     backend = await connect()
     try:
         _warn_if_glossary_unused(backend, prepared.glossary)
@@ -87,32 +89,33 @@ async def translate_files(
         caches: list[ChunkCache] = []
         started = time.perf_counter()
         try:
-            for plan, document in zip(prepared.plans, prepared.documents, strict=True):
-                progress.describe(plan.source.name)
-                cache = ChunkCache(cache_path_for(plan.output))
-                caches.append(cache)
-                translations, stats, mismatches = await translator.translate(document, cache)
-                write_atomic(plan.output, document.render(translations, bilingual=job.bilingual))
-                traditional = None
-                if converter is not None:
-                    write_atomic(
-                        plan.traditional,
-                        document.render(translations, bilingual=job.bilingual, convert=converter.convert),
+            with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+                for plan, document in zip(prepared.plans, prepared.documents, strict=True):
+                    progress.describe(plan.source.name)
+                    cache = ChunkCache(cache_path_for(plan.output))
+                    caches.append(cache)
+                    translations, stats, mismatches = await translator.translate(document, cache)
+                    write_atomic(plan.output, document.render(translations, bilingual=job.bilingual))
+                    traditional = None
+                    if converter is not None:
+                        write_atomic(
+                            plan.traditional,
+                            document.render(translations, bilingual=job.bilingual, convert=converter.convert),
+                        )
+                        traditional = str(plan.traditional)
+                    report.files.append(
+                        FileReport(
+                            source=str(plan.source),
+                            output=str(plan.output),
+                            traditional=traditional,
+                            kind=document.kind,
+                            encoding=document.encoding,
+                            stats=stats,
+                            mismatches=mismatches,
+                            notes=document.notes(),
+                        )
                     )
-                    traditional = str(plan.traditional)
-                report.files.append(
-                    FileReport(
-                        source=str(plan.source),
-                        output=str(plan.output),
-                        traditional=traditional,
-                        kind=document.kind,
-                        encoding=document.encoding,
-                        stats=stats,
-                        mismatches=mismatches,
-                        notes=document.notes(),
-                    )
-                )
-                report.stats.add(stats)
+                    report.stats.add(stats)
         finally:
             report.seconds = time.perf_counter() - started
             progress.close()
@@ -121,8 +124,6 @@ async def translate_files(
         if not job.keep_cache:
             for cache in caches:
                 cache.remove()
-        if on_report is not None:
-            on_report(report)
         return report
     finally:
         await backend.close()

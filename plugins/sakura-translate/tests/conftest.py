@@ -3,23 +3,28 @@ run in-process or as a subprocess, and a plugin that records every finished gene
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import struct
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 import pytest
+from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 
 from sakura_core import hookimpl
 from sakura_core.cli import CliState, cli
+from sakura_core.engine import Engine
 from sakura_core.plugins import PluginRegistry
+from sakura_core.server import create_app
+from sakura_core.server.settings import ServerSettings
 from sakura_core.types import GenerationRequest, GenerationResult, ModelInfo
 
 SAKURA = [sys.executable, "-c", "from sakura_core.cli import main; main()"]
@@ -200,12 +205,80 @@ def files() -> Any:
     return Files
 
 
-@pytest.fixture
-def subprocess_env() -> dict[str, str]:
-    """The environment for ``sakura`` subprocesses (no terminal: no progress bar)."""
-    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+@dataclass
+class AppServer:
+    """The core's aiohttp application over a loaded engine on a loopback port; it can be stopped and started again
+    on the same port."""
+
+    engine: Engine
+    registry: PluginRegistry
+    recorder: Recorder
+    settings: ServerSettings = field(default_factory=ServerSettings)
+    server: TestServer | None = None
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> AppServer:
+        assert self.engine.model_info is not None
+        app = create_app(self.engine, self.registry, self.engine.model_info, self.settings)
+        self.server = TestServer(app, host="127.0.0.1", port=self.port)
+        await self.server.start_server()
+        self.port = self.server.port
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
 
 
 @pytest.fixture
-def sakura_command() -> list[str]:
-    return list(SAKURA)
+async def app_server(recorder: Recorder) -> AsyncIterator[Callable[..., Awaitable[AppServer]]]:
+    """``await app_server(engine, settings=None)``: serve a loaded engine (with the recorder); stopped afterwards."""
+    started: list[AppServer] = []
+
+    async def start(engine: Engine, settings: ServerSettings | None = None) -> AppServer:
+        registry = PluginRegistry.create(entry_points=False, plugins=[("recorder", recorder)])
+        server = AppServer(engine, registry, recorder, settings or ServerSettings())
+        started.append(server)
+        return await server.start()
+
+    yield start
+    for server in started:
+        await server.stop()
+
+
+class TranslateProcess:
+    """``sakura translate`` as a subprocess (stdout and stderr piped, so not a terminal)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    async def start(self, *args: Any, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *SAKURA,
+            "translate",
+            *map(str, args),
+            env={**self.env, **(env or {})},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    @staticmethod
+    async def finish(process: asyncio.subprocess.Process) -> tuple[int, str, str]:
+        """Wait for it: (exit code, stdout, stderr)."""
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=300)
+        assert process.returncode is not None
+        return process.returncode, stdout.decode(), stderr.decode()
+
+    async def run(self, *args: Any, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        return await self.finish(await self.start(*args, env=env))
+
+
+@pytest.fixture
+def translate_process() -> TranslateProcess:
+    """``sakura translate`` subprocesses, unbuffered."""
+    return TranslateProcess({**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -1,15 +1,10 @@
-"""Through real llama.cpp with a tiny random-weight GGUF, in-process and through ``sakura run``: the model's answers
+"""Through real llama.cpp with a tiny random-weight GGUF, in-process and through the core's server: the model's answers
 are noise, so what is checked is that every chunk went through the model and the files keep their structure."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +12,8 @@ import pysubs2
 import pytest
 from ebooklib import epub
 from lxml import etree
+from sakura_llamacpp.engine import LlamaCppEngine
+from sakura_llamacpp.options import LlamaCppOptions
 from sakura_llamacpp.tiny_model import write_tiny_gguf
 from sakura_translate.chunking import chunk_lines
 
@@ -56,53 +53,24 @@ def test_in_process_subtitles_and_text(
     assert "read as EUC-JP" in result.output
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``sakura run --engine llamacpp`` serving the tiny model on a free port; its URL once /health says ok."""
-    import sys
-
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "sakura.log"
-    command = [sys.executable, "-c", "from sakura_core.cli import main; main()", "run", "--engine", "llamacpp"]
-    args = ["--model", str(tiny_gguf), *ENGINE_OPTIONS, "--listen", f"127.0.0.1:{port}", "--no-self-check"]
-    with log.open("w") as log_file:
-        process = subprocess.Popen([*command, *args], stdout=log_file, stderr=log_file)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"sakura run exited:\n{log.read_text()}"
-            with contextlib.suppress(OSError), urllib.request.urlopen(url + "/health", timeout=2) as health:
-                if health.status == 200:
-                    break
-            assert time.monotonic() < deadline, f"sakura run did not become healthy:\n{log.read_text()}"
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+async def llama_engine(tiny_gguf: Path) -> AsyncIterator[LlamaCppEngine]:
+    engine = LlamaCppEngine(LlamaCppOptions(n_ctx=1024, n_parallel=2, threads=1))
+    await engine.load(str(tiny_gguf))
+    yield engine
+    await engine.close()
 
 
-def test_epub_through_sakura_run(
-    llama_server: str, tmp_path: Path, files: Any, sakura_command: list[str], subprocess_env: dict[str, str]
+async def test_epub_through_a_llamacpp_server(
+    llama_engine: LlamaCppEngine, app_server: Any, translate_process: Any, tmp_path: Path, files: Any
 ) -> None:
+    server = await app_server(llama_engine)
     source = files.epub(tmp_path / "neko.epub")
     report = tmp_path / "report.json"
-    args = [str(source), "--server", llama_server, *SMALL, "--bilingual", "--report", str(report)]
-    done = subprocess.run(
-        [*sakura_command, "translate", *args], capture_output=True, text=True, timeout=300, env=subprocess_env
+    code, _, stderr = await translate_process.run(
+        source, "--server", server.url, *SMALL, "--bilingual", "--report", report
     )
-    assert done.returncode == 0, done.stderr
+    assert code == 0, stderr
     data = json.loads(report.read_text())
     assert (data["model"], data["prompt_format"], data["slots"]) == ("sakura-tiny-qwen2-v1.0-f32", "v1.0", 2)
     (first_title, first_paragraphs), (second_title, second_paragraphs) = files.chapters
