@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from sakura_translate.atomic import write_atomic
 from sakura_translate.backends import Backend
 from sakura_translate.cache import ChunkCache, cache_path_for
