@@ -121,9 +121,13 @@ def test_epub_titles_and_toc_only_with_titles(
         nav_texts = ["".join(a.itertext()) for a in nav.iter(f"{XHTML}a")]
         chapter = etree.fromstring(book.get_item_with_id("chapter_0").content)
         page_title = chapter.find(f"{XHTML}head/{XHTML}title").text
-        found = (book.title, toc, nav_texts, page_title)
+        with zipfile.ZipFile(tmp_path / "book.zh-Hant.epub") as archive:
+            ncx = etree.fromstring(archive.read("EPUB/toc.ncx"))
+        ncx_texts = [e.text for e in ncx.iter("{http://www.daisy.org/z3986/2005/ncx/}text")]
+        found = (book.title, toc, nav_texts, page_title, ncx_texts)
         titles = ["第一章　頭髮", "第二章　書生"] if converted else ["第一章　头发", "第二章　书生"]
-        assert found == ("貓的書" if converted else "猫的书", titles, titles, titles[0])
+        book_title = "貓的書" if converted else "猫的书"
+        assert found == (book_title, titles, titles, titles[0], [book_title, *titles])
         assert paragraphs(book)[0] == "第一章　頭髮"  # the body always
 
 
