@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sakura_echo.backend import EchoModel
 
 from sakura_core.identity import prompt_format_for
 from sakura_core.plugins import PluginRegistry
@@ -26,13 +27,18 @@ def test_the_model_version_chooses_the_prompt(
     args = ("--engine", "echo", "--model", model, "--greedy", "--chunk-chars", "1", "--slots", "1", "-g", glossary)
     result = translate_cli(source, *args)
     assert result.exit_code == 0, result.output
-    # whatever the format, the echo engine answers the text: the output is the input
-    assert (tmp_path / "neko.zh.txt").read_bytes() == ("\r\n".join(lines) + "\r\n").encode()
     expected_format = PluginRegistry.create().prompt_format(prompt_format_for("sakura-echo", version))
     assert f"({expected_format.name} prompt)" in result.output
     first, second = recorder.generations
     assert first.messages == expected_format.translation_messages(lines[0], "吾輩->我", None)
-    assert second.messages == expected_format.translation_messages(lines[1], "", lines[0])
+    # the echo engine answers the last line of its prompt (after a full-width colon): the text, so the output is
+    # the input; but a v1.5 prompt ends in Qwen3's empty think block, which the echo engine answers with "</think>"
+    answers = [EchoModel().answer(expected_format.render(g.messages)) for g in recorder.generations]
+    assert recorder.texts == answers
+    assert second.messages == expected_format.translation_messages(lines[1], "", answers[0])
+    assert (tmp_path / "neko.zh.txt").read_bytes() == ("\r\n".join(answers) + "\r\n").encode()
+    if expected_format.name != "v1.5":
+        assert answers == lines
 
 
 def test_a_format_without_a_glossary_says_so(
