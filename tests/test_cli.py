@@ -16,7 +16,8 @@ from packaging.utils import canonicalize_name
 from sakura_echo.scripted import ReferenceEngine
 
 from sakura_core import hookimpl
-from sakura_core.cli import CliState, cli, parse_listen, peek_engine_name
+from sakura_core.cli import CliState, RunCommand, cli, parse_listen, peek_engine_name
+from sakura_core.cli_options import build_options
 from sakura_core.plugins import PluginRegistry
 
 
@@ -172,3 +173,40 @@ def test_help_and_engines_import_only_the_cores_dependencies(args: list[str]) ->
     allowed = dependency_modules("sakura-core", leaving_out="aiohttp")  # the server's library: imported to serve
     unexpected = {m for m in loaded - allowed if not m.startswith("sakura_")}
     assert unexpected == set(), f"`sakura {' '.join(args)}` imported {sorted(unexpected)}"
+
+
+class EngineWhenAsked(RunCommand):
+    """A command that loads an engine only when ``--engine`` is on its command line."""
+
+    def engine_name(self, args: list[str]) -> str | None:
+        return peek_engine_name(args) if any(a == "--engine" or a.startswith("--engine=") for a in args) else None
+
+
+@click.command(cls=EngineWhenAsked)
+@click.option("--engine", metavar="NAME")
+@click.pass_context
+def engine_when_asked(ctx: click.Context, engine: str | None, **params: object) -> None:
+    state = ctx.find_object(CliState)
+    assert state is not None
+    if state.engine is None:
+        click.echo("no engine")
+    else:
+        options = build_options(state.engine.engine_class.Options, ctx, state.engine_options)
+        click.echo(f"{state.engine.engine_class.name}: {options.model_dump()['parallel']}")
+
+
+def invoke_engine_when_asked(*args: str) -> click.testing.Result:
+    registry = PluginRegistry.create(entry_points=False, plugins=[("reference-plugin", ReferencePlugin())])
+    return CliRunner().invoke(engine_when_asked, list(args), obj=CliState(registry), prog_name="job")
+
+
+def test_a_command_may_ask_for_no_engine() -> None:
+    result = invoke_engine_when_asked()
+    assert (result.exit_code, result.output) == (0, "no engine\n")
+    # without an engine, an engine's options are not options of the command
+    assert invoke_engine_when_asked("--parallel", "3").exit_code == 2
+    result = invoke_engine_when_asked("--engine", "reference", "--parallel", "3")
+    assert (result.exit_code, result.output) == (0, "reference: 3\n")
+    help_text = invoke_engine_when_asked("--help").output
+    assert "Engine options" not in help_text
+    assert "Engines: reference; see their options with: job --engine NAME --help" in " ".join(help_text.split())

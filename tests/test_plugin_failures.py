@@ -67,7 +67,31 @@ def register_engines(register):
     raise RuntimeError("this plugin's registration is broken")
 """
 
-PLUGINS = {"collide": COLLIDING, "halfdone": HALF_DONE, "raising": RAISING}
+LAZY = """
+from sakura_core import hookimpl
+
+
+@hookimpl
+def register_commands(cli):
+    cli.add_lazy_command("hello", "lazy_command:hello", "Say hello (imported when it runs).")
+"""
+
+LAZY_COMMAND = '''
+import sys
+
+import click
+
+print("lazy_command imported", file=sys.stderr)
+
+
+@click.command()
+@click.option("--name", default="sakura")
+def hello(name):
+    """Say hello."""
+    click.echo(f"hello {name}")
+'''
+
+PLUGINS = {"collide": COLLIDING, "halfdone": HALF_DONE, "raising": RAISING, "lazy": LAZY}
 
 
 def install(site: Path, name: str, source: str) -> None:
@@ -84,6 +108,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("site")
     for name, source in PLUGINS.items():
         install(path, name, source)
+    (path / "lazy_command.py").write_text(textwrap.dedent(LAZY_COMMAND), encoding="utf-8")
     return path
 
 
@@ -159,3 +184,13 @@ def test_help_imports_neither_engine_classes_nor_pydantic() -> None:
     )
     output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert "LOADED []" in output, output
+
+
+def test_a_plugins_lazy_command(site: Path) -> None:
+    listed = sakura(site, "--help", plugins="lazy")
+    assert listed.returncode == 0
+    assert "hello    Say hello (imported when it runs)." in listed.stdout
+    assert "lazy_command imported" not in listed.stderr
+    ran = sakura(site, "hello", "--name", "translator", plugins="lazy")
+    assert (ran.returncode, ran.stdout) == (0, "hello translator\n")
+    assert "lazy_command imported" in ran.stderr

@@ -1,0 +1,1 @@
+"""sakura-translate: the ``sakura translate`` command (files in, translated files out)."""

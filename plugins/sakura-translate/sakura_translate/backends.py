@@ -1,0 +1,252 @@
+"""Where translations are generated: a running server over HTTP, or an engine loaded in this process.
+
+Both run one generation to its end (``complete``) for sakura_core.translate.translate_with, and say which model
+they serve (its id, and so its prompt format) and how many generations they run at once.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+import logging
+import time
+from http import HTTPStatus
+from typing import Any
+
+from sakura_core.engine import Engine, EngineError
+from sakura_core.generation import complete
+from sakura_core.identity import parse_model_identity, prompt_format_for
+from sakura_core.plugins import PluginRegistry
+from sakura_core.prompts import PromptFormat
+from sakura_core.server.sampling import combined_stop
+from sakura_core.types import GenerationRequest, GenerationResult, ModelInfo
+from sakura_translate.errors import GenerationError, InputError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+#: Waits, in seconds, before each new try when the server cannot be reached in the middle of a run.
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0)
+#: How long a run waits for a server that is still loading its model, and how often it asks.
+LOADING_WAIT_SECONDS = 300.0
+LOADING_POLL_SECONDS = 1.0
+
+
+class ServerLoading(InputError):
+    """The server answered 503: it is still loading its model (or too busy to answer)."""
+
+
+class Backend(abc.ABC):
+    """Generates translations for one model."""
+
+    model_id: str
+    prompt_format: PromptFormat
+    parallelism: int
+    #: Where it generates, for messages ("http://127.0.0.1:8080", "engine llamacpp").
+    where: str
+
+    @abc.abstractmethod
+    async def complete(self, request: GenerationRequest) -> GenerationResult:
+        """Run ``request`` (its messages and sampling parameters) to its end."""
+
+    async def close(self) -> None:  # noqa: B027 - optional to override
+        """Release what the backend holds."""
+
+
+def format_for(registry: PluginRegistry, name: str, version: str | None, model_version: str | None) -> PromptFormat:
+    """The registered prompt format for a model's name and version (``model_version`` overrides the version)."""
+    chosen = prompt_format_for(name, model_version or version)
+    formats = registry.prompt_formats()
+    if chosen not in formats:
+        raise InputError(f"no prompt format {chosen!r} is registered (have: {', '.join(sorted(formats))})")
+    return formats[chosen]
+
+
+class HttpBackend(Backend):
+    """A Sakura server, or llama.cpp's llama-server, through ``/v1/chat/completions``."""
+
+    def __init__(self, url: str, api_key: str | None, session: Any) -> None:
+        self.url = url.rstrip("/")
+        self.where = self.url
+        self.api_key = api_key
+        self.session = session
+
+    @classmethod
+    async def connect(
+        cls, url: str, api_key: str | None, registry: PluginRegistry, model_version: str | None
+    ) -> HttpBackend:
+        """Ask the server which model it serves and how many slots it has. An unreachable server, or one that
+        refuses the key, is an InputError naming the URL."""
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+        backend = cls(url, api_key, aiohttp.ClientSession(timeout=timeout))
+        try:
+            models = await backend._wait_for_model()
+            data = models.get("data") if isinstance(models, dict) else None
+            if not data or not isinstance(data[0], dict) or not data[0].get("id"):
+                raise InputError(f"{backend.url}/v1/models names no model; is this a Sakura or llama.cpp server?")
+            entry = data[0]
+            backend.model_id = str(entry["id"])
+            parsed = parse_model_identity(backend.model_id)
+            name = entry.get("model_name") or parsed.name
+            version = entry.get("model_version") or parsed.version
+            backend.prompt_format = format_for(registry, name, version, model_version)
+            backend.parallelism = await backend._slots()
+        except BaseException:
+            await backend.close()
+            raise
+        return backend
+
+    async def _wait_for_model(self) -> Any:
+        """``/v1/models``, waiting while the server answers 503 (its model still loading)."""
+        deadline = time.monotonic() + LOADING_WAIT_SECONDS
+        while True:
+            try:
+                return await self._get_json("/v1/models")
+            except ServerLoading:
+                if time.monotonic() > deadline:
+                    raise InputError(
+                        f"{self.url} was still loading its model after {LOADING_WAIT_SECONDS:.0f} s; try again later"
+                    ) from None
+                logger.warning("%s is loading its model; waiting", self.url)
+                await asyncio.sleep(LOADING_POLL_SECONDS)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    async def _get_json(self, path: str) -> Any:
+        import aiohttp
+
+        try:
+            async with self.session.get(self.url + path, headers=self._headers()) as response:
+                status = response.status
+                text = await response.text()
+        except aiohttp.ClientError as exc:
+            raise InputError(
+                f"cannot reach a server at {self.url} ({exc}); start one with `sakura run --model MODEL` or pass "
+                "--server URL, or translate in-process with --engine NAME --model MODEL"
+            ) from None
+        if status == HTTPStatus.SERVICE_UNAVAILABLE:
+            raise ServerLoading(f"{self.url}{path} answered 503")
+        if status in (401, 403):
+            raise InputError(f"{self.url} refused the request ({status}); pass its key with --api-key")
+        if status >= 400:
+            raise InputError(f"{self.url}{path} answered {status}; is this a Sakura server?")
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise InputError(f"{self.url}{path} did not answer JSON; is this a Sakura server?") from None
+
+    async def _slots(self) -> int:
+        """The number of parallel slots: ``/slots``, else ``/health``'s counts, else llama-server's ``/props``."""
+        for path in ("/slots", "/health", "/props"):
+            try:
+                found = await self._get_json(path)
+            except InputError:
+                continue
+            if path == "/slots" and isinstance(found, list) and found:
+                return len(found)
+            if isinstance(found, dict):
+                counted = int(found.get("slots_idle", 0) or 0) + int(found.get("slots_processing", 0) or 0)
+                counted = counted or int(found.get("total_slots", 0) or 0)
+                if counted > 0:
+                    return counted
+        logger.info("%s does not say how many slots it has: sending one chunk at a time (see --slots)", self.url)
+        return 1
+
+    async def complete(self, request: GenerationRequest) -> GenerationResult:
+        import aiohttp
+
+        params = request.params
+        body: dict[str, Any] = {
+            "model": self.model_id,
+            "messages": request.messages,
+            "max_tokens": params.max_tokens,
+            "temperature": 0.0 if params.greedy else params.temperature,
+            "top_p": params.top_p,
+            "top_k": params.top_k,
+            "frequency_penalty": params.frequency_penalty,
+            "presence_penalty": params.presence_penalty,
+            "do_sample": not params.greedy,
+            "stream": False,
+        }
+        if params.repetition_penalty != 1.0:
+            body["repetition_penalty"] = body["repeat_penalty"] = params.repetition_penalty
+        if params.seed is not None:
+            body["seed"] = params.seed
+        started = time.perf_counter()
+        for attempt, delay in enumerate((*RECONNECT_DELAYS, None)):
+            try:
+                async with self.session.post(
+                    self.url + "/v1/chat/completions", json=body, headers=self._headers()
+                ) as response:
+                    status = response.status
+                    answer = await response.json(content_type=None)
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                problem = str(exc) or type(exc).__name__
+            except ValueError:
+                raise GenerationError(f"the server at {self.url} did not answer JSON") from None
+            else:
+                if status != HTTPStatus.SERVICE_UNAVAILABLE:  # busy or still loading: wait like a dropped server
+                    break
+                problem = f"{status}: {_error_message(answer)}"
+            if delay is None:
+                raise GenerationError(f"the server at {self.url} stopped answering ({problem})")
+            logger.warning("%s: %s; trying again in %.1f s (%d)", self.url, problem, delay, attempt + 1)
+            await asyncio.sleep(delay)
+        if status != HTTPStatus.OK or not isinstance(answer, dict) or not answer.get("choices"):
+            raise GenerationError(f"the server at {self.url} answered {status}: {_error_message(answer)}")
+        choice = answer["choices"][0]
+        usage = answer.get("usage") or {}
+        finish = "length" if choice.get("finish_reason") == "length" else "stop"
+        return GenerationResult(
+            text=(choice.get("message") or {}).get("content") or "",
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            finish_reason=finish,
+            seconds=time.perf_counter() - started,
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def _error_message(answer: Any) -> str:
+    """The message of an OpenAI-style error body, or the body itself."""
+    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+        return str(answer["error"].get("message", answer["error"]))
+    return str(answer)[:200]
+
+
+class EngineBackend(Backend):
+    """An engine loaded in this process; generations go through the core's generation path and plugin hooks."""
+
+    def __init__(self, engine: Engine, registry: PluginRegistry, info: ModelInfo) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.info = info
+        self.model_id = info.id
+        self.where = f"engine {engine.name}"
+        self.prompt_format = registry.prompt_format(info.prompt_format)
+        self.parallelism = engine.parallelism
+
+    @classmethod
+    async def load(
+        cls, engine: Engine, registry: PluginRegistry, model: str, model_version: str | None
+    ) -> EngineBackend:
+        """Load ``model``; a ModelLoadError propagates (its message is one line for the CLI)."""
+        info = await engine.load(model, model_version)
+        return cls(engine, registry, info)
+
+    async def complete(self, request: GenerationRequest) -> GenerationResult:
+        stop = combined_stop(request.params.stop, self.prompt_format.stop)
+        request = request.model_copy(update={"params": request.params.model_copy(update={"stop": stop})})
+        try:
+            return await complete(self.engine, self.registry, request, self.info)
+        except EngineError as exc:
+            raise GenerationError(f"the {self.engine.name} engine failed: {exc}") from None
+
+    async def close(self) -> None:
+        await self.engine.close()

@@ -1,0 +1,38 @@
+"""The input formats ``sakura translate`` reads, by file suffix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sakura_translate.errors import InputError
+from sakura_translate.formats.base import Document, LoadOptions, Translations
+from sakura_translate.formats.epub import EpubDocument
+from sakura_translate.formats.galtransl import GalTranslScript
+from sakura_translate.formats.subtitles import SUBTITLE_FORMATS, SubtitleDocument
+from sakura_translate.formats.text import TextDocument
+
+LOADERS: dict[str, Callable[[Path, LoadOptions], Document]] = {
+    ".txt": TextDocument.load,
+    ".epub": EpubDocument.load,
+    ".json": GalTranslScript.load,
+    **{suffix: SubtitleDocument.load for suffix in SUBTITLE_FORMATS},
+}
+SUPPORTED_SUFFIXES = tuple(LOADERS)
+
+__all__ = ["SUPPORTED_SUFFIXES", "Document", "LoadOptions", "Translations", "load_document"]
+
+
+def load_document(path: Path, options: LoadOptions) -> Document:
+    """Parse ``path`` by its suffix; InputError (one line) for a missing, unsupported or unreadable file."""
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise InputError(f"{path}: unsupported file type; sakura translate reads {', '.join(SUPPORTED_SUFFIXES)}")
+    try:
+        return loader(path, options)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None

@@ -1,0 +1,88 @@
+"""GalTransl-style JSON game scripts: ``[{"name": ..., "message": ...}, ...]``.
+
+Each message is one segment; a speaker's line is sent as ``name「message」`` and line breaks inside a message as
+a literal ``\\n``, as GalTransl sends them to Sakura models. Names are translated through the glossary (an entry
+whose source is exactly the name); names without one are kept and listed in the report. Other keys are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from sakura_translate.encoding import decode_text
+from sakura_translate.errors import InputError
+from sakura_translate.formats.base import Convert, Document, LoadOptions, Translations, merged_text
+from sakura_translate.glossary import Glossary
+
+ESCAPED_NEWLINE = "\\n"
+
+
+class GalTranslScript(Document):
+    """A GalTransl JSON script."""
+
+    kind = "game script"
+
+    def __init__(self, path: Path, items: list[dict[str, Any]], glossary: Glossary, encoding: str) -> None:
+        self.items = items
+        self.glossary = glossary
+        self.translated_items: list[int] = []
+        segments = []
+        for index, item in enumerate(items):
+            message = item["message"]
+            if not message.strip():
+                continue
+            line = message.replace("\r\n", ESCAPED_NEWLINE).replace("\n", ESCAPED_NEWLINE)
+            name = item.get("name")
+            segments.append(f"{name}「{line}」" if name else line)
+            self.translated_items.append(index)
+        super().__init__(path, [segments], encoding)
+
+    @classmethod
+    def load(cls, path: Path, options: LoadOptions) -> GalTranslScript:
+        decoded = decode_text(path.read_bytes(), path, options.encoding)
+        try:
+            items = json.loads(decoded.text.lstrip("\ufeff"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(items, list):
+            raise InputError(f'{path}: a GalTransl script is a JSON list of {{"name", "message"}} objects')
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("message"), str):
+                raise InputError(f"{path}: item {index} of the script has no text 'message'")
+            if item.get("name") is not None and not isinstance(item["name"], str):
+                raise InputError(f"{path}: item {index} of the script has a 'name' that is not text")
+        return cls(path, items, options.glossary, decoded.encoding)
+
+    def speakers_without_glossary(self) -> list[str]:
+        """Speakers' names that no glossary entry translates, in order of first appearance."""
+        names = dict.fromkeys(str(item["name"]) for item in self.items if item.get("name"))
+        return [name for name in names if self.glossary.lookup(name) is None]
+
+    def notes(self) -> list[str]:
+        missing = self.speakers_without_glossary()
+        if not missing:
+            return []
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        return [f"names kept untranslated (add them to a glossary to translate them): {shown}"]
+
+    def render(self, translations: Translations, *, bilingual: bool = False, convert: Convert = str) -> bytes:
+        (translated,) = translations
+        items = copy.deepcopy(self.items)
+        for item in items:
+            name = item.get("name")
+            if name:
+                dst = self.glossary.lookup(name)
+                item["name"] = convert(dst) if dst is not None else name
+        for index, translation in zip(self.translated_items, translated, strict=True):
+            item = items[index]
+            source = self.items[index]["message"]
+            text = convert(merged_text(translation))
+            if self.items[index].get("name") and "「" in text:
+                text = text.partition("「")[2].removesuffix("」")
+            newline = "\r\n" if "\r\n" in source else "\n"
+            text = text.replace("\n", newline).replace(ESCAPED_NEWLINE, newline)
+            item["message"] = f"{source}{newline}{text}" if bilingual and text else (source if bilingual else text)
+        return (json.dumps(items, ensure_ascii=False, indent=2) + "\n").encode("utf-8")

@@ -1,0 +1,56 @@
+"""Plain-text novels: one segment per non-blank line; blank lines, indentation and line endings kept."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sakura_translate.encoding import decode_text
+from sakura_translate.formats.base import INDENT_CHARS, Convert, Document, LoadOptions, Translations
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class TextDocument(Document):
+    """A ``.txt`` file in any common Japanese encoding; the translation is written as UTF-8."""
+
+    kind = "text"
+
+    def __init__(self, path: Path, text: str, encoding: str) -> None:
+        self.newline = "\r\n" if "\r\n" in text else "\n"
+        self.ends_with_newline = text.endswith(("\n", "\r"))
+        self.lines = _LINE_BREAK.split(text.removesuffix("\r\n").removesuffix("\n").removesuffix("\r"))
+        if text == "":
+            self.lines = []
+        self.indents: dict[int, str] = {}
+        segments = []
+        for number, line in enumerate(self.lines):
+            body = line.strip(INDENT_CHARS)
+            if body:
+                self.indents[number] = line[: len(line) - len(line.lstrip(INDENT_CHARS))]
+                segments.append(body)
+        super().__init__(path, [segments], encoding)
+
+    @classmethod
+    def load(cls, path: Path, options: LoadOptions) -> TextDocument:
+        decoded = decode_text(path.read_bytes(), path, options.encoding)
+        return cls(path, decoded.text.lstrip("\ufeff"), decoded.encoding)
+
+    def render(self, translations: Translations, *, bilingual: bool = False, convert: Convert = str) -> bytes:
+        (translated,) = translations
+        out: list[str] = []
+        segment = 0
+        for number, line in enumerate(self.lines):
+            if number not in self.indents:
+                out.append(line)
+                continue
+            translation = translated[segment]
+            segment += 1
+            if bilingual:
+                out.append(line)
+            if translation is None:
+                continue
+            indent = self.indents[number]
+            out.extend(indent + convert(part).lstrip(INDENT_CHARS) for part in translation.split("\n"))
+        text = self.newline.join(out) + (self.newline if self.ends_with_newline and out else "")
+        return text.encode("utf-8")

@@ -1,0 +1,94 @@
+"""Through real llama.cpp with a tiny random-weight GGUF, in-process and through the core's server: the model's answers
+are noise, so what is checked is that every chunk went through the model and the files keep their structure."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pysubs2
+import pytest
+from ebooklib import epub
+from lxml import etree
+from sakura_llamacpp.engine import LlamaCppEngine
+from sakura_llamacpp.options import LlamaCppOptions
+from sakura_llamacpp.tiny_model import write_tiny_gguf
+from sakura_translate.chunking import chunk_lines
+
+XHTML = "{http://www.w3.org/1999/xhtml}"
+ENGINE_OPTIONS = ("--n-ctx", "1024", "--n-parallel", "2", "--threads", "1")
+#: Short chunks and answers: the tiny model reads Japanese byte by byte.
+SMALL = ("--chunk-chars", "24", "--max-tokens", "12", "--greedy")
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_gguf(tmp_path_factory.mktemp("model"))
+
+
+def test_in_process_subtitles_and_text(
+    tiny_gguf: Path, tmp_path: Path, files: Any, translate_cli: Any, recorder: Any
+) -> None:
+    subtitles = files.subtitles(tmp_path / "episode.srt")
+    novel = files.novel(tmp_path / "novel.txt", "euc_jp")
+    for source in (subtitles, novel):
+        recorder.generations.clear()
+        report = tmp_path / f"{source.stem}.json"
+        result = translate_cli(
+            source, "--engine", "llamacpp", "--model", tiny_gguf, *ENGINE_OPTIONS, *SMALL, "--report", report
+        )
+        assert result.exit_code == 0, result.output
+        stats = json.loads(report.read_text())["stats"]
+        sent = {generation.user.rpartition("：")[2] for generation in recorder.generations}
+        assert stats["generations"] == len(recorder.generations) >= stats["chunks"] == len(sent)
+        assert all(g.finish_reason == "length" or g.text for g in recorder.generations)
+    original, translated = pysubs2.load(str(subtitles)), pysubs2.load(str(tmp_path / "episode.zh.srt"))
+    assert [(e.start, e.end) for e in translated] == [(e.start, e.end) for e in original]
+    assert all(t.text != o.text for t, o in zip(translated, original, strict=True) if o.text)
+    assert (
+        "tiny-qwen2-v1.0" in result.output and "(v1.0 prompt) via engine llamacpp, 2 chunks at a time" in result.output
+    )
+    assert "read as EUC-JP" in result.output
+
+
+@pytest.fixture(scope="module")
+async def llama_engine(tiny_gguf: Path) -> AsyncIterator[LlamaCppEngine]:
+    engine = LlamaCppEngine(LlamaCppOptions(n_ctx=1024, n_parallel=2, threads=1))
+    await engine.load(str(tiny_gguf))
+    yield engine
+    await engine.close()
+
+
+async def test_epub_through_a_llamacpp_server(
+    llama_engine: LlamaCppEngine, app_server: Any, translate_process: Any, tmp_path: Path, files: Any
+) -> None:
+    server = await app_server(llama_engine)
+    source = files.epub(tmp_path / "neko.epub")
+    report = tmp_path / "report.json"
+    code, _, stderr = await translate_process.run(
+        source, "--server", server.url, *SMALL, "--bilingual", "--report", report
+    )
+    assert code == 0, stderr
+    data = json.loads(report.read_text())
+    assert (data["model"], data["prompt_format"], data["slots"]) == ("sakura-tiny-qwen2-v1.0-f32", "v1.0", 2)
+    (first_title, first_paragraphs), (second_title, second_paragraphs) = files.chapters
+    texts = [first_title, *first_paragraphs, "吾輩は猫だ。", second_title, *second_paragraphs]
+    chunks = len(chunk_lines(texts, 24))
+    assert data["stats"]["chunks"] == chunks == 4 and data["stats"]["generations"] >= chunks
+    assert data["stats"]["completion_tokens"] >= chunks * 12
+    original, translated = epub.read_epub(str(source)), epub.read_epub(str(tmp_path / "neko.zh.epub"))
+    assert [i.get_name() for i in translated.get_items()] == [i.get_name() for i in original.get_items()]
+    answers = 0
+    for item_id in ("chapter_0", "chapter_1"):
+        before = etree.fromstring(original.get_item_with_id(item_id).content)
+        after = etree.fromstring(translated.get_item_with_id(item_id).content)
+        blocks = [f"{XHTML}h1", f"{XHTML}p"]
+        assert [e.get("class") for e in after.iter(*blocks)] == [e.get("class") for e in before.iter(*blocks)]
+        # bilingual: each source text stays as it was; a <br/> and the model's answer follow it (for a chunk whose
+        # lines did not match, its whole answer follows its last text)
+        for old, new in zip(before.iter(*blocks), after.iter(*blocks), strict=True):
+            assert "".join(new.itertext()).startswith("".join(old.itertext()).rstrip())
+            answers += len(new.findall(f"{XHTML}br"))
+    assert answers >= chunks
