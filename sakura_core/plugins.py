@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pluggy
+from pydantic import BaseModel
 
 from sakura_core import builtin_formats, hookspecs
 from sakura_core.engine import Engine
@@ -43,6 +44,15 @@ class RegisteredEngine:
     plugin: str
     distribution: str | None = None
     version: str | None = None
+
+
+@dataclass(frozen=True)
+class RunOptionGroup:
+    """Options a plugin adds to ``sakura run``: a pydantic model shown under a heading."""
+
+    model: type[BaseModel]
+    heading: str
+    plugin: str
 
 
 class UnknownEngineError(LookupError):
@@ -121,6 +131,17 @@ class PluginRegistry:
 
             def register(prompt_format: PromptFormat) -> None:
                 found[prompt_format.name] = prompt_format
+
+            self._call_safely(impl, register)
+        return found
+
+    def run_options(self) -> list[RunOptionGroup]:
+        """The option groups plugins add to ``sakura run``, in plugin registration order."""
+        found: list[RunOptionGroup] = []
+        for impl in self.plugin_manager.hook.register_run_options.get_hookimpls():
+
+            def register(model: type[BaseModel], heading: str, _plugin: str = impl.plugin_name) -> None:
+                found.append(RunOptionGroup(model, heading, _plugin))
 
             self._call_safely(impl, register)
         return found
