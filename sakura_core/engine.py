@@ -14,6 +14,10 @@ from sakura_core.types import Delta, ModelInfo, SamplingParams
 class EngineError(RuntimeError):
     """An engine failed while serving; the server answers 500/503 with this message and keeps serving."""
 
+    #: True on a failure that retrying soon may get past (a backend restarting, a remote replica lost): the server
+    #: answers 503 instead of 500. Set it on a subclass.
+    temporary: ClassVar[bool] = False
+
 
 class ModelLoadError(EngineError):
     """The model could not be loaded. The message is one line that says what to do; the CLI prints it as is."""

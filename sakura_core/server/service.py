@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 
-from sakura_core.engine import Engine
+from sakura_core.engine import Engine, EngineError
 from sakura_core.generation import generate
 from sakura_core.plugins import PluginRegistry
 from sakura_core.prompts import MessagesError, validate_messages
@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_TOKENS = 512
 #: Seconds a client told "queue full" is asked to wait before retrying.
 QUEUE_FULL_RETRY_AFTER = 2
+#: Seconds a client is asked to wait after a temporary engine failure.
+ENGINE_RETRY_AFTER = 2
 
 
 class GenerationService:
@@ -121,7 +123,8 @@ class GenerationService:
         """Wait for the ticket's slot, then yield the engine's deltas; ``record`` follows along.
 
         Consume it inside ``contextlib.aclosing``: stopping early (or cancelling the consuming task) closes the
-        engine's stream and frees the slot at once. Engine failures become 500 APIErrors with the engine's message.
+        engine's stream and frees the slot at once. Engine failures become 500 APIErrors with the engine's message
+        (503 for an EngineError marked ``temporary``).
         """
         try:
             await ticket.wait()
@@ -139,6 +142,10 @@ class GenerationService:
         except Exception as exc:
             record.outcome = "error"
             logger.warning("engine failed on request %s: %s", request.request_id, exc, exc_info=True)
+            if isinstance(exc, EngineError) and exc.temporary:
+                raise unavailable(
+                    f"the engine is unavailable: {exc}", code="engine_unavailable", retry_after=ENGINE_RETRY_AFTER
+                ) from exc
             raise server_error(f"the engine failed: {exc}", code="engine_error") from exc
         finally:
             ticket.release()

@@ -210,7 +210,8 @@ StartServer = Callable[..., Awaitable[RunningServer]]
 
 @pytest.fixture
 async def start_server() -> AsyncIterator[StartServer]:
-    """``await start_server(settings=, plugins=, model=, **engine_options)`` → a RunningServer, closed afterwards."""
+    """``await start_server(settings=, plugins=, model=, engine_class=, **engine_options)`` → a RunningServer, closed
+    afterwards."""
     started: list[tuple[TestServer, aiohttp.ClientSession]] = []
 
     async def start(
@@ -218,10 +219,11 @@ async def start_server() -> AsyncIterator[StartServer]:
         settings: ServerSettings | None = None,
         plugins: tuple[tuple[str, Any], ...] = (),
         model: str = MODEL_FILE,
+        engine_class: type[ReferenceEngine] = RecordingEngine,
         **engine_options: Any,
     ) -> RunningServer:
         registry = make_registry(*plugins)
-        engine = RecordingEngine(ReferenceOptions(**engine_options))
+        engine = engine_class(ReferenceOptions(**engine_options))
         info = await engine.load(model)
         if settings is not None and settings.alias:
             info = info.model_copy(update={"id": settings.alias})

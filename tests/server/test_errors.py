@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import jsonschema
 import pytest
 
+from sakura_core.engine import EngineError
 from sakura_core.server.settings import ServerSettings
+from sakura_core.testing.reference_engine import ReferenceEngine
+from sakura_core.types import Delta, SamplingParams
 
 USER = {"role": "user", "content": "こんにちは"}
 
@@ -144,6 +149,36 @@ async def test_engine_failure_is_500_with_the_engines_message(start_server) -> N
     assert reply.status == 200  # headers were already sent; the error is the last event
     events = reply.sse().json()
     assert "asked to fail" in events[-1]["error"]["message"]
+    assert server.state.scheduler.active == 0
+    await still_serving(server.api)
+
+
+class BackendLost(EngineError):
+    temporary = True
+
+
+class LosingEngine(ReferenceEngine):
+    """Loses its backend after two tokens of a prompt that says LOST, as a remote engine may."""
+
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        async for delta in super().generate(prompt, params):
+            if "LOST" in prompt and delta.completion_tokens > 2:
+                raise BackendLost("the backend went away")
+            yield delta
+
+
+async def test_a_temporary_engine_failure_is_503(start_server) -> None:
+    server = await start_server(engine_class=LosingEngine)
+    lost = {"messages": [{"role": "user", "content": "LOST"}]}
+    reply = await server.api.post("/v1/chat/completions", lost)
+    assert reply.status == 503 and reply.headers["Retry-After"] == "2"
+    assert reply.error["type"] == "server_error" and reply.error["code"] == "engine_unavailable"
+    assert reply.error["message"] == "the engine is unavailable: the backend went away"
+    reply = await server.api.post("/v1/chat/completions", {**lost, "stream": True})
+    assert reply.status == 200  # headers were already sent; the error is the last event
+    events = reply.sse().json()
+    assert len("".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1])) == 2
+    assert events[-1]["error"]["code"] == "engine_unavailable"
     assert server.state.scheduler.active == 0
     await still_serving(server.api)
 
