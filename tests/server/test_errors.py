@@ -149,6 +149,7 @@ async def test_engine_failure_is_500_with_the_engines_message(start_server) -> N
     assert reply.status == 200  # headers were already sent; the error is the last event
     events = reply.sse().json()
     assert "asked to fail" in events[-1]["error"]["message"]
+    assert reply.sse().data[-1] == "[DONE]"  # a stream the server ends is never just cut
     assert server.state.scheduler.active == 0
     await still_serving(server.api)
 
@@ -179,6 +180,7 @@ async def test_a_temporary_engine_failure_is_503(start_server) -> None:
     events = reply.sse().json()
     assert len("".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1])) == 2
     assert events[-1]["error"]["code"] == "engine_unavailable"
+    assert reply.sse().data[-1] == "[DONE]"
     assert server.state.scheduler.active == 0
     await still_serving(server.api)
 
