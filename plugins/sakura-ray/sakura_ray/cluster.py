@@ -140,48 +140,34 @@ async def connect_async(address: str | None, within: float = CONNECT_SECONDS) ->
     Ray ties the processes of a private Ray to the thread that started them (Linux's parent-death signal): that
     thread must live as long as the cluster is used, and it is the one that stops it.
     """
-    loop = asyncio.get_running_loop()
-    joined: asyncio.Future[RayConnection] = loop.create_future()
     release = threading.Event()
 
-    def settle(connection: RayConnection | None, error: BaseException | None) -> None:
-        if joined.done():
-            return
-        if error is not None:
-            joined.set_exception(error)
-        else:
-            joined.set_result(connection)  # type: ignore[arg-type]
+    def join() -> RayConnection:
+        connection = connect(address)
+        connection.release, connection.keeper = release, threading.current_thread()
+        return connection
 
-    def keep() -> None:
-        try:
-            connection = connect(address)
-        except BaseException as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
-            return
-        connection.release = release
-        loop.call_soon_threadsafe(settle, connection, None)
+    def stay_then_leave(connection: RayConnection) -> None:
         release.wait()
         if connection.owned:
             import ray
 
             ray.shutdown()
 
-    keeper = threading.Thread(target=keep, name="sakura-ray-cluster", daemon=True)
-    keeper.start()
     try:
-        connection = await asyncio.wait_for(joined, within)
+        return await in_daemon_thread(join, within, then=stay_then_leave)
     except TimeoutError:
         release.set()
         raise ModelLoadError(
             f"the Ray cluster at {address or LOCAL} did not answer within {within:g} s; check --ray-address"
         ) from None
-    connection.keeper = keeper
-    return connection
 
 
-async def in_daemon_thread(function: Callable[[], T], within: float | None) -> T:
+async def in_daemon_thread(
+    function: Callable[[], T], within: float | None, then: Callable[[T], None] | None = None
+) -> T:
     """Run a blocking call in a daemon thread (one that never holds up the process's exit); give up after
-    ``within`` seconds (None: never)."""
+    ``within`` seconds (None: never). ``then(result)`` runs afterwards in the same thread, if given."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[T] = loop.create_future()
 
@@ -198,8 +184,10 @@ async def in_daemon_thread(function: Callable[[], T], within: float | None) -> T
             result = function()
         except BaseException as exc:
             loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
+            return
+        loop.call_soon_threadsafe(settle, result, None)
+        if then is not None:
+            then(result)
 
     threading.Thread(target=run, name="sakura-ray", daemon=True).start()
     return await asyncio.wait_for(done, within)

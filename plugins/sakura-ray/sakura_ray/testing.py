@@ -6,6 +6,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+#: A Sakura v1.0 prompt; the tiny test model's greedy continuation of it runs to max_tokens.
+TRANSLATION_PROMPT = (
+    "<|im_start|>user\n将下面的日文文本翻译成中文：やる気マンゴスキン<|im_end|>\n<|im_start|>assistant\n"
+)
 #: What the cluster's processes are started with: no usage reports, no stack dumps on SIGTERM.
 CLUSTER_ENVIRONMENT = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
 
@@ -63,7 +68,9 @@ class LocalRayCluster:
         ]
         environment = {**CLUSTER_ENVIRONMENT, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
         log = (temp_dir / "ray-start.log").open("wb")
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **environment})
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **environment}, start_new_session=True
+        )
         cluster = cls(f"127.0.0.1:{port}", process, temp_dir, environment)
         deadline = time.monotonic() + within
         while b"Ray runtime started" not in (temp_dir / "ray-start.log").read_bytes():
@@ -74,15 +81,21 @@ class LocalRayCluster:
             time.sleep(0.2)
         return cluster
 
-    def stop(self) -> None:
-        """Stop the head and the processes it started, and remove its files."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def stop(self, within: float = 5.0) -> None:
+        """Stop the head and every process it started (all in one process group), and remove its files.
+
+        The whole group gets SIGTERM at once, and what is left after ``within`` seconds is killed: ``ray start
+        --block`` stopping its processes one after the other takes half a minute, and a test cluster keeps nothing.
+        """
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
         with contextlib.suppress(OSError):
             shutil.rmtree(self.temp_dir)
 
@@ -102,4 +115,5 @@ def running_replicas(app_name: str, deployment_name: str) -> int:
     application = serve.status().applications.get(app_name)
     if application is None or deployment_name not in application.deployments:
         return 0
-    return int(application.deployments[deployment_name].replica_states.get("RUNNING", 0))
+    states = application.deployments[deployment_name].replica_states  # keyed by a str enum
+    return sum(count for state, count in states.items() if state == "RUNNING")

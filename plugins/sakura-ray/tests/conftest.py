@@ -16,8 +16,6 @@ from sakura_ray.engine import RayEngine
 from sakura_ray.options import RayOptions
 from sakura_ray.testing import LocalRayCluster
 
-#: A prompt whose greedy continuation by the tiny model runs to max_tokens.
-PROMPT = "<|im_start|>user\n将下面的日文文本翻译成中文：やる気マンゴスキン<|im_end|>\n<|im_start|>assistant\n"
 #: Sequences each replica decodes together.
 REPLICA_PARALLEL = 2
 
