@@ -8,14 +8,16 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
-from pydantic import BaseModel
 
 from sakura_core import builtin_formats, hookspecs
 from sakura_core.engine import Engine
 from sakura_core.prompts import PromptFormat
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 logger = logging.getLogger(__name__)
 
