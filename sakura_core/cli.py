@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sakura_core import __version__
-from sakura_core.plugins import CHECKOUT, KNOWN_ENGINE_INSTALLS, PluginRegistry, RegisteredEngine, UnknownEngineError
+from sakura_core.plugins import (
+    CHECKOUT,
+    KNOWN_ENGINE_INSTALLS,
+    PluginRegistry,
+    RegisteredEngine,
+    RunOptionGroup,
+    UnknownEngineError,
+)
 
 if TYPE_CHECKING:  # each command imports what it needs: `sakura --help` stays fast
     from sakura_core.cli_options import EngineOption
@@ -19,6 +26,8 @@ if TYPE_CHECKING:  # each command imports what it needs: `sakura --help` stays f
 
 #: Prefix of the click parameter names that carry engine options, so they never clash with the core's.
 ENGINE_PARAM_PREFIX = "engine__"
+#: Prefix of the click parameter names that carry options plugins add to ``sakura run`` (``plugin<n>__field``).
+PLUGIN_PARAM_PREFIX = "plugin"
 
 DEFAULT_ENGINE = "llamacpp"
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -38,6 +47,8 @@ class CliState:
 
     registry: PluginRegistry
     engine_options: list[EngineOption] = field(default_factory=list)
+    #: Options plugins add to ``sakura run`` (``register_run_options``), by group.
+    run_options: list[tuple[RunOptionGroup, list[EngineOption]]] = field(default_factory=list)
     engine: RegisteredEngine | None = None
     engine_error: str | None = None
     _engines: dict[str, RegisteredEngine] | None = None
@@ -84,6 +95,10 @@ class RunCommand(click.Command):
     ``engine_name`` to say when the command line asks for no engine at all.
     """
 
+    #: True when the options plugins add to ``sakura run`` (``register_run_options``) apply to this command; a
+    #: subclass that does not pass its engine through ``host_engine`` sets it False.
+    takes_run_options: bool = True
+
     def engine_name(self, args: list[str]) -> str | None:
         """The engine the command line asks for, before click parses it; None for none (no engine options)."""
         return peek_engine_name(args)
@@ -92,7 +107,8 @@ class RunCommand(click.Command):
         state = _state(ctx)
         # the command object outlives one invocation (tests, embedding): start again from the core's options
         core_params: list[click.Parameter] = self.__dict__.setdefault(
-            "_core_params", [p for p in self.params if not (p.name or "").startswith(ENGINE_PARAM_PREFIX)]
+            "_core_params",
+            [p for p in self.params if not (p.name or "").startswith((ENGINE_PARAM_PREFIX, PLUGIN_PARAM_PREFIX))],
         )
         self.params = list(core_params)
         name = self.engine_name(args)
@@ -113,11 +129,25 @@ class RunCommand(click.Command):
             claimed = {opt for option in state.engine_options for opt in _spellings(option.option)}
             self.params = [p for p in self.params if not (getattr(p, "hidden", False) and claimed & _spellings(p))]
             self.params.extend(option.option for option in state.engine_options)
+        if self.takes_run_options:
+            self._add_run_options(state)
         return super().parse_args(ctx, args)
+
+    def _add_run_options(self, state: CliState) -> None:
+        """The options plugins add to every ``sakura run`` (``register_run_options``)."""
+        from sakura_core.cli_options import click_options_for
+
+        state.run_options = []
+        for index, group in enumerate(state.registry.run_options()):
+            taken = {opt for param in self.params if not getattr(param, "hidden", False) for opt in _spellings(param)}
+            options = click_options_for(group.model, taken, prefix=f"{PLUGIN_PARAM_PREFIX}{index}__")
+            state.run_options.append((group, options))
+            self.params.extend(option.option for option in options)
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         state = _state(ctx)
         engine_params = {option.option.name for option in state.engine_options}
+        engine_params |= {option.option.name for _, options in state.run_options for option in options}
         core = [
             p.get_help_record(ctx)
             for p in self.get_params(ctx)
@@ -125,6 +155,9 @@ class RunCommand(click.Command):
         ]
         with formatter.section("Options"):
             formatter.write_dl([record for record in core if record is not None])
+        for group, options in state.run_options:
+            with formatter.section(group.heading):
+                formatter.write_dl([r for r in (o.option.get_help_record(ctx) for o in options) if r is not None])
         if state.engine is not None:
             engine = state.engine
             source = f", from {engine.distribution} {engine.version}" if engine.distribution else ""
@@ -152,7 +185,8 @@ def core_spellings() -> set[str]:
     return {
         spelling
         for param in run.params
-        if not (param.name or "").startswith(ENGINE_PARAM_PREFIX) and not getattr(param, "hidden", False)
+        if not (param.name or "").startswith((ENGINE_PARAM_PREFIX, PLUGIN_PARAM_PREFIX))
+        and not getattr(param, "hidden", False)
         for spelling in _spellings(param)
     }
 
@@ -324,7 +358,7 @@ def run(ctx: click.Context, **params: Any) -> None:
     options = build_options(state.engine.engine_class.Options, ctx, state.engine_options)
     settings = _server_settings(params)
     _configure_logging(params["log_level"])
-    engine = state.engine.engine_class(options)  # type: ignore[arg-type]
+    engine = _hosted(ctx, state, state.engine.engine_class(options))  # type: ignore[arg-type]
     import asyncio
 
     from sakura_core.server import serve  # the server (aiohttp) is imported only when serving
@@ -341,6 +375,17 @@ def run(ctx: click.Context, **params: Any) -> None:
         raise
     except KeyboardInterrupt:
         pass
+
+
+def _hosted(ctx: click.Context, state: CliState, engine: Engine) -> Engine:
+    """``engine``, or the stand-in a plugin hosts it with elsewhere (``host_engine``) when the user asked for it."""
+    from sakura_core.cli_options import build_options
+
+    if not state.run_options:
+        return engine
+    run_options = {group.model: build_options(group.model, ctx, options) for group, options in state.run_options}
+    stand_in: Engine | None = state.registry.plugin_manager.hook.host_engine(engine=engine, run_options=run_options)
+    return engine if stand_in is None else stand_in
 
 
 def _server_settings(params: dict[str, Any]) -> Any:

@@ -41,8 +41,13 @@ def _flag_spellings(field_name: str, info: FieldInfo) -> tuple[str, list[str]]:
     return dashed, spellings + [a for a in aliases if a not in (dashed, underscored)]
 
 
-def click_options_for(model: type[BaseModel], taken: set[str] = frozenset()) -> list[EngineOption]:  # type: ignore[assignment]
-    """Click options for every field of ``model``. Spellings already in ``taken`` are left out."""
+def click_options_for(
+    model: type[BaseModel],
+    taken: set[str] = frozenset(),  # type: ignore[assignment]
+    prefix: str = ENGINE_PARAM_PREFIX,
+) -> list[EngineOption]:
+    """Click options for every field of ``model``, their parameter names prefixed with ``prefix``. Spellings
+    already in ``taken`` are left out."""
     result = []
     for field_name, info in model.model_fields.items():
         annotation, _ = _unwrap_optional(info.annotation)
@@ -52,7 +57,7 @@ def click_options_for(model: type[BaseModel], taken: set[str] = frozenset()) -> 
             continue
         default = None if info.is_required() else info.get_default(call_default_factory=True)
         help_text = info.description or ""
-        param_name = ENGINE_PARAM_PREFIX + field_name
+        param_name = prefix + field_name
         if annotation is bool:
             negative = "--no-" + field_name.replace("_", "-")
             decls = [param_name, f"{dashed}/{negative}"]
@@ -101,6 +106,7 @@ def build_options(model: type[BaseModel], ctx: click.Context, options: list[Engi
         return model(**values)
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else ""
-        flag = "--" + field.replace("_", "-")
+        if not error["loc"]:  # a model validator's error: its message names the options
+            raise OptionsError(str(error["msg"]).removeprefix("Value error, ")) from None
+        flag = "--" + str(error["loc"][0]).replace("_", "-")
         raise OptionsError(f"invalid value for {flag}: {error['msg']}") from None

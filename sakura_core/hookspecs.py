@@ -13,6 +13,7 @@ import pluggy
 
 if TYPE_CHECKING:
     import click
+    from pydantic import BaseModel
 
     from sakura_core.engine import Engine
     from sakura_core.prompts import PromptFormat
@@ -63,6 +64,52 @@ def register_commands(cli: click.Group) -> None:
     ``cli.add_command(command)``. Every ``sakura`` invocation (``sakura --help`` too) calls this hook, so a command
     whose module imports anything heavy is better added lazily: ``cli.add_lazy_command("name",
     "my_plugin.cli:command", "One line for sakura --help")`` imports ``my_plugin.cli`` only when the command runs.
+    """
+
+
+@hookspec
+def register_run_options(register: Callable[[type[BaseModel], str], None]) -> None:
+    """Add options to ``sakura run``, whatever the engine (pytest's ``pytest_addoption``, for sakura).
+
+    Call ``register(OptionsModel, heading)`` with a pydantic model. Each field becomes a ``sakura run`` option
+    spelled like an engine option (``replica_cpus`` becomes ``--replica-cpus``, a ``bool`` field a ``--x/--no-x``
+    flag, the description the help text), listed under ``heading`` in ``sakura run --help``. What the user gives
+    is validated into the model (a validation error is a one-line usage error naming the option) and handed to
+    ``host_engine`` in ``run_options[OptionsModel]``. A spelling that the core's options, the chosen engine's or
+    an earlier plugin's already use is left out: choose names that say what they belong to. Give every field a
+    default, so that ``sakura run`` works as before when the user gives none of them. Runs on every
+    ``sakura run``, ``--help`` included: import nothing heavy.
+
+    Example::
+
+        @hookimpl
+        def register_run_options(register):
+            register(ReplicaOptions, "Replicas (sakura-replicas)")
+    """
+
+
+@hookspec(firstresult=True)
+def host_engine(engine: Engine, run_options: dict[type[BaseModel], BaseModel]) -> Engine | None:
+    """Host the engine somewhere else than in this process: return an engine that stands in for it.
+
+    Called once by ``sakura run``, after the chosen engine is constructed with the user's engine options and
+    before it loads anything. ``run_options`` maps each model registered with ``register_run_options`` to what
+    the user gave. Return ``None`` to leave the engine where it is (and return ``None`` whenever your own options
+    were not given: without them ``sakura run`` must behave exactly as if your plugin were not installed).
+    Otherwise return an ``Engine`` that the server uses instead: it loads, counts, generates and closes through
+    the stand-in only, so the stand-in honours the whole engine contract (``parallelism`` is what the server
+    admits at once; run the conformance kit on it). ``type(engine)`` and ``engine.options`` are what a stand-in
+    needs to build the real engine elsewhere. The first plugin that returns an engine wins. Import heavy
+    libraries in the stand-in's ``load``, not here.
+
+    Example::
+
+        @hookimpl
+        def host_engine(engine, run_options):
+            options = run_options[ReplicaOptions]
+            if options.replicas is None:
+                return None
+            return ReplicatedEngine(type(engine), engine.options, options.replicas)
     """
 
 

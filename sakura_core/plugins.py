@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # imported lazily: `sakura --help` loads this module and must
     from sakura_core.engine import Engine
     from sakura_core.prompts import PromptFormat
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "sakura"
@@ -64,6 +67,15 @@ class RegisteredEngine:
     plugin: str
     distribution: str | None = None
     version: str | None = None
+
+
+@dataclass(frozen=True)
+class RunOptionGroup:
+    """Options a plugin adds to ``sakura run``: a pydantic model shown under a heading."""
+
+    model: type[BaseModel]
+    heading: str
+    plugin: str
 
 
 class UnknownEngineError(LookupError):
@@ -163,6 +175,17 @@ class PluginRegistry:
                 self._call_safely(impl, register)
             self._formats = (key, found)
         return dict(self._formats[1])
+
+    def run_options(self) -> list[RunOptionGroup]:
+        """The option groups plugins add to ``sakura run``, in plugin registration order."""
+        found: list[RunOptionGroup] = []
+        for impl in self.plugin_manager.hook.register_run_options.get_hookimpls():
+
+            def register(model: type[BaseModel], heading: str, _plugin: str = impl.plugin_name) -> None:
+                found.append(RunOptionGroup(model, heading, _plugin))
+
+            self._call_safely(impl, register)
+        return found
 
     def engine(self, name: str, check: EngineCheck | None = None) -> RegisteredEngine:
         """The engine called ``name``, or UnknownEngineError naming the installed ones and the fix (or the failure

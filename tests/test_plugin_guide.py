@@ -12,8 +12,11 @@ import pytest
 from click.testing import CliRunner
 from sakura_echo.scripted import ReferenceEngine
 
+from sakura_core import hookimpl
+from sakura_core.cli import CliState, cli
 from sakura_core.generation import complete
 from sakura_core.plugins import PluginRegistry
+from sakura_core.testing.checks import check_cancellation, check_concurrent_generations, check_engine_basics
 from sakura_core.types import GenerationRequest, SamplingParams
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +58,7 @@ def hook_examples() -> list[types.ModuleType]:
         module = types.ModuleType(f"guide_example_{index}")
         exec(compile(code, f"docs/plugins.md hook example {index}", "exec"), module.__dict__)
         modules.append(module)
-    assert len(modules) == 4
+    assert len(modules) == 5
     return modules
 
 
@@ -99,3 +102,35 @@ async def test_the_generation_hook_examples_adjust_and_observe(
     with caplog.at_level(logging.INFO, logger="sakura.usage"):
         await complete(engine, registry, short, model)
     assert any("hit max_tokens=3" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+async def test_the_hosting_example_adds_an_option_and_stands_in_for_the_engine(
+    hook_examples: list[types.ModuleType],
+) -> None:
+    [example] = [module for module in hook_examples if hasattr(module, "SlotCappedEngine")]
+    registry = PluginRegistry.create(
+        entry_points=False, plugins=[("slot-cap", example), ("reference", _ReferencePlugin())]
+    )
+    result = CliRunner().invoke(cli, ["run", "--engine", "reference", "--help"], obj=CliState(registry))
+    assert result.exit_code == 0, result.output
+    assert "Slot cap (my-plugin):" in result.output and "--max-slots, --max_slots INTEGER" in result.output
+    [group] = registry.run_options()
+    hook = registry.plugin_manager.hook
+    engine = ReferenceEngine(ReferenceEngine.Options(parallel=8))
+    assert hook.host_engine(engine=engine, run_options={group.model: group.model()}) is None
+    capped = hook.host_engine(engine=engine, run_options={group.model: group.model(max_slots=2)})
+    assert isinstance(capped, example.SlotCappedEngine) and capped.engine is engine
+    await capped.load("sakura-7b-qwen2.5-v1.0-iq4xs.gguf")
+    assert capped.parallelism == 2
+    await check_engine_basics(capped)
+    await check_concurrent_generations(
+        capped, ["将下面的日文文本翻译成中文：やる気", "将下面的日文文本翻译成中文：元気"]
+    )
+    await check_cancellation(capped, ["将下面的日文文本翻译成中文：やる気マンゴスキン"], max_tokens=8)
+    await capped.close()
+
+
+class _ReferencePlugin:
+    @hookimpl
+    def register_engines(self, register):
+        register(ReferenceEngine)

@@ -94,18 +94,27 @@ async def run_as_events(
                 if renderer.done_marker:
                     await events.send_done()
             except APIError as exc:
-                await events.send_error(exc)
+                await _end_with_error(events, renderer, exc)
             except (ConnectionError, asyncio.CancelledError):
                 raise
             except Exception as exc:  # headers are out: the error can only be an event now
                 logger.exception("internal error while streaming %s", request.path)
-                await events.send_error(server_error(f"internal server error: {type(exc).__name__}: {exc}"))
+                await _end_with_error(
+                    events, renderer, server_error(f"internal server error: {type(exc).__name__}: {exc}")
+                )
     except ConnectionError:
         if record.outcome in ("queued", "running"):
             record.outcome = "cancelled"
     finally:
         ticket.release()
     return events.response
+
+
+async def _end_with_error(events: EventStream, renderer: EventRenderer, error: APIError) -> None:
+    """A stream the server ends itself: the error event, then the end marker where the route has one."""
+    await events.send_error(error)
+    if renderer.done_marker:
+        await events.send_done()
 
 
 def _record_for(request: web.Request) -> GenerationRecord:

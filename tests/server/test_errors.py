@@ -144,6 +144,7 @@ async def test_engine_failure_is_500_with_the_engines_message(start_server) -> N
     assert reply.status == 200  # headers were already sent; the error is the last event
     events = reply.sse().json()
     assert "asked to fail" in events[-1]["error"]["message"]
+    assert reply.sse().data[-1] == "[DONE]"  # a stream the server ends is never just cut
     assert server.state.scheduler.active == 0
     await still_serving(server.api)
 

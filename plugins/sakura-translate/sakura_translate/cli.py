@@ -27,7 +27,12 @@ _ENGINE_FLAGS = ("--engine", "-e", "--model", "-m")
 
 
 class TranslateCommand(RunCommand):
-    """Loads an engine (and takes its options) only when the command line names one with --engine or --model."""
+    """Loads an engine (and takes its options) only when the command line names one with --engine or --model.
+
+    The engine runs in this process: options plugins add to ``sakura run`` to host it elsewhere do not apply.
+    """
+
+    takes_run_options = False
 
     def engine_name(self, args: list[str]) -> str | None:
         asked = any(arg in _ENGINE_FLAGS or arg.startswith(("--engine=", "--model=")) for arg in args)
