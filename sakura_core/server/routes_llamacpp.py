@@ -32,13 +32,14 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 async def completion(request: web.Request) -> web.StreamResponse:
     """llama-server's native completion: ``{content, model, stop, ...}``, or a stream of such objects."""
-    service = request.app[STATE].require_service()
-    body = parse(LlamaCompletionRequest, await read_json(request))
+    state = request.app[STATE]
+    service = state.require_service()
+    body = parse(LlamaCompletionRequest, await read_json(request, state.body_limits()))
     prompt = single_prompt(body.prompt)
     n_predict = body.n_predict if body.n_predict is not None else body.max_tokens
     if n_predict == 0:
         raise invalid_request("n_predict must be at least 1 (or -1: as many tokens as fit)", param="n_predict")
-    generation = service.prepare(
+    generation = await service.prepare(
         prompt, body.sampling_values(), max_tokens=n_predict if n_predict is not None and n_predict > 0 else None
     )
     model_id = service.model_info.id

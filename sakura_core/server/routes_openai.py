@@ -37,11 +37,13 @@ from sakura_core.types import Delta, FinishReason
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Render the messages with the model's prompt format and generate, as JSON or as a chunk stream."""
-    service = request.app[STATE].require_service()
-    chat = parse(ChatCompletionRequest, merge_sakura_extras(await read_json(request), request.query))
+    state = request.app[STATE]
+    service = state.require_service()
+    body = await read_json(request, state.body_limits())
+    chat = parse(ChatCompletionRequest, merge_sakura_extras(body, request.query))
     messages = [message.as_dict() for message in chat.messages]
     prompt = service.render(messages)
-    generation = service.prepare(
+    generation = await service.prepare(
         prompt,
         chat.sampling_values(),
         max_tokens=chat.max_tokens or chat.max_completion_tokens or DEFAULT_MAX_TOKENS,
@@ -114,10 +116,11 @@ class ChatChunks:
 
 async def completions(request: web.Request) -> web.StreamResponse:
     """Generate from a raw prompt (already in the model's format), as JSON or as a chunk stream."""
-    service = request.app[STATE].require_service()
-    body = parse(CompletionRequest, merge_sakura_extras(await read_json(request), request.query))
+    state = request.app[STATE]
+    service = state.require_service()
+    body = parse(CompletionRequest, merge_sakura_extras(await read_json(request, state.body_limits()), request.query))
     prompt = single_prompt(body.prompt)
-    generation = service.prepare(prompt, body.sampling_values(), max_tokens=body.max_tokens or DEFAULT_MAX_TOKENS)
+    generation = await service.prepare(prompt, body.sampling_values(), max_tokens=body.max_tokens or DEFAULT_MAX_TOKENS)
     completion_id = f"cmpl-{generation.request_id}"
     created = int(time.time())
     model_id = service.model_info.id

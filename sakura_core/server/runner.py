@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -14,6 +15,7 @@ from sakura_core.engine import Engine
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server.app import build_app
 from sakura_core.server.banner import banner, url_host
+from sakura_core.server.connections import GuardedSite, raise_open_file_limit
 from sakura_core.server.settings import ServerSettings
 from sakura_core.server.state import ServerState
 from sakura_core.translate import self_check
@@ -25,6 +27,13 @@ logger = logging.getLogger(__name__)
 CONNECTION_CLOSE_SECONDS = 2.0
 #: Seconds to wait for cancelled generations to unwind.
 CANCEL_SETTLE_SECONDS = 2.0
+#: How the server's AppRunner is made: a client that disconnects cancels its handler; the access log is the
+#: server's own middleware.
+RUNNER_OPTIONS: dict[str, Any] = {
+    "handler_cancellation": True,
+    "access_log": None,
+    "shutdown_timeout": CONNECTION_CLOSE_SECONDS,
+}
 
 
 async def serve(
@@ -38,9 +47,11 @@ async def serve(
 
     Binds first (``/health`` answers 503 while loading), loads the model, applies ``--alias``, runs the
     self-check, logs the banner and serves. On the first signal it stops accepting, lets in-flight requests
-    finish for ``settings.shutdown_grace_seconds``, cancels the rest (a second signal cancels at once) and
-    closes the engine. A ModelLoadError from ``engine.load`` propagates, after the socket is closed.
+    finish for ``settings.shutdown_grace_seconds``, ends the rest (a second signal ends them at once) and
+    closes the engine. A ModelLoadError from ``engine.load`` propagates, after the socket is closed. The soft
+    open-file limit is raised to the hard one first, so that ``--max-connections`` fits under it.
     """
+    raise_open_file_limit()
     stop = asyncio.Event()
     force = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,15 +89,13 @@ async def run_server(
     ``on_bound(host, port)`` is called once the socket listens (port 0 binds a free port).
     """
     state = ServerState(settings, engine, registry)
-    runner = web.AppRunner(
-        build_app(state), handler_cancellation=True, access_log=None, shutdown_timeout=CONNECTION_CLOSE_SECONDS
-    )
+    runner = web.AppRunner(build_app(state), **RUNNER_OPTIONS)
     await runner.setup()
     load_started = False
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = GuardedSite(runner, settings)
         await site.start()
-        host, port = settings.host, _bound_port(runner, settings.port)
+        host, port = settings.host, site.port
         if on_bound is not None:
             on_bound(host, port)
         logger.info(
@@ -164,8 +173,11 @@ async def _drain(state: ServerState, grace: float, force: asyncio.Event | None) 
     for waiter in waiters:
         waiter.cancel()
     if scheduler.active + scheduler.waiting:
-        cancelled = scheduler.cancel_all()
-        logger.warning("cancelled %d requests still in flight", cancelled)
+        ended = scheduler.cancel_all()
+        logger.warning(
+            "ending %d requests still in flight: streams end with a shutting_down error event, others get a 503",
+            ended,
+        )
         await scheduler.wait_idle(CANCEL_SETTLE_SECONDS)
 
 
@@ -176,10 +188,3 @@ async def _close_engine(engine: Engine) -> None:
         logger.warning("the engine failed to close cleanly", exc_info=True)
     else:
         logger.info("engine closed")
-
-
-def _bound_port(runner: web.AppRunner, requested: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return requested

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncGenerator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from pydantic import ValidationError
@@ -21,6 +22,7 @@ from sakura_core.generation import generate
 from sakura_core.plugins import PluginRegistry
 from sakura_core.prompts import MessagesError, validate_messages
 from sakura_core.server.errors import APIError, from_validation_error, invalid_request, server_error, unavailable
+from sakura_core.server.limits import max_prompt_chars
 from sakura_core.server.metrics import GenerationRecord, ServerMetrics
 from sakura_core.server.sampling import combined_stop
 from sakura_core.server.scheduler import QueueFullError, Scheduler, SchedulerClosedError, Ticket
@@ -32,6 +34,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_TOKENS = 512
 #: Seconds a client told "queue full" is asked to wait before retrying.
 QUEUE_FULL_RETRY_AFTER = 2
+#: Prompts up to this many characters are counted on the event loop (well under a millisecond for any
+#: tokenizer); longer ones in the service's counting thread, so that no client stalls the others.
+INLINE_COUNT_CHARS = 4096
 
 
 class GenerationService:
@@ -51,6 +56,12 @@ class GenerationService:
         self.scheduler = scheduler
         self.metrics = metrics
         self.prompt_format = registry.prompt_format(model_info.prompt_format)
+        #: One thread counts long prompts: one at a time, so a flood of them cannot take every CPU from decoding.
+        self._counter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sakura-count-tokens")
+
+    def close(self) -> None:
+        """Stop the counting thread (a count in progress finishes)."""
+        self._counter.shutdown(wait=False, cancel_futures=True)
 
     def render(self, messages: Sequence[dict[str, Any]]) -> str:
         """The raw prompt for chat ``messages``; 400 for an empty list or an unknown role (never for order)."""
@@ -60,7 +71,7 @@ class GenerationService:
             raise invalid_request(str(exc), param="messages") from None
         return self.prompt_format.render(messages)
 
-    def prepare(
+    async def prepare(
         self,
         prompt: str,
         sampling: dict[str, Any],
@@ -72,14 +83,18 @@ class GenerationService:
         """A generation request for ``prompt``, checked against the model's context.
 
         ``max_tokens`` None means as many tokens as the context leaves; a larger value is lowered to that.
-        The prompt format's stop strings are added to the client's.
+        The prompt format's stop strings are added to the client's. A prompt too long to fit the context
+        whatever it says is refused by its length before it is tokenised; a long one is counted off the loop.
         """
-        try:
-            prompt_tokens = self.engine.count_tokens(prompt)
-        except Exception as exc:
-            logger.warning("the engine could not count a prompt's tokens: %s", exc, exc_info=True)
-            raise server_error(f"the engine could not count the prompt's tokens: {exc}", code="engine_error") from exc
         context = self.model_info.context_length
+        if len(prompt) > max_prompt_chars(context):
+            raise invalid_request(
+                f"the prompt is {len(prompt)} characters; a context of {context} tokens per sequence cannot hold"
+                f" more than {max_prompt_chars(context)}: send a shorter text",
+                param=prompt_param,
+                code="context_length_exceeded",
+            )
+        prompt_tokens = await self._count_tokens(prompt)
         if prompt_tokens >= context:
             raise invalid_request(
                 f"the prompt is {prompt_tokens} tokens but the model's context is {context} tokens per sequence;"
@@ -103,6 +118,15 @@ class GenerationService:
             messages=list(messages) if messages is not None else None,
             request_id=request_id,
         )
+
+    async def _count_tokens(self, prompt: str) -> int:
+        try:
+            if len(prompt) <= INLINE_COUNT_CHARS:
+                return self.engine.count_tokens(prompt)
+            return await asyncio.get_running_loop().run_in_executor(self._counter, self.engine.count_tokens, prompt)
+        except Exception as exc:
+            logger.warning("the engine could not count a prompt's tokens: %s", exc, exc_info=True)
+            raise server_error(f"the engine could not count the prompt's tokens: {exc}", code="engine_error") from exc
 
     def admit(self) -> Ticket:
         """A place for one generation: a slot, or a place in the queue; 503 when the queue is full."""

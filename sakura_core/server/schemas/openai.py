@@ -6,21 +6,24 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from sakura_core.server.schemas.common import RequestModel, ResponseModel, SamplingFields, Usage, is_none
+from sakura_core.prompts import ROLES
+from sakura_core.server.schemas.common import Prompt, RequestModel, ResponseModel, SamplingFields, Usage, is_none
 from sakura_core.types import FinishReason
 
 
 class ContentPart(RequestModel):
-    """One part of a message's content, as newer OpenAI clients send it; only ``text`` parts carry text."""
+    """One part of a message's content, as newer OpenAI clients send it: a translation model reads text only."""
 
-    type: str = "text"
-    text: str | None = None
+    type: Literal["text"] = Field("text", description="Only text parts are accepted (no images or audio).")
+    text: str
 
 
 class ChatMessage(RequestModel):
     """One conversation turn. Roles: system, user, assistant, in any order; content is rendered verbatim."""
 
-    role: str = Field(description="'system', 'user' or 'assistant'.")
+    # validated with the prompt formats' own check (sakura_core.prompts.validate_messages), which names the
+    # message at fault; the schema says the same
+    role: str = Field(description="'system', 'user' or 'assistant'.", json_schema_extra={"enum": list(ROLES)})
     content: str | list[ContentPart] | None = None
     name: str | None = None
 
@@ -43,7 +46,8 @@ class ChatCompletionRequest(SamplingFields):
     """``POST /v1/chat/completions``. ``model`` is accepted and ignored: the server serves one model."""
 
     model: str | None = Field(None, description="Ignored; responses carry the served model's id.")
-    messages: list[ChatMessage] = Field(description="At least one message.")
+    # an empty list is refused by validate_messages (param "messages"), as the schema's minItems says
+    messages: list[ChatMessage] = Field(description="At least one message.", json_schema_extra={"minItems": 1})
     max_tokens: int | None = Field(None, ge=1, description="Default 512; lowered to what the context leaves.")
     max_completion_tokens: int | None = Field(None, ge=1, description="Same as max_tokens (used when it is absent).")
     stream: bool = False
@@ -54,7 +58,7 @@ class CompletionRequest(SamplingFields):
     """``POST /v1/completions``: a raw prompt, already in the model's format."""
 
     model: str | None = Field(None, description="Ignored; responses carry the served model's id.")
-    prompt: str | list[str] = Field(description="The raw prompt (a list must hold exactly one string).")
+    prompt: Prompt = Field(description="The raw prompt (a list must hold exactly one string).")
     max_tokens: int | None = Field(None, ge=1, description="Default 512; lowered to what the context leaves.")
     stream: bool = False
     stream_options: StreamOptions | None = None

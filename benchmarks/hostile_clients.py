@@ -1,0 +1,510 @@
+"""The server tried as an attacker and as a broken client would: one figure per probe.
+
+Starts ``sakura run`` on a tiny random-weight GGUF (llama.cpp engine, ``--n-parallel 4``) in a subprocess and
+probes it over loopback. Each probe prints what the server answered (status, Content-Type) and, for work whose
+cost the client chooses, the p99 and max latency of ``GET /health`` polled every 10 ms from another thread while
+the hostile request was handled. The figures are the before/after table of the hardening work.
+
+    python benchmarks/hostile_clients.py [--only NAME,...] [--sockets 1100]
+
+Probes that need server options only newer versions have (timeouts, --max-connections) are run with the
+server's defaults; the script passes no option an older server lacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+JAPANESE = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。"
+MiB = 1024 * 1024
+
+
+# -- the server ----------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """``sakura run`` in a subprocess, its log in a file."""
+
+    def __init__(self, model: Path, log: Path, *extra: str, nofile: int | None = None) -> None:
+        self.port = free_port()
+        self.log_path = log
+        self.log = log.open("wb")
+        args = [
+            sys.executable,
+            "-m",
+            "sakura_core.cli",
+            "run",
+            "-m",
+            str(model),
+            "-np",
+            "4",
+            "--no-self-check",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            *extra,
+        ]
+
+        def limit() -> None:
+            if nofile is not None:
+                _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=limit)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if self.get("/health")[0] == 200:
+                    return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        raise RuntimeError("the server did not become ready")
+
+    def connection(self, timeout: float = 30) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def get(self, path: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+        conn = self.connection(5)
+        try:
+            conn.request(method, path, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.getheader("Content-Type", ""), response.read()
+        finally:
+            conn.close()
+
+    def post(
+        self, path: str, body: bytes, headers: dict[str, str] | None = None, timeout: float = 120
+    ) -> tuple[int, str, bytes]:
+        """POST on a raw socket: a server that answers before reading the whole body is still heard."""
+        lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", "Content-Type: application/json"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+        data = raw_exchange(self.port, "\r\n".join(lines).encode() + body, timeout)
+        if not data:
+            return 0, "", b""
+        head, _, rest = data.partition(b"\r\n\r\n")
+        head_lines = head.decode("latin-1").split("\r\n")
+        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head_lines[1:])}
+        if fields.get("transfer-encoding") == "chunked":
+            rest = dechunk(rest)
+        return int(head_lines[0].split()[1]), fields.get("content-type", ""), rest
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+class HealthPoller:
+    """Polls ``/health`` every 10 ms on a keep-alive connection in a thread; latencies in ms."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.latencies: list[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HealthPoller:
+        self._thread.start()
+        time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.1)
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                conn.request("GET", "/health")
+                conn.getresponse().read()
+            except (OSError, http.client.HTTPException):
+                self.failures += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            elapsed = time.perf_counter() - started
+            self.latencies.append(elapsed * 1000)
+            time.sleep(max(0.0, 0.01 - elapsed))
+        conn.close()
+
+    def summary(self) -> str:
+        if not self.latencies:
+            return "no polls"
+        ordered = sorted(self.latencies)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        failed = f", {self.failures} failed" if self.failures else ""
+        return f"/health p99 {p99:.0f} ms, max {ordered[-1]:.0f} ms over {len(ordered)} polls{failed}"
+
+
+def while_polling(server: Server, action: Callable[[], str]) -> str:
+    with HealthPoller(server.port) as poller:
+        outcome = action()
+    return f"{outcome}; {poller.summary()}"
+
+
+def answer(status: int, content_type: str, body: bytes) -> str:
+    kind = content_type.split(";")[0] or "no content type"
+    detail = ""
+    with contextlib.suppress(ValueError, AttributeError, KeyError, TypeError):
+        detail = " " + str(json.loads(body)["error"]["code"])
+    return f"{status} {kind}{detail}"
+
+
+# -- hostile bodies ------------------------------------------------------------------------------------------
+
+
+def gzip_bomb(compressed_bytes: int) -> bytes:
+    """A gzip member of zeros about ``compressed_bytes`` long that inflates to about 1,000 times that.
+
+    The same 1 MiB of zeros is compressed with a full flush after it, which resets the window: every block is
+    the same bytes, so the bomb is built by repeating one block instead of compressing gigabytes.
+    """
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = compressor.compress(b"\0" * MiB) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(b"\0" * MiB) + compressor.flush(zlib.Z_FULL_FLUSH)
+    tail = compressor.flush()
+    return head + block * max(1, (compressed_bytes - len(head)) // len(block)) + tail
+
+
+def dechunk(data: bytes) -> bytes:
+    out = []
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out.append(data[:size])
+        data = data[size + 2 :]
+    return b"".join(out)
+
+
+def raw_exchange(port: int, payload: bytes, wait: float = 5.0) -> bytes:
+    """Send ``payload`` (as much as the server takes) and read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        with contextlib.suppress(OSError):
+            sock.sendall(payload)
+        chunks = []
+        with contextlib.suppress(OSError):
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def raw_answer(data: bytes) -> str:
+    if not data:
+        return "connection closed, no answer"
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = lines[0].split(" ", 2)[1] if " " in lines[0] else lines[0]
+    content_type = next((line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("content-type:")), "")
+    return answer(int(status), content_type, body)
+
+
+# -- probes --------------------------------------------------------------------------------------------------
+
+
+def probe_line_separators(server: Server) -> str:
+    """Stream a chat with U+2028/U+2029/U+0085 in the output; read it as LunaTranslator does."""
+    import requests
+
+    body = {"messages": [{"role": "user", "content": "x\u2028y"}], "stream": True, "max_tokens": 4}
+    raw = requests.post(f"http://127.0.0.1:{server.port}/v1/chat/completions", json=body, timeout=30, stream=True)
+    lines = [line for line in raw.iter_lines(decode_unicode=True) if line]
+    broken = [line for line in lines if not line.startswith(("data: ", ":"))]
+    raw_separators = "\u2028" in "".join(lines)
+    return f"{len(broken)} broken data: lines; raw U+2028 in stream: {raw_separators}"
+
+
+def probe_prompt_8mb(server: Server) -> str:
+    text = (JAPANESE * (8_000_000 // len(JAPANESE.encode())))[: 8_000_000 // 3]
+    body = json.dumps({"prompt": text, "max_tokens": 8}, ensure_ascii=False).encode()
+    return while_polling(server, lambda: answer(*server.post("/v1/completions", body)))
+
+
+def probe_gzip_bomb(size: int) -> Callable[[Server], str]:
+    def probe(server: Server) -> str:
+        bomb = gzip_bomb(size)
+        headers = {"Content-Encoding": "gzip"}
+        return while_polling(server, lambda: answer(*server.post("/v1/completions", bomb, headers)))
+
+    return probe
+
+
+def probe_stop_strings(server: Server) -> str:
+    body = json.dumps({"prompt": JAPANESE, "max_tokens": 32, "stop": [f"stop-{i}" for i in range(100_000)]}).encode()
+    return while_polling(server, lambda: answer(*server.post("/v1/completions", body)))
+
+
+def probe_nesting(server: Server) -> str:
+    body = b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    return while_polling(server, lambda: answer(*server.post("/v1/completions", body)))
+
+
+def probe_surrogates(server: Server) -> str:
+    lone = '"\\ud800"'
+    bodies = {
+        "/v1/chat/completions": '{"messages": [{"role": "user", "content": %s}], "max_tokens": 2}' % lone,
+        "/chat/completions": '{"messages": [{"role": "user", "content": %s}], "max_tokens": 2}' % lone,
+        "/v1/completions": '{"prompt": %s, "max_tokens": 2}' % lone,
+        "/completion": '{"prompt": %s, "n_predict": 2}' % lone,
+        "/api/v1/generate": '{"prompt": %s, "max_new_tokens": 2}' % lone,
+    }
+    return ", ".join(f"{path} {server.post(path, body.encode())[0]}" for path, body in bodies.items())
+
+
+def probe_image_part(server: Server) -> str:
+    content = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+    body = json.dumps({"messages": [{"role": "user", "content": content}], "max_tokens": 2}).encode()
+    return answer(*server.post("/v1/chat/completions", body))
+
+
+def probe_false_gzip(server: Server) -> str:
+    body = json.dumps({"prompt": JAPANESE, "max_tokens": 2}).encode()
+    return answer(*server.post("/v1/completions", body, {"Content-Encoding": "gzip"}))
+
+
+def probe_protocol_errors(server: Server) -> str:
+    host = f"Host: 127.0.0.1:{server.port}\r\n"
+    cases = {
+        "Content-Length: -1": f"POST /v1/completions HTTP/1.1\r\n{host}Content-Length: -1\r\n\r\n{{}}".encode(),
+        "CL and TE": (
+            f"POST /v1/completions HTTP/1.1\r\n{host}Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "2\r\n{}\r\n0\r\n\r\n"
+        ).encode(),
+        "URL of 9 KB": f"GET /health?{'a' * 9000} HTTP/1.1\r\n{host}\r\n".encode(),
+        "header of 9 KB": f"GET /health HTTP/1.1\r\n{host}X-Big: {'a' * 9000}\r\n\r\n".encode(),
+    }
+    return "; ".join(f"{name}: {raw_answer(raw_exchange(server.port, payload))}" for name, payload in cases.items())
+
+
+def held_for(port: int, payload: bytes, limit: float) -> str:
+    """How long the server keeps a socket that sent ``payload`` and then nothing."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=limit) as sock:
+        if payload:
+            sock.sendall(payload)
+        try:
+            while sock.recv(65536):
+                pass
+        except TimeoutError:
+            return f"still open after {limit:.0f} s"
+        except OSError:
+            pass
+    return f"closed after {time.monotonic() - started:.1f} s"
+
+
+def probe_slow_clients(server: Server) -> str:
+    host = f"Host: 127.0.0.1:{server.port}\r\n"
+    half_header = f"GET /health HTTP/1.1\r\n{host}X-Slow: ".encode()
+    stalled_body = f"POST /v1/completions HTTP/1.1\r\n{host}Content-Length: 1000\r\n\r\n{{\"prompt\": ".encode()
+    idle_after = f"GET /health HTTP/1.1\r\n{host}\r\n".encode()
+    results: dict[str, str] = {}
+
+    def run(name: str, payload: bytes) -> None:
+        results[name] = held_for(server.port, payload, 75)
+
+    threads = [
+        threading.Thread(target=run, args=args)
+        for args in (("silent", b""), ("half header", half_header), ("stalled body", stalled_body))
+    ]
+    threads.append(threading.Thread(target=run, args=("idle keep-alive", idle_after)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return "; ".join(f"{name}: {results[name]}" for name in ("silent", "half header", "stalled body", "idle keep-alive"))
+
+
+def open_file_limit(server: Server) -> str:
+    for line in Path(f"/proc/{server.process.pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return f"soft {soft}, hard {hard}"
+    return "unknown"
+
+
+def probe_many_sockets(model: Path, log: Path, count: int) -> str:
+    """With the usual soft limit of 1,024 open files, ``count`` idle sockets; does /health answer, how much log?"""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < count + 64:
+        return f"skipped: this process may open {hard} files"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, count + 64), hard))
+    server = Server(model, log, nofile=1024)
+    limit = open_file_limit(server)
+    before = len(server.log_text())
+    sockets: list[socket.socket] = []
+    refused = 0
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.settimeout(2)
+            try:
+                sock.connect(("127.0.0.1", server.port))
+            except OSError:
+                refused += 1
+                sock.close()
+                continue
+            sockets.append(sock)
+        time.sleep(3)
+        try:
+            health = str(server.get("/health")[0])
+        except (OSError, http.client.HTTPException) as exc:
+            health = f"no answer ({type(exc).__name__})"
+        time.sleep(7)
+        logged = len(server.log_text()) - before
+        tracebacks = server.log_text()[before:].count("Traceback")
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()
+    return (
+        f"server limit {limit}; {len(sockets)} sockets connected, {refused} refused; /health with them open: "
+        f"{health}; log in 10 s: {logged} bytes, {tracebacks} tracebacks"
+    )
+
+
+def probe_log_forgery(server: Server) -> str:
+    before = len(server.log_text())
+    server.get("/x%0Aforged%20line%1B[31mred")
+    time.sleep(0.3)
+    written = server.log_text()[before:]
+    return f"raw newline or ESC from the URL in the log: {'forged line' in written.splitlines()[0:1] or chr(27) in written}"
+
+
+def probe_head(server: Server) -> str:
+    return ", ".join(f"HEAD {path} {server.get(path, 'HEAD')[0]}" for path in ("/health", "/v1/models", "/slots"))
+
+
+def probe_openapi(server: Server) -> str:
+    document = json.loads(server.get("/openapi.json")[2])
+    schemas = document["components"]["schemas"]
+    message = next(v for k, v in schemas.items() if k.startswith("ChatMessage"))
+    request = next(v for k, v in schemas.items() if k.startswith("ChatCompletionRequest"))
+    stream = document["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    return (
+        f"role enum: {'enum' in message['properties']['role']}; messages minItems: "
+        f"{request['properties']['messages'].get('minItems')}; event stream schema: {stream['schema']}"
+    )
+
+
+def probe_cors(server: Server) -> str:
+    conn = server.connection(5)
+    conn.request("GET", "/v1/models", headers={"Origin": "https://any.example"})
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return (
+        f"Access-Control-Allow-Origin: {response.getheader('Access-Control-Allow-Origin')}, "
+        f"Access-Control-Allow-Credentials: {response.getheader('Access-Control-Allow-Credentials')}"
+    )
+
+
+def probe_shutdown(model: Path, log: Path) -> str:
+    """A stream still running when the grace ends: how does it end, what is logged?"""
+    server = Server(model, log, "--shutdown-grace", "1", "-c", "4096")
+    body = json.dumps({"prompt": JAPANESE, "max_tokens": 4000, "stream": True, "temperature": 1.0}).encode()
+    conn = server.connection(30)
+    conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    first = response.fp.readline()
+    server.process.send_signal(signal.SIGTERM)
+    rest = b""
+    terminated = True
+    try:
+        rest = response.read()
+    except http.client.IncompleteRead as exc:
+        rest = exc.partial
+        terminated = False
+    events = [line for line in (first + rest).split(b"\n") if line.startswith(b"data: ")]
+    server.stop()
+    last = [event.decode()[6:60] for event in events[-2:]]
+    logged = [line for line in log.read_text().splitlines() if "POST /v1/completions" in line]
+    return f"last events {last}; chunked body terminated: {terminated}; access log: {logged[-1:]}"
+
+
+PROBES: dict[str, Callable[[Server], str]] = {
+    "line separators": probe_line_separators,
+    "8 MB prompt": probe_prompt_8mb,
+    "8 MB gzip bomb": probe_gzip_bomb(8 * MiB),
+    "1 MB gzip bomb": probe_gzip_bomb(MiB),
+    "100,000 stop strings": probe_stop_strings,
+    "JSON nested 100,000 levels": probe_nesting,
+    "lone surrogate": probe_surrogates,
+    "image_url content part": probe_image_part,
+    "Content-Encoding gzip, body not gzip": probe_false_gzip,
+    "protocol errors": probe_protocol_errors,
+    "access log forgery": probe_log_forgery,
+    "HEAD": probe_head,
+    "OpenAPI": probe_openapi,
+    "CORS": probe_cors,
+    "open-file limit": open_file_limit,
+    "slow clients": probe_slow_clients,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", help="comma-separated probe names (substrings)")
+    parser.add_argument("--sockets", type=int, default=1100, help="idle sockets for the open-file probe")
+    args = parser.parse_args()
+    wanted: Callable[[str], bool] = lambda name: not args.only or any(  # noqa: E731
+        part.strip().lower() in name.lower() for part in args.only.split(",")
+    )
+    from sakura_llamacpp.tiny_model import write_tiny_gguf
+
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        model = write_tiny_gguf(Path(folder), name="sakura-tiny-qwen2-v1.0")
+        alias_model = model
+        server = Server(alias_model, Path(folder) / "server.log", "--alias", "sakura-tiny-v1.0\u2028alias")
+        try:
+            for name, probe in PROBES.items():
+                if wanted(name):
+                    print(f"{name}: {probe(server)}", flush=True)
+        finally:
+            server.stop()
+        if wanted("many sockets"):
+            print(f"many sockets: {probe_many_sockets(model, Path(folder) / 'sockets.log', args.sockets)}", flush=True)
+        if wanted("shutdown"):
+            print(f"shutdown: {probe_shutdown(model, Path(folder) / 'shutdown.log')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
