@@ -314,14 +314,14 @@ def _server_settings(params: dict[str, Any]) -> Any:
         header_timeout_seconds=params["header_timeout"],
         body_timeout_seconds=params["body_timeout"],
         keepalive_timeout_seconds=params["keepalive_timeout"],
-        cors_origins=_origins(params["cors_origins"]),
+        cors_origins=parse_cors_origins(params["cors_origins"]),
         shutdown_grace_seconds=params["shutdown_grace"],
         self_check=params["self_check"],
         log_level=params["log_level"].lower(),
     )
 
 
-def _origins(value: str | None) -> tuple[str, ...]:
+def parse_cors_origins(value: str | None) -> tuple[str, ...]:
     """``--cors-origins``: ``https://a.example,http://localhost:5173`` → the origins, as browsers send them."""
     if value is None:
         return ()

@@ -32,8 +32,11 @@ from sakura_core.server.settings import ServerSettings
 logger = logging.getLogger(__name__)
 
 #: Open files kept free for the server's own use (model files, threads, logs) when the connection cap is lowered
-#: to fit the open-file limit.
+#: to fit the open-file limit; the listen backlog is kept free too, since asyncio accepts up to that many
+#: connections at once before the cap can refuse any of them.
 RESERVED_FILES = 64
+#: Connections the kernel queues before the server accepts them.
+LISTEN_BACKLOG = 128
 #: Seconds between two log lines about the same connection trouble (refusals, failing accept()).
 TROUBLE_LOG_SECONDS = 10.0
 #: The message asyncio gives its exception handler when accept() fails for lack of file descriptors or memory.
@@ -136,6 +139,10 @@ class GuardedRequestHandler(web.RequestHandler):
     def log_access(self, request: web.BaseRequest, response: web.StreamResponse, time: float | None) -> None:
         super().log_access(request, response, time)
         self._between_requests = True  # answered: aiohttp's keep-alive timer takes over
+        if response.status == 408:
+            # the client stopped sending its body: close now rather than wait for the rest of it (aiohttp would
+            # linger, reading, for up to 10 seconds)
+            self.force_close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_header_timer()
@@ -246,13 +253,15 @@ class AcceptErrors:
     """The event loop's exception handler while serving: a failing ``accept()`` is logged once per interval.
 
     asyncio reports every failed accept (out of file descriptors) with a traceback, up to the listen backlog each
-    time the socket is readable; at the open-file limit that is thousands of lines a second.
+    time the socket is readable; at the open-file limit that is thousands of lines a second. Other reports go to
+    the handler that was installed before. One loop holds one: a second server on the same loop shares it.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = TROUBLE_LOG_SECONDS) -> None:
         self.loop = loop
         self.previous = loop.get_exception_handler()
-        self.trouble = Trouble("cannot accept connections")
+        self.trouble = Trouble("cannot accept connections", interval)
+        self.installed = False
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") == ACCEPT_FAILED:
@@ -264,11 +273,16 @@ class AcceptErrors:
             loop.default_exception_handler(context)
 
     def install(self) -> None:
-        self.loop.set_exception_handler(self)
+        """Become the loop's exception handler, unless another AcceptErrors already is."""
+        if not isinstance(self.previous, AcceptErrors):
+            self.loop.set_exception_handler(self)
+            self.installed = True
 
     def remove(self) -> None:
-        if self.loop.get_exception_handler() is self:
+        """Put the previous handler back (when this one is still the loop's)."""
+        if self.installed and self.loop.get_exception_handler() is self:
             self.loop.set_exception_handler(self.previous)
+        self.installed = False
 
 
 def raise_open_file_limit() -> int:
@@ -282,12 +296,12 @@ def raise_open_file_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def connection_cap(wanted: int) -> int:
+def connection_cap(wanted: int, backlog: int = LISTEN_BACKLOG) -> int:
     """``wanted``, lowered so that open connections cannot exhaust the open-file limit."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return wanted
-    fits = max(1, soft - RESERVED_FILES)
+    fits = max(1, soft - RESERVED_FILES - backlog)
     if wanted > fits:
         logger.warning(
             "--max-connections %d does not fit the open-file limit of %d: taking at most %d connections"
@@ -316,13 +330,13 @@ class GuardedSite(web.BaseSite):
         *,
         host: str | None = None,
         port: int | None = None,
-        backlog: int = 128,
+        backlog: int = LISTEN_BACKLOG,
     ) -> None:
         super().__init__(runner, backlog=backlog)
         assert runner.server is not None
         self._host = settings.host if host is None else host
         self._port = settings.port if port is None else port
-        self.guard = ConnectionGuard(runner.server, settings, connection_cap(settings.max_connections))
+        self.guard = ConnectionGuard(runner.server, settings, connection_cap(settings.max_connections, backlog))
         self._accept_errors: AcceptErrors | None = None
 
     @property
