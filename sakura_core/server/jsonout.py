@@ -8,23 +8,25 @@ same text.
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel
 
-#: The UTF-8 bytes of the line-breaking characters JSON allows raw, and their escapes. In valid UTF-8 these lead
-#: bytes never occur inside another character, so a byte search cannot match across characters.
-LINE_BREAKERS = (
-    (b"\xe2\x80\xa8", b"\\u2028"),
-    (b"\xe2\x80\xa9", b"\\u2029"),
-    (b"\xc2\x85", b"\\u0085"),
-)
+#: The UTF-8 bytes of U+2028, U+2029 and U+0085. In valid UTF-8 these lead bytes never occur inside another
+#: character, so a byte search cannot match across characters.
+_RAW_BREAKERS = re.compile(b"\xe2\x80[\xa8\xa9]|\xc2\x85")
+_ESCAPES = {b"\xe2\x80\xa8": b"\\u2028", b"\xe2\x80\xa9": b"\\u2029", b"\xc2\x85": b"\\u0085"}
+
+
+def _escape(match: re.Match[bytes]) -> bytes:
+    return _ESCAPES[match.group()]
 
 
 def escape_line_breakers(raw: bytes) -> bytes:
     """``raw`` JSON with U+2028, U+2029 and U+0085 escaped (the same bytes when none occurs: the common case)."""
-    for char, escaped in LINE_BREAKERS:
-        if char in raw:
-            raw = raw.replace(char, escaped)
-    return raw
+    if _RAW_BREAKERS.search(raw) is None:
+        return raw
+    return _RAW_BREAKERS.sub(_escape, raw)
 
 
 def to_json(model: BaseModel) -> bytes:

@@ -32,4 +32,8 @@ class StringFieldTemplate:
 
     def fill(self, text: str) -> bytes:
         """The event's JSON with ``text`` in the open field."""
-        return self.prefix + escape_line_breakers(pydantic_core.to_json(text)) + self.suffix
+        raw = pydantic_core.to_json(text)
+        # the hot path (one call per token): three searches of the short str are the cheapest test
+        if "\u2028" in text or "\u2029" in text or "\x85" in text:
+            raw = escape_line_breakers(raw)
+        return self.prefix + raw + self.suffix
