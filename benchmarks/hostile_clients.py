@@ -26,12 +26,12 @@ import sys
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from sakura_core.testing.rawhttp import MiB, RawReply, dechunk, exchange, gzip_bomb, post_request
+
 JAPANESE = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。"
-MiB = 1024 * 1024
 #: The end of a chunked body.
 LAST_CHUNK = b"0\r\n\r\n"
 
@@ -98,18 +98,11 @@ class Server:
         self, path: str, body: bytes, headers: dict[str, str] | None = None, timeout: float = 120
     ) -> tuple[int, str, bytes]:
         """POST on a raw socket: a server that answers before reading the whole body is still heard."""
-        lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", "Content-Type: application/json"]
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-        lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
-        data = raw_exchange(self.port, "\r\n".join(lines).encode() + body, timeout)
+        data = exchange(self.port, post_request(self.port, path, body, headers), timeout)
         if not data:
             return 0, "", b""
-        head, _, rest = data.partition(b"\r\n\r\n")
-        head_lines = head.decode("latin-1").split("\r\n")
-        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head_lines[1:])}
-        if fields.get("transfer-encoding") == "chunked":
-            rest = dechunk(rest)
-        return int(head_lines[0].split()[1]), fields.get("content-type", ""), rest
+        reply = RawReply.parse(data)
+        return reply.status, reply.headers.get("content-type", ""), reply.body
 
     def log_text(self) -> str:
         self.log.flush()
@@ -185,59 +178,11 @@ def answer(status: int, content_type: str, body: bytes) -> str:
     return f"{status} {kind}{detail}"
 
 
-# -- hostile bodies ------------------------------------------------------------------------------------------
-
-
-def gzip_bomb(compressed_bytes: int) -> bytes:
-    """A gzip member of zeros about ``compressed_bytes`` long that inflates to about 1,000 times that.
-
-    The same 1 MiB of zeros is compressed with a full flush after it, which resets the window: every block is
-    the same bytes, so the bomb is built by repeating one block instead of compressing gigabytes.
-    """
-    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
-    head = compressor.compress(b"\0" * MiB) + compressor.flush(zlib.Z_FULL_FLUSH)
-    block = compressor.compress(b"\0" * MiB) + compressor.flush(zlib.Z_FULL_FLUSH)
-    tail = compressor.flush()
-    return head + block * max(1, (compressed_bytes - len(head)) // len(block)) + tail
-
-
-def dechunk(data: bytes) -> bytes:
-    out = []
-    while data:
-        size_line, _, data = data.partition(b"\r\n")
-        size = int(size_line.split(b";")[0] or b"0", 16)
-        if size == 0:
-            break
-        out.append(data[:size])
-        data = data[size + 2 :]
-    return b"".join(out)
-
-
-def raw_exchange(port: int, payload: bytes, wait: float = 5.0) -> bytes:
-    """Send ``payload`` (as much as the server takes) and read until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
-        with contextlib.suppress(OSError):
-            sock.sendall(payload)
-        chunks = []
-        with contextlib.suppress(OSError):
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def raw_answer(data: bytes) -> str:
     if not data:
         return "connection closed, no answer"
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split(" ", 2)[1] if " " in lines[0] else lines[0]
-    content_type = next(
-        (line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("content-type:")), ""
-    )
-    return answer(int(status), content_type, body)
+    reply = RawReply.parse(data)
+    return answer(reply.status, reply.headers.get("content-type", ""), reply.body)
 
 
 # -- probes --------------------------------------------------------------------------------------------------
@@ -319,7 +264,7 @@ def probe_protocol_errors(server: Server) -> str:
         "URL of 9 KB": f"GET /health?{'a' * 9000} HTTP/1.1\r\n{host}\r\n".encode(),
         "header of 9 KB": f"GET /health HTTP/1.1\r\n{host}X-Big: {'a' * 9000}\r\n\r\n".encode(),
     }
-    return "; ".join(f"{name}: {raw_answer(raw_exchange(server.port, payload))}" for name, payload in cases.items())
+    return "; ".join(f"{name}: {raw_answer(exchange(server.port, payload))}" for name, payload in cases.items())
 
 
 def held_for(port: int, payload: bytes, limit: float) -> str:

@@ -19,6 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 from pydantic import BaseModel, ValidationError
 
+from sakura_core.server.connections import GuardedRequestHandler
 from sakura_core.server.errors import APIError, from_validation_error, invalid_request
 from sakura_core.server.jsonout import to_json
 
@@ -55,7 +56,9 @@ async def read_json(request: web.Request, limits: BodyLimits) -> dict[str, Any]:
     """The body as a JSON object, whatever the Content-Type says (some proxies forward text/plain)."""
     raw = await _read_body(request, limits)
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
+    # under a plain aiohttp site (an embedding application, some tests) aiohttp has inflated the body already
+    inflated = not isinstance(request.protocol, GuardedRequestHandler)
+    if encoding not in ("", "identity") and not inflated:
         if encoding not in DECODERS:
             raise APIError(
                 415,

@@ -32,6 +32,7 @@ from sakura_core.server.keys import STATE
 from sakura_core.server.runner import RUNNER_OPTIONS
 from sakura_core.server.settings import ServerSettings
 from sakura_core.server.state import ServerState
+from sakura_core.testing.rawhttp import RawReply, exchange
 from sakura_core.testing.reference_engine import ReferenceEngine, ReferenceOptions
 from sakura_core.types import Delta, SamplingParams
 
@@ -456,64 +457,6 @@ def health_poller() -> type[HealthPoller]:
     return HealthPoller
 
 
-def raw_http(port: int, payload: bytes, timeout: float = 10) -> bytes:
-    """Send ``payload`` on a fresh connection (as much as the server takes) and read until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        with contextlib.suppress(OSError):
-            sock.sendall(payload)
-        chunks = []
-        with contextlib.suppress(OSError):
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-    return b"".join(chunks)
-
-
-@dataclass
-class RawReply:
-    """A raw HTTP/1.1 answer read off a socket."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @classmethod
-    def parse(cls, data: bytes) -> RawReply:
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        if headers.get("transfer-encoding") == "chunked":
-            body = dechunk(body)
-        return cls(int(lines[0].split()[1]), headers, body)
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def dechunk(data: bytes) -> bytes:
-    """The payload of a chunked body (complete or not)."""
-    out = []
-    while data:
-        size_line, _, data = data.partition(b"\r\n")
-        size = int(size_line.split(b";")[0] or b"0", 16)
-        if size == 0:
-            break
-        out.append(data[:size])
-        data = data[size + 2 :]
-    return b"".join(out)
-
-
-@pytest.fixture
-def raw_request() -> Callable[..., RawReply]:
-    """``raw_request(port, payload)``: one raw HTTP exchange on a fresh connection, parsed."""
-
-    def exchange(port: int, payload: bytes, timeout: float = 10) -> RawReply:
-        data = raw_http(port, payload, timeout)
-        assert data, "the server closed the connection without an answer"
-        return RawReply.parse(data)
-
-    return exchange
-
-
 @pytest.fixture(scope="session")
 def sakura_launcher() -> Callable[..., SakuraProcess]:
     """``spawn_sakura(model, log_dir, *args, nofile=None)``, for module-scoped servers (the caller stops them)."""
@@ -529,4 +472,4 @@ def parse_raw_reply() -> Callable[[bytes], RawReply]:
 @pytest.fixture(scope="session")
 def raw_exchange() -> Callable[..., bytes]:
     """``raw_exchange(port, payload, timeout=10)``: the raw bytes the server answers on a fresh connection."""
-    return raw_http
+    return exchange

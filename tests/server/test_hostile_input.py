@@ -20,33 +20,14 @@ from pathlib import Path
 import pytest
 
 from sakura_core.server.settings import ServerSettings
+from sakura_core.testing.rawhttp import gzip_bomb, post_request
 
-MiB = 1024 * 1024
 #: /health p99 while a hostile request is handled, in milliseconds.
 HEALTH_P99_MS = 50
 #: Seconds the quick refusals are repeated for, so that the p99 rests on enough polls.
 HOSTILE_SECONDS = 2.0
 JAPANESE = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。"
 USER = {"role": "user", "content": "こんにちは"}
-
-
-def gzip_bomb(compressed_bytes: int) -> bytes:
-    """A gzip member of zeros about ``compressed_bytes`` long that inflates about 1,000-fold.
-
-    1 MiB of zeros compressed with a full flush after it (which resets the window) is the same block every time,
-    so the bomb is built by repeating that block instead of compressing gigabytes.
-    """
-    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
-    head = compressor.compress(b"\0" * MiB) + compressor.flush(zlib.Z_FULL_FLUSH)
-    block = compressor.compress(b"\0" * MiB) + compressor.flush(zlib.Z_FULL_FLUSH)
-    return head + block * max(1, (compressed_bytes - len(head)) // len(block)) + compressor.flush()
-
-
-def post_bytes(port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/json"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
-    return "\r\n".join(lines).encode() + body
 
 
 def eight_mb_prompt() -> bytes:
@@ -87,7 +68,7 @@ def test_health_answers_within_50ms_while_a_hostile_request_is_handled(
     big_context_server, health_poller, raw_exchange, parse_raw_reply, name: str
 ) -> None:
     make_body, headers, status, code = HOSTILE[name]
-    payload = post_bytes(big_context_server.port, "/v1/completions", make_body(), headers)
+    payload = post_request(big_context_server.port, "/v1/completions", make_body(), headers)
     replies = []
     with health_poller(big_context_server.port) as poller:
         time.sleep(0.05)

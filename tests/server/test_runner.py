@@ -70,6 +70,25 @@ async def wait_until_listening(session: aiohttp.ClientSession, url: str) -> None
     raise AssertionError("the server never listened")
 
 
+async def wait_until_ready(session: aiohttp.ClientSession, url: str) -> None:
+    """Until the server listens and its model is loaded (/health 200)."""
+    await wait_until_listening(session, url)
+    for _ in range(200):
+        if (await get_json(session, url + "/health"))[0] == 200:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the server never became ready")
+
+
+async def wait_until_active(engine, count: int) -> None:
+    """Until ``count`` generations run in the engine."""
+    for _ in range(200):
+        if engine.active == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{engine.active} generations run, not {count}")
+
+
 async def test_health_is_503_while_loading_then_serves_with_alias_and_self_check(
     gated_engine_class, caplog, registry_factory
 ) -> None:
@@ -122,17 +141,10 @@ async def test_work_left_after_the_grace_period_is_cancelled(recording_engine_cl
     task = asyncio.create_task(run_server(settings, engine, registry_factory(), MODEL, None, stop))
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
-        await wait_until_listening(session, url)
-        for _ in range(200):
-            if (await get_json(session, url + "/health"))[0] == 200:
-                break
-            await asyncio.sleep(0.02)
+        await wait_until_ready(session, url)
         running = asyncio.create_task(session.post(url + "/v1/chat/completions", json=CHAT))
         queued = asyncio.create_task(session.post(url + "/v1/chat/completions", json=CHAT))
-        for _ in range(200):
-            if engine.active == 1:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until_active(engine, 1)
         started = time.perf_counter()
         stop.set()
         await asyncio.wait_for(task, 5)
@@ -254,11 +266,7 @@ async def test_requests_still_running_when_the_grace_ends_are_ended_properly(
     task = asyncio.create_task(run_server(settings, engine, registry_factory(), MODEL, None, stop))
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
-        await wait_until_listening(session, url)
-        for _ in range(200):
-            if (await get_json(session, url + "/health"))[0] == 200:
-                break
-            await asyncio.sleep(0.02)
+        await wait_until_ready(session, url)
 
         async def stream(path: str, body: dict) -> str:
             async with session.post(url + path, json={**body, "stream": True}) as response:
@@ -273,10 +281,7 @@ async def test_requests_still_running_when_the_grace_ends_are_ended_properly(
         requests = asyncio.gather(
             stream("/v1/chat/completions", CHAT), stream("/api/v1/stream/generate", {"prompt": "x"}), plain()
         )
-        for _ in range(200):
-            if engine.active == 3:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until_active(engine, 3)
         stop.set()
         chat, legacy, (status, body) = await asyncio.wait_for(requests, 10)
         await asyncio.wait_for(task, 10)
