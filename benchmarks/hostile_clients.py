@@ -1,9 +1,10 @@
 """The server tried as an attacker and as a broken client would: one figure per probe.
 
-Starts ``sakura run`` on a tiny random-weight GGUF (llama.cpp engine, ``--n-parallel 4``) in a subprocess and
-probes it over loopback. Each probe prints what the server answered (status, Content-Type) and, for work whose
-cost the client chooses, the p99 and max latency of ``GET /health`` polled every 10 ms from another thread while
-the hostile request was handled. The figures are the before/after table of the hardening work.
+Starts ``sakura run`` on a tiny random-weight GGUF (llama.cpp engine, ``--n-parallel 4``, 32,768 tokens of context
+per sequence) in a subprocess and probes it over loopback. Each probe prints what the server answered (status,
+Content-Type) and, for work whose cost the client chooses, the p99 and max latency of ``GET /health`` polled every
+10 ms from another thread while the hostile request was handled. The figures are the before/after table of the
+hardening work.
 
     python benchmarks/hostile_clients.py [--only NAME,...] [--sockets 1100]
 
@@ -455,8 +456,10 @@ def main() -> None:
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         model = write_tiny_gguf(Path(folder), name="sakura-tiny-qwen2-v1.0")
-        # the alias puts U+2028 into every event, so that the line-separator probe needs no special model
-        server = Server(model, Path(folder) / "server.log", "--alias", "sakura-tiny-v1.0\u2028alias")
+        # the alias puts U+2028 into every event, so that the line-separator probe needs no special model; at
+        # 32,768 tokens of context an 8 MB body is not refused by its size: the prompt is tokenised, the bomb
+        # inflated
+        server = Server(model, Path(folder) / "server.log", "--alias", "sakura-tiny-v1.0\u2028alias", "-c", "32768")
         try:
             for name, probe in PROBES.items():
                 if wanted(name):
