@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from sakura_core.server.errors import invalid_request
 from sakura_core.server.httpio import json_response, parse, read_json, to_json
 from sakura_core.server.jsontemplate import StringFieldTemplate
 from sakura_core.server.keys import STATE
@@ -141,12 +140,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 def single_prompt(prompt: str | list[str]) -> str:
-    """The one prompt of a request; 400 for a list of several (one generation per request)."""
-    if isinstance(prompt, str):
-        return prompt
-    if len(prompt) != 1:
-        raise invalid_request(f"send one prompt per request (got a list of {len(prompt)})", param="prompt")
-    return prompt[0]
+    """The one prompt of a request (validation lets a list through only when it holds exactly one)."""
+    return prompt if isinstance(prompt, str) else prompt[0]
 
 
 class CompletionChunks:

@@ -135,6 +135,18 @@ async def test_content_parts_other_than_text_are_a_400(api, content: list, fragm
     await still_serving(api)
 
 
+async def test_thousands_of_turns_or_parts_are_refused_before_they_are_validated(api) -> None:
+    reply = await api.post("/v1/chat/completions", {"messages": [USER] * 1025})
+    assert reply.status == 400 and reply.error["param"] == "messages"
+    assert "at most 1024 items" in reply.error["message"]
+    reply = await api.post("/v1/chat/completions", {"messages": [USER] * 1024})
+    assert reply.status == 400 and reply.error["code"] == "context_length_exceeded"  # validated, then too long
+    parts = [{"type": "text", "text": "a"}] * 257
+    reply = await api.post("/v1/chat/completions", {"messages": [{"role": "user", "content": parts}]})
+    assert reply.status == 400 and "at most 256 items" in reply.error["message"]
+    await still_serving(api)
+
+
 async def test_text_content_parts_are_joined(api, expected_answer) -> None:
     content = [{"type": "text", "text": "こん"}, {"type": "text", "text": "にちは"}]
     reply = await api.post(

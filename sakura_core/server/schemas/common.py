@@ -15,9 +15,8 @@ MAX_STOP_CHARS = 256
 StopString = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
 #: ``stop``: one string or a list of them, bounded in count and length.
 StopStrings = StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)]
-#: A raw prompt: a string, or a list holding exactly one string (one generation per request; the routes refuse
-#: other lists with a message that says so, and the schema says the same).
-Prompt = str | Annotated[list[str], Field(json_schema_extra={"minItems": 1, "maxItems": 1})]
+#: A raw prompt: a string, or a list holding exactly one string (one generation per request).
+Prompt = str | Annotated[list[str], Field(min_length=1, max_length=1)]
 
 
 def is_none(value: Any) -> bool:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from sakura_core.prompts import ROLES
 from sakura_core.server.schemas.common import Prompt, RequestModel, ResponseModel, SamplingFields, Usage, is_none
 from sakura_core.types import FinishReason
+
+#: Turns one chat request may hold. Clients send a system prompt, some history and the text (GalTransl four turns,
+#: LunaTranslator's history a few dozen); the bound makes a body of a hundred thousand tiny turns a quick 400
+#: instead of a second of validation.
+MAX_MESSAGES = 1024
+#: Content parts one message may hold (clients send one text part).
+MAX_CONTENT_PARTS = 256
 
 
 class ContentPart(RequestModel):
@@ -24,7 +31,7 @@ class ChatMessage(RequestModel):
     # validated with the prompt formats' own check (sakura_core.prompts.validate_messages), which names the
     # message at fault; the schema says the same
     role: str = Field(description="'system', 'user' or 'assistant'.", json_schema_extra={"enum": list(ROLES)})
-    content: str | list[ContentPart] | None = None
+    content: str | Annotated[list[ContentPart], Field(max_length=MAX_CONTENT_PARTS)] | None = None
     name: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -47,7 +54,11 @@ class ChatCompletionRequest(SamplingFields):
 
     model: str | None = Field(None, description="Ignored; responses carry the served model's id.")
     # an empty list is refused by validate_messages (param "messages"), as the schema's minItems says
-    messages: list[ChatMessage] = Field(description="At least one message.", json_schema_extra={"minItems": 1})
+    messages: list[ChatMessage] = Field(
+        description=f"At least one message, at most {MAX_MESSAGES}.",
+        max_length=MAX_MESSAGES,
+        json_schema_extra={"minItems": 1},
+    )
     max_tokens: int | None = Field(None, ge=1, description="Default 512; lowered to what the context leaves.")
     max_completion_tokens: int | None = Field(None, ge=1, description="Same as max_tokens (used when it is absent).")
     stream: bool = False
