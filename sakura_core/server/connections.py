@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import resource
+import sys
 import time
 from typing import Any
 
@@ -30,6 +30,9 @@ from sakura_core.server.logtext import escape_for_log
 from sakura_core.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
+
+if sys.platform != "win32":
+    import resource
 
 #: Open files kept free for the server's own use (model files, threads, logs) when the connection cap is lowered
 #: to fit the open-file limit; the listen backlog is kept free too, since asyncio accepts up to that many
@@ -265,8 +268,7 @@ class AcceptErrors:
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") == ACCEPT_FAILED:
-            soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            self.trouble.happened(f"{context.get('exception')} (open-file limit {soft}; see `ulimit -n`)")
+            self.trouble.happened(f"{context.get('exception')} (open-file limit {open_file_limit()}; see `ulimit -n`)")
         elif self.previous is not None:
             self.previous(loop, context)
         else:
@@ -285,21 +287,31 @@ class AcceptErrors:
         self.installed = False
 
 
-def raise_open_file_limit() -> int:
+def open_file_limit() -> int | None:
+    """This process's soft open-file limit (None where there is none to read: Windows, or unlimited)."""
+    if sys.platform == "win32":
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def raise_open_file_limit() -> int | None:
     """Raise this process's soft open-file limit to the hard one (as nginx's worker_rlimit_nofile does); the new
-    soft limit."""
+    soft limit. Nothing to do on Windows."""
+    if sys.platform == "win32":
+        return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != soft:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             logger.debug("open-file limit raised from %d to %d", soft, hard)
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return open_file_limit()
 
 
 def connection_cap(wanted: int, backlog: int = LISTEN_BACKLOG) -> int:
     """``wanted``, lowered so that open connections cannot exhaust the open-file limit."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
+    soft = open_file_limit()
+    if soft is None:
         return wanted
     fits = max(1, soft - RESERVED_FILES - backlog)
     if wanted > fits:
