@@ -334,6 +334,43 @@ def cli() -> None:
     default=10.0,
     help="Seconds in-flight requests may finish after SIGINT/SIGTERM.",
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=1024,
+    help="Open client connections past which new ones are refused at once (lowered to fit the open-file limit).",
+)
+@click.option(
+    "--max-body-size",
+    type=click.IntRange(min=1024),
+    default=8 * 1024 * 1024,
+    metavar="BYTES",
+    help="Largest request body (413 above it; a smaller bound follows from the model's context).",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    help="Seconds a connection may take to send a request's headers.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    help="Seconds a request body may pause between two reads (408 past it).",
+)
+@click.option(
+    "--keepalive-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    help="Seconds an idle keep-alive connection stays open between requests (a stream is never idle).",
+)
+@click.option(
+    "--cors-origins",
+    metavar="ORIGINS",
+    help="Comma-separated origins allowed with credentials (cookies, cached Basic auth); other origins are then"
+    " refused. Default: any origin, without credentials.",
+)
 @click.option("--self-check/--no-self-check", default=True, help="Translate やる気マンゴスキン at start as a check.")
 @click.option(
     "--log-level",
@@ -416,10 +453,33 @@ def _server_settings(params: dict[str, Any]) -> Any:
         auth_disabled=auth_disabled,
         alias=params["alias"],
         max_queue=params["max_queue"],
+        max_connections=params["max_connections"],
+        max_body_bytes=params["max_body_size"],
+        header_timeout_seconds=params["header_timeout"],
+        body_timeout_seconds=params["body_timeout"],
+        keepalive_timeout_seconds=params["keepalive_timeout"],
+        cors_origins=parse_cors_origins(params["cors_origins"]),
         shutdown_grace_seconds=params["shutdown_grace"],
         self_check=params["self_check"],
         log_level=params["log_level"].lower(),
     )
+
+
+def parse_cors_origins(value: str | None) -> tuple[str, ...]:
+    """``--cors-origins``: ``https://a.example,http://localhost:5173`` → the origins, as browsers send them."""
+    if value is None:
+        return ()
+    origins = tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest or "/" in rest or origin == "*":
+            raise click.BadParameter(
+                f"{origin!r} is not an origin; give scheme://host[:port], e.g. https://books.fishhawk.top",
+                param_hint="--cors-origins",
+            )
+    if not origins:
+        raise click.BadParameter("give at least one origin", param_hint="--cors-origins")
+    return origins
 
 
 def _configure_logging(level: str) -> None:

@@ -13,10 +13,15 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 from sakura_core.engine import Engine, EngineError
 from sakura_core.stop_strings import StopStringFilter
 from sakura_core.types import Delta, FinishReason, SamplingParams
+
+#: Texts longer than this many characters are counted by the runner's one counting thread, one at a time, so a flood
+#: of huge prompts cannot take every CPU from decoding, nor make short prompts wait behind them.
+LONG_TEXT_CHARS = 4096
 
 
 class EngineRunner:
@@ -24,6 +29,7 @@ class EngineRunner:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._long_counts: ThreadPoolExecutor | None = None
         #: Generations running now (from the first request to the engine until its stream is closed).
         self.active = 0
         #: Most generations that ran at once.
@@ -39,12 +45,23 @@ class EngineRunner:
         if inspect.iscoroutinefunction(count_tokens):
             result = await count_tokens(text)
         else:
-            result = await asyncio.to_thread(count_tokens, text)
+            if len(text) > LONG_TEXT_CHARS:
+                if self._long_counts is None:
+                    self._long_counts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sakura-count-tokens")
+                result = await asyncio.get_running_loop().run_in_executor(self._long_counts, count_tokens, text)
+            else:
+                result = await asyncio.to_thread(count_tokens, text)
             if inspect.isawaitable(result):  # a plain method that returned a coroutine
                 result = await result
         if not isinstance(result, int) or isinstance(result, bool) or result < 0:
             raise EngineError(f"the {self.engine.name} engine counted {result!r} tokens; expected an int >= 0")
         return result
+
+    def close(self) -> None:
+        """Stop the counting thread (a count in progress finishes)."""
+        if self._long_counts is not None:
+            self._long_counts.shutdown(wait=False, cancel_futures=True)
+            self._long_counts = None
 
     async def check_health(self, within: float) -> str | None:
         """Ask the engine whether it can serve; remember and return its answer (None: it can).

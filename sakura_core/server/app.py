@@ -42,9 +42,16 @@ def build_app(state: ServerState) -> web.Application:
     app[OPENAPI] = build_openapi(routes, version=__version__)
     for spec in routes:
         app.router.add_route(spec.method, spec.path, spec.handler)
+        if spec.method == "GET":  # uptime monitors ask with HEAD: the same answer without its body
+            app.router.add_route("HEAD", spec.path, spec.handler)
     app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.append(engine_health_watch)
+    app.on_cleanup.append(_close_state)
     return app
+
+
+async def _close_state(app: web.Application) -> None:
+    app[STATE].close()
 
 
 def create_app(
@@ -55,8 +62,10 @@ def create_app(
 ) -> web.Application:
     """The application for an engine that already loaded ``model_info`` (for tests, benchmarks, embedding).
 
-    ``settings.alias`` is not applied here: pass the ModelInfo with the id to serve. Serve it with
-    ``web.AppRunner(app, handler_cancellation=True)`` so that a client that disconnects cancels its generation.
+    ``settings.alias`` is not applied here: pass the ModelInfo with the id to serve. Serve it as ``serve`` does:
+    ``web.AppRunner(app, **sakura_core.server.runner.RUNNER_OPTIONS)`` (a client that disconnects cancels its
+    generation) and a ``sakura_core.server.connections.GuardedSite`` (timeouts, connection cap, JSON protocol
+    errors).
     """
     state = ServerState(settings if settings is not None else ServerSettings(), engine, registry)
     state.set_ready(model_info)

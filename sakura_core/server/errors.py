@@ -16,7 +16,8 @@ class APIError(Exception):
     """An error answered as ``{"error": {"message", "type", "code", "param"}}`` with ``status``.
 
     Raised anywhere below the routes (it knows nothing of HTTP libraries); the server's error middleware turns
-    it into the response.
+    it into the response. ``close_connection`` closes the connection after the answer (the client may still be
+    sending a body the server will not read).
     """
 
     def __init__(
@@ -28,6 +29,7 @@ class APIError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: Sequence[tuple[str, str]] = (),
+        close_connection: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -36,6 +38,7 @@ class APIError(Exception):
         self.code = code
         self.param = param
         self.headers = tuple(headers)
+        self.close_connection = close_connection
 
     def body(self) -> ErrorResponse:
         """The response body."""

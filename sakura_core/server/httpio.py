@@ -1,43 +1,169 @@
-"""Reading request bodies into pydantic models and writing pydantic models as JSON responses."""
+"""Reading request bodies into pydantic models and writing pydantic models as JSON responses.
+
+Bodies are read with a size limit and a timeout between reads; a compressed body is inflated off the event loop
+and only up to the limit; JSON is parsed with a depth limit and must be valid Unicode (no lone surrogates). Every
+way a body can be wrong is a 4xx with the error body.
+"""
 
 from __future__ import annotations
 
-import json
+import asyncio
+import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import pydantic_core
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 from pydantic import BaseModel, ValidationError
 
+from sakura_core.server.connections import GuardedRequestHandler
 from sakura_core.server.errors import APIError, from_validation_error, invalid_request
+from sakura_core.server.jsonout import to_json
+
+__all__ = ["BodyLimits", "error_response", "json_response", "parse", "read_json", "to_json", "too_large"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+#: zlib ``wbits`` per accepted Content-Encoding (gzip members, or a zlib stream for ``deflate``).
+DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+#: Bodies at most this long are inflated on the event loop (a thread hop costs more than inflating them).
+INLINE_INFLATE_BYTES = 16 * 1024
 
-def too_large(limit: int) -> APIError:
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """How much of a request body the server reads, and how long it waits for the client to send it."""
+
+    max_bytes: int
+    #: Longest wait between two reads of the body, in seconds.
+    read_timeout: float
+    #: Why the limit is what it is, added to the 413 message (e.g. the model's context).
+    reason: str = ""
+
+
+def too_large(limit: int, reason: str = "") -> APIError:
     """413 for a body over ``limit`` bytes."""
-    return APIError(413, f"the request body is larger than {limit} bytes", code="request_too_large")
+    because = f" ({reason})" if reason else ""
+    return APIError(
+        413, f"the request body is larger than {limit} bytes{because}", code="request_too_large", close_connection=True
+    )
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
+async def read_json(request: web.Request, limits: BodyLimits) -> dict[str, Any]:
     """The body as a JSON object, whatever the Content-Type says (some proxies forward text/plain)."""
-    limit = request.client_max_size
+    raw = await _read_body(request, limits)
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    # under a plain aiohttp site (an embedding application, some tests) aiohttp has inflated the body already
+    inflated = not isinstance(request.protocol, GuardedRequestHandler)
+    if encoding not in ("", "identity") and not inflated:
+        if encoding not in DECODERS:
+            raise APIError(
+                415,
+                f"Content-Encoding {encoding!r} is not supported; send the body as it is, or with gzip or deflate",
+                code="unsupported_content_encoding",
+            )
+        if len(raw) <= INLINE_INFLATE_BYTES:
+            raw = inflate(raw, DECODERS[encoding], limits.max_bytes, encoding)
+        else:
+            raw = await asyncio.to_thread(inflate, raw, DECODERS[encoding], limits.max_bytes, encoding)
+    return parse_json_object(raw)
+
+
+async def _read_body(request: web.Request, limits: BodyLimits) -> bytes:
+    """The raw body: 413 past ``limits.max_bytes`` (before reading when Content-Length says so), 408 when the
+    client stops sending for ``limits.read_timeout`` seconds, 400 for a malformed chunked body."""
+    limit = limits.max_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise too_large(limit)
+        raise too_large(limit, limits.reason)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            async with asyncio.timeout(limits.read_timeout):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise APIError(
+                408,
+                f"the request body stopped arriving: nothing came for {limits.read_timeout:g} seconds",
+                code="request_timeout",
+                close_connection=True,
+            ) from None
+        except (web.RequestPayloadError, HttpProcessingError) as exc:
+            raise invalid_request(f"the request body is malformed: {exc}", code="invalid_body") from None
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit, limits.reason)
+        chunks.append(chunk)
+
+
+def inflate(raw: bytes, wbits: int, limit: int, encoding: str) -> bytes:
+    """``raw`` decompressed, at most ``limit`` bytes of output (413 past it, however small ``raw`` is).
+
+    Several gzip members one after another are one body (RFC 1952). A ``deflate`` body that is not a zlib stream
+    is read as raw deflate, as browsers and aiohttp do.
+    """
+    out: list[bytes] = []
+    size = 0
+    data = raw
+    decoder = zlib.decompressobj(wbits)
     try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise too_large(limit) from None
+        while True:
+            piece = decoder.decompress(data, limit + 1 - size)
+            size += len(piece)
+            if size > limit:
+                raise APIError(
+                    413,
+                    f"the request body inflates to more than {limit} bytes",
+                    code="request_too_large",
+                    close_connection=True,
+                )
+            out.append(piece)
+            if decoder.unconsumed_tail:
+                data = decoder.unconsumed_tail
+            elif decoder.eof and decoder.unused_data and wbits > zlib.MAX_WBITS:
+                data = decoder.unused_data  # the next gzip member
+                decoder = zlib.decompressobj(wbits)
+            else:
+                break
+    except zlib.error as exc:
+        if encoding == "deflate" and wbits == zlib.MAX_WBITS and size == 0:
+            return inflate(raw, -zlib.MAX_WBITS, limit, encoding)
+        raise invalid_request(
+            f"the request body is not valid {encoding} data ({exc}); send it uncompressed or fix Content-Encoding",
+            code="invalid_body",
+        ) from None
+    if not decoder.eof:
+        raise invalid_request(f"the request body ends in the middle of its {encoding} data", code="invalid_body")
+    return b"".join(out)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """``raw`` as a JSON object: valid UTF-8 JSON, valid Unicode strings, nested at most 200 levels."""
     if not raw.strip():
         raise invalid_request("the request body is empty; send a JSON object", code="invalid_json")
     try:
-        data = json.loads(raw)
+        # caching only the keys: a body of many distinct strings (100,000 stop strings) parses 3-4 times faster
+        data = pydantic_core.from_json(raw, allow_inf_nan=False, cache_strings="keys")
     except ValueError as exc:
-        raise invalid_request(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+        raise invalid_request(
+            f"the request body is not valid JSON: {exc}{_hint(str(exc))}", code="invalid_json"
+        ) from None
     if not isinstance(data, dict):
         raise invalid_request(f"the request body must be a JSON object, got {type(data).__name__}", code="invalid_json")
     return data
+
+
+def _hint(problem: str) -> str:
+    if "recursion limit" in problem:
+        return " (nested too deeply)"
+    if "surrogate" in problem or "hex escape" in problem or "unicode code point" in problem:
+        return " (strings must be valid Unicode: a \\ud800-\\udfff escape only as half of a surrogate pair)"
+    return ""
 
 
 def parse(model: type[ModelT], data: dict[str, Any]) -> ModelT:
@@ -46,11 +172,6 @@ def parse(model: type[ModelT], data: dict[str, Any]) -> ModelT:
         return model.model_validate(data)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
-
-
-def to_json(model: BaseModel) -> bytes:
-    """The model as compact UTF-8 JSON."""
-    return model.__pydantic_serializer__.to_json(model)
 
 
 def json_response(model: BaseModel, *, status: int = 200, headers: Iterable[tuple[str, str]] = ()) -> web.Response:
@@ -62,4 +183,7 @@ def json_response(model: BaseModel, *, status: int = 200, headers: Iterable[tupl
 
 def error_response(error: APIError) -> web.Response:
     """The OpenAI-shaped error body with the error's status and headers."""
-    return json_response(error.body(), status=error.status, headers=error.headers)
+    response = json_response(error.body(), status=error.status, headers=error.headers)
+    if error.close_connection:
+        response.force_close()
+    return response

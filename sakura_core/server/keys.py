@@ -17,3 +17,5 @@ OPENAPI = web.AppKey("sakura_openapi", dict)
 RECORD = web.RequestKey("sakura_record", GenerationRecord)
 #: True when the request asked for a stream.
 STREAMED = web.RequestKey("sakura_streamed", bool)
+#: Why the server itself ended the request (e.g. "shutting down"), for the access log.
+ENDED_BY_SERVER = web.RequestKey("sakura_ended_by_server", str)

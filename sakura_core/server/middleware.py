@@ -10,9 +10,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from sakura_core.server import cors
+from sakura_core.server.connections import GuardedRequestHandler
 from sakura_core.server.errors import APIError, server_error
 from sakura_core.server.httpio import error_response, too_large
-from sakura_core.server.keys import PUBLIC_PATHS, RECORD, STATE, STREAMED
+from sakura_core.server.keys import ENDED_BY_SERVER, PUBLIC_PATHS, RECORD, STATE, STREAMED
+from sakura_core.server.logtext import escape_for_log
 from sakura_core.server.metrics import GenerationRecord
 
 logger = logging.getLogger("sakura_core.server.access")
@@ -33,6 +35,9 @@ def route_name(request: web.Request) -> str:
 async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One log line and one metrics count per request: route, status, tokens, time, tokens/s."""
     started = time.perf_counter()
+    protocol = request.protocol
+    if isinstance(protocol, GuardedRequestHandler):
+        protocol.request_started()  # the headers are in: the header timeout no longer applies
     status = 500
     try:
         response = await handler(request)
@@ -43,7 +48,7 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         raise
     finally:
         record = request.get(RECORD)
-        if record is not None and record.outcome == "cancelled":
+        if record is not None and record.outcome == "cancelled" and ENDED_BY_SERVER not in request:
             status = CLIENT_CLOSED if status == 200 else status
         request.app[STATE].metrics.count_request(route_name(request), status)
         if request.method != "OPTIONS" or logger.isEnabledFor(logging.DEBUG):
@@ -51,8 +56,11 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 def describe_request(request: web.Request, status: int, seconds: float, record: GenerationRecord | None) -> str:
-    """``POST /v1/chat/completions 200 stream prompt=57 completion=24 length 0.42s 57.1 tok/s``."""
-    parts = [request.method, request.path, str(status)]
+    """``POST /v1/chat/completions 200 stream prompt=57 completion=24 length 0.42s 57.1 tok/s``.
+
+    The path is the client's text: control characters in it are escaped, so it cannot forge log lines.
+    """
+    parts = [request.method, escape_for_log(request.path), str(status)]
     if request.get(STREAMED):
         parts.append("stream")
     if record is not None:
@@ -64,6 +72,9 @@ def describe_request(request: web.Request, status: int, seconds: float, record: 
         generating = (record.finished_at or time.perf_counter()) - record.started_at
         if generating > 0:
             parts.append(f"{record.completion_tokens / generating:.1f} tok/s")
+    ended = request.get(ENDED_BY_SERVER)
+    if ended is not None:
+        parts.append(f"ended by the server: {ended}")
     return " ".join(parts)
 
 
@@ -81,18 +92,19 @@ async def error_bodies(request: web.Request, handler: Handler) -> web.StreamResp
     except (asyncio.CancelledError, ConnectionError):
         raise
     except Exception as exc:
-        error_logger.exception("internal error on %s %s", request.method, request.path)
+        error_logger.exception("internal error on %s %s", request.method, escape_for_log(request.path))
         return error_response(server_error(f"internal server error: {type(exc).__name__}: {exc}"))
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIError:
+    path = escape_for_log(request.path)
     if exc.status == 404:
-        return APIError(404, f"no route {request.method} {request.path}; see GET /openapi.json", code="not_found")
+        return APIError(404, f"no route {request.method} {path}; see GET /openapi.json", code="not_found")
     if exc.status == 405:
         allowed = exc.headers.get("Allow", "")
         return APIError(
             405,
-            f"{request.method} is not allowed on {request.path} (allowed: {allowed})",
+            f"{request.method} is not allowed on {path} (allowed: {allowed})",
             code="method_not_allowed",
             headers=[("Allow", allowed)] if allowed else [],
         )
@@ -105,7 +117,8 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIErr
 async def cors_preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
     """``OPTIONS`` on any path is a CORS preflight, answered without auth."""
     if request.method == "OPTIONS":
-        return web.Response(status=204, headers=cors.preflight_headers(request.headers))
+        origins = request.app[STATE].settings.cors_origins
+        return web.Response(status=204, headers=cors.preflight_headers(request.headers, origins))
     return await handler(request)
 
 
@@ -127,7 +140,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare``: every response, streams and errors included, carries the CORS headers."""
-    for name, value in cors.response_headers(request.headers).items():
+    for name, value in cors.response_headers(request.headers, request.app[STATE].settings.cors_origins).items():
         response.headers.setdefault(name, value)
 
 

@@ -18,11 +18,16 @@ EVENT_SCHEMA_KEY = "x-sse-data"
 #: Key under a text/event-stream media type: true when the stream ends with ``data: [DONE]``.
 DONE_MARKER_KEY = "x-sse-done-marker"
 
+#: The ``data`` of the end marker event.
+DONE_DATA = "[DONE]"
+
 _STATUS_TEXT = {
     400: "Invalid request (malformed JSON, wrong types, bad messages, prompt longer than the context).",
     401: "Missing or wrong credentials (only when the server requires auth).",
     404: "No such route.",
-    413: "The request body is over the size limit.",
+    408: "The request body stopped arriving (see --body-timeout).",
+    413: "The request body is over the size limit (8 MiB, or less when the model's context could not hold it).",
+    415: "The body's Content-Encoding is not gzip, deflate or identity.",
     500: "The engine or the server failed; the message says how.",
     503: "The model is loading, the queue is full (see Retry-After) or the server is shutting down.",
 }
@@ -104,9 +109,10 @@ def _operation(spec: RouteSpec, ref: Any) -> dict[str, Any]:
         ok[spec.media_type] = {"schema": {"type": "string"} if spec.media_type.startswith("text/") else {}}
     if spec.stream_events:
         events = [ref(model) for model in spec.stream_events]
+        payload = events[0] if len(events) == 1 else {"anyOf": events}
         ok["text/event-stream"] = {
-            "schema": {"type": "string"},
-            EVENT_SCHEMA_KEY: events[0] if len(events) == 1 else {"anyOf": events},
+            "schema": event_schema(payload, ref(ErrorResponse), done_marker=spec.stream_done),
+            EVENT_SCHEMA_KEY: payload,
             DONE_MARKER_KEY: spec.stream_done,
         }
     operation["responses"]["200"] = {"description": _ok_text(spec), "content": ok}
@@ -123,12 +129,34 @@ def _operation(spec: RouteSpec, ref: Any) -> dict[str, Any]:
     return operation
 
 
+def event_schema(payload: dict[str, Any], error: dict[str, Any], *, done_marker: bool) -> dict[str, Any]:
+    """The schema of one server-sent event of a stream, as OpenAPI tools before 3.2 read a stream's ``schema``:
+    an object whose ``data`` is the JSON of ``payload`` or of an error (a stream the server ends itself), or, on
+    routes that use it, the end marker ``[DONE]``. ``: ping`` comments are not events."""
+    json_data = {"contentMediaType": "application/json", "contentSchema": {"anyOf": [payload, error]}}
+    data: dict[str, Any] = {"type": "string", **json_data}
+    if done_marker:
+        data = {"type": "string", "if": {"const": DONE_DATA}, "else": json_data}
+    return {
+        "type": "object",
+        "description": "One server-sent event: a data: line holding JSON"
+        + (", or data: [DONE] at the end." if done_marker else "."),
+        "properties": {
+            "data": data,
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+        "required": ["data"],
+    }
+
+
 def _ok_text(spec: RouteSpec) -> str:
     kind: Literal["stream", "json", "text"] = (
         "stream" if spec.stream_events and spec.response is None else "text" if spec.response is None else "json"
     )
     if kind == "stream":
-        return "Server-sent events; each data: event matches x-sse-data."
+        return "Server-sent events; each data: event matches x-sse-data (or is an error, or [DONE])."
     if spec.stream_events:
-        return "JSON; with stream: true, server-sent events whose data: events match x-sse-data."
+        return "JSON; with stream: true, server-sent events whose data: events match x-sse-data (or are errors)."
     return "OK"

@@ -50,8 +50,9 @@ async def stream_generate(request: web.Request) -> web.StreamResponse:
 
 
 async def _generate(request: web.Request, *, stream: bool) -> web.StreamResponse:
-    service = request.app[STATE].require_service()
-    body = parse(LegacyGenerateRequest, await read_json(request))
+    state = request.app[STATE]
+    service = state.require_service()
+    body = parse(LegacyGenerateRequest, await read_json(request, state.body_limits()))
     generation = await service.prepare(
         body.prompt, body.sampling_values(), max_tokens=body.max_new_tokens or DEFAULT_MAX_TOKENS
     )

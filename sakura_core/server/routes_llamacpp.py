@@ -32,8 +32,9 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 async def completion(request: web.Request) -> web.StreamResponse:
     """llama-server's native completion: ``{content, model, stop, ...}``, or a stream of such objects."""
-    service = request.app[STATE].require_service()
-    body = parse(LlamaCompletionRequest, await read_json(request))
+    state = request.app[STATE]
+    service = state.require_service()
+    body = parse(LlamaCompletionRequest, await read_json(request, state.body_limits()))
     prompt = single_prompt(body.prompt)
     n_predict = body.n_predict if body.n_predict is not None else body.max_tokens
     if n_predict == 0:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from sakura_core.server.errors import invalid_request
 from sakura_core.server.httpio import json_response, parse, read_json, to_json
 from sakura_core.server.jsontemplate import StringFieldTemplate
 from sakura_core.server.keys import STATE
@@ -37,8 +36,10 @@ from sakura_core.types import Delta, FinishReason
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Render the messages with the model's prompt format and generate, as JSON or as a chunk stream."""
-    service = request.app[STATE].require_service()
-    chat = parse(ChatCompletionRequest, merge_sakura_extras(await read_json(request), request.query))
+    state = request.app[STATE]
+    service = state.require_service()
+    body = await read_json(request, state.body_limits())
+    chat = parse(ChatCompletionRequest, merge_sakura_extras(body, request.query))
     messages = [message.as_dict() for message in chat.messages]
     prompt = service.render(messages)
     generation = await service.prepare(
@@ -114,8 +115,9 @@ class ChatChunks:
 
 async def completions(request: web.Request) -> web.StreamResponse:
     """Generate from a raw prompt (already in the model's format), as JSON or as a chunk stream."""
-    service = request.app[STATE].require_service()
-    body = parse(CompletionRequest, merge_sakura_extras(await read_json(request), request.query))
+    state = request.app[STATE]
+    service = state.require_service()
+    body = parse(CompletionRequest, merge_sakura_extras(await read_json(request, state.body_limits()), request.query))
     prompt = single_prompt(body.prompt)
     generation = await service.prepare(prompt, body.sampling_values(), max_tokens=body.max_tokens or DEFAULT_MAX_TOKENS)
     completion_id = f"cmpl-{generation.request_id}"
@@ -138,12 +140,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 def single_prompt(prompt: str | list[str]) -> str:
-    """The one prompt of a request; 400 for a list of several (one generation per request)."""
-    if isinstance(prompt, str):
-        return prompt
-    if len(prompt) != 1:
-        raise invalid_request(f"send one prompt per request (got a list of {len(prompt)})", param="prompt")
-    return prompt[0]
+    """The one prompt of a request (validation lets a list through only when it holds exactly one)."""
+    return prompt if isinstance(prompt, str) else prompt[0]
 
 
 class CompletionChunks:

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 #: Error statuses every generation route may answer.
-GENERATION_ERRORS = (400, 401, 413, 500, 503)
+GENERATION_ERRORS = (400, 401, 408, 413, 415, 500, 503)
 #: Error statuses of a route that reads the loaded model.
 MODEL_ERRORS = (401, 503)
 

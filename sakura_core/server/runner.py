@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -14,6 +15,7 @@ from sakura_core.engine import Engine
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server.app import build_app
 from sakura_core.server.banner import banner, url_host
+from sakura_core.server.connections import GuardedSite, raise_open_file_limit
 from sakura_core.server.settings import ServerSettings
 from sakura_core.server.state import ServerState
 from sakura_core.translate import self_check
@@ -27,6 +29,13 @@ CONNECTION_CLOSE_SECONDS = 2.0
 CANCEL_SETTLE_SECONDS = 2.0
 #: Seconds of loading after which the log says what is loading (a model that fails at once prints only its error).
 LOADING_NOTICE_SECONDS = 1.0
+#: How the server's AppRunner is made: a client that disconnects cancels its handler; the access log is the
+#: server's own middleware.
+RUNNER_OPTIONS: dict[str, Any] = {
+    "handler_cancellation": True,
+    "access_log": None,
+    "shutdown_timeout": CONNECTION_CLOSE_SECONDS,
+}
 
 
 async def serve(
@@ -40,9 +49,11 @@ async def serve(
 
     Binds first (``/health`` answers 503 while loading), loads the model, applies ``--alias``, runs the
     self-check, logs the banner and serves. On the first signal it stops accepting, lets in-flight requests
-    finish for ``settings.shutdown_grace_seconds``, cancels the rest (a second signal cancels at once) and
-    closes the engine. A ModelLoadError from ``engine.load`` propagates, after the socket is closed.
+    finish for ``settings.shutdown_grace_seconds``, ends the rest (a second signal ends them at once) and
+    closes the engine. A ModelLoadError from ``engine.load`` propagates, after the socket is closed. The soft
+    open-file limit is raised to the hard one first, so that ``--max-connections`` fits under it.
     """
+    raise_open_file_limit()
     stop = asyncio.Event()
     force = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -81,15 +92,13 @@ async def run_server(
     """
     state = ServerState(settings, engine, registry)
     served = False
-    runner = web.AppRunner(
-        build_app(state), handler_cancellation=True, access_log=None, shutdown_timeout=CONNECTION_CLOSE_SECONDS
-    )
+    runner = web.AppRunner(build_app(state), **RUNNER_OPTIONS)
     await runner.setup()
     load_started = False
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = GuardedSite(runner, settings)
         await site.start()
-        host, port = settings.host, _bound_port(runner, settings.port)
+        host, port = settings.host, site.port
         if on_bound is not None:
             on_bound(host, port)
         logger.debug("listening on http://%s:%d (/health answers 503 until the model is loaded)", url_host(host), port)
@@ -168,8 +177,11 @@ async def _drain(state: ServerState, grace: float, force: asyncio.Event | None) 
     for waiter in waiters:
         waiter.cancel()
     if scheduler.active + scheduler.waiting:
-        cancelled = scheduler.cancel_all()
-        logger.warning("cancelled %d requests still in flight", cancelled)
+        ended = scheduler.cancel_all()
+        logger.warning(
+            "ending %d requests still in flight: streams end with a shutting_down error event, others get a 503",
+            ended,
+        )
         await scheduler.wait_idle(CANCEL_SETTLE_SECONDS)
 
 
@@ -180,10 +192,3 @@ async def _close_engine(engine: Engine, level: int) -> None:
         logger.warning("the engine failed to close cleanly", exc_info=True)
     else:
         logger.log(level, "engine closed")
-
-
-def _bound_port(runner: web.AppRunner, requested: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return requested

@@ -26,7 +26,7 @@ class SchedulerClosedError(Exception):
 class Ticket:
     """One request's place: waiting in the queue, then holding an engine slot until released."""
 
-    __slots__ = ("_future", "_scheduler", "released", "slot", "task")
+    __slots__ = ("_future", "_scheduler", "ended_by_server", "released", "slot", "task")
 
     def __init__(self, scheduler: Scheduler, task: asyncio.Task[object] | None) -> None:
         self._scheduler = scheduler
@@ -34,6 +34,8 @@ class Ticket:
         self.slot: int | None = None
         self.task = task
         self.released = False
+        #: True once ``Scheduler.cancel_all`` cancelled the holder's task: the server ended the request.
+        self.ended_by_server = False
 
     @property
     def granted(self) -> bool:
@@ -121,11 +123,16 @@ class Scheduler:
         return True
 
     def cancel_all(self) -> int:
-        """Cancel the task of every outstanding ticket (at the end of the shutdown grace); returns how many."""
+        """Cancel the task of every outstanding ticket (at the end of the shutdown grace); returns how many.
+
+        Each ticket is marked ``ended_by_server`` first, so its holder can tell this cancellation from a client
+        that went away and still answer (an error event, a 503).
+        """
         tickets = [*self._busy.values(), *self._waiting]
         cancelled = 0
         for ticket in tickets:
             if ticket.task is not None and not ticket.task.done():
+                ticket.ended_by_server = True
                 ticket.task.cancel()
                 cancelled += 1
         return cancelled

@@ -22,6 +22,7 @@ from sakura_core.generation import generate
 from sakura_core.plugins import PluginRegistry
 from sakura_core.prompts import MessagesError, validate_messages
 from sakura_core.server.errors import APIError, from_validation_error, invalid_request, server_error, unavailable
+from sakura_core.server.limits import max_prompt_chars
 from sakura_core.server.metrics import GenerationRecord, ServerMetrics
 from sakura_core.server.sampling import combined_stop
 from sakura_core.server.scheduler import QueueFullError, Scheduler, SchedulerClosedError, Ticket
@@ -96,13 +97,21 @@ class GenerationService:
         """A generation request for ``prompt``, checked against the model's context.
 
         ``max_tokens`` None means as many tokens as the context leaves; a larger value is lowered to that.
-        The prompt format's stop strings are added to the client's.
+        The prompt format's stop strings are added to the client's. A prompt too long to fit the context
+        whatever it says is refused by its length before it is tokenised; a long one is counted off the loop.
         """
+        context = self.model_info.context_length
+        if len(prompt) > max_prompt_chars(context):
+            raise invalid_request(
+                f"the prompt is {len(prompt)} characters; a context of {context} tokens per sequence cannot hold"
+                f" more than {max_prompt_chars(context)}: send a shorter text",
+                param=prompt_param,
+                code="context_length_exceeded",
+            )
         try:
             prompt_tokens = await self.runner.count_tokens(prompt)
         except Exception as exc:
             raise engine_failure(exc, "the engine could not count the prompt's tokens") from exc
-        context = self.model_info.context_length
         if prompt_tokens >= context:
             raise invalid_request(
                 f"the prompt is {prompt_tokens} tokens but the model's context is {context} tokens per sequence;"

@@ -20,8 +20,20 @@ class ServerSettings(BaseModel):
     alias: str | None = None
     #: Requests waiting for a free engine slot before new ones get 503.
     max_queue: int = Field(1024, ge=0)
-    #: Largest accepted request body, in bytes (413 above it).
+    #: Largest accepted request body, in bytes (413 above it; a smaller bound follows from the model's context).
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    #: Seconds a connection may take to send a request's headers, counted from its first byte (or from the
+    #: connection's start); past it the connection is closed (with a 408 when part of a request came).
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    #: Longest wait, in seconds, between two reads of a request body (408 past it), as nginx counts it.
+    body_timeout_seconds: float = Field(30.0, gt=0)
+    #: Seconds an idle keep-alive connection stays open between requests. A streaming answer is not idle.
+    keepalive_timeout_seconds: float = Field(30.0, gt=0)
+    #: Open client connections past which new ones are refused at once (lowered to what the open-file limit
+    #: allows).
+    max_connections: int = Field(1024, ge=1)
+    #: Origins allowed with credentials (``--cors-origins``). Empty: any origin, never with credentials.
+    cors_origins: tuple[str, ...] = ()
     #: Seconds in-flight requests may keep running after SIGINT/SIGTERM before they are cancelled.
     shutdown_grace_seconds: float = Field(10.0, ge=0)
     #: Seconds of silence after which a waiting SSE stream gets a ``: ping`` comment (queue, prefill, slow tokens).

@@ -10,6 +10,8 @@ from sakura_core.engine_runner import EngineRunner
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server.auth import AuthPolicy, resolve_auth
 from sakura_core.server.errors import unavailable
+from sakura_core.server.httpio import BodyLimits
+from sakura_core.server.limits import max_body_bytes
 from sakura_core.server.metrics import Gauges, ServerMetrics
 from sakura_core.server.scheduler import Scheduler
 from sakura_core.server.service import GenerationService
@@ -62,6 +64,22 @@ class ServerState:
         self.phase = Phase.STOPPING
         if self.scheduler is not None:
             self.scheduler.close()
+
+    def close(self) -> None:
+        """Release what the state holds (the engine runner's counting thread)."""
+        self.runner.close()
+
+    def body_limits(self) -> BodyLimits:
+        """How much of a request body to read: ``--max-body-size``, or less when the model's context could not
+        hold a prompt that long anyway."""
+        limit = self.settings.max_body_bytes
+        reason = ""
+        if self.model_info is not None:
+            bound = max_body_bytes(self.model_info.context_length)
+            if bound < limit:
+                limit = bound
+                reason = f"no prompt that fits the model's context of {self.model_info.context_length} tokens is longer"
+        return BodyLimits(max_bytes=limit, read_timeout=self.settings.body_timeout_seconds, reason=reason)
 
     def require_service(self) -> GenerationService:
         """The generation service, or 503 while the model is loading."""

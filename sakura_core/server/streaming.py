@@ -11,14 +11,18 @@ from typing import Protocol
 
 from aiohttp import web
 
-from sakura_core.server.errors import APIError, server_error
-from sakura_core.server.keys import RECORD, STATE, STREAMED
+from sakura_core.server.errors import APIError, server_error, unavailable
+from sakura_core.server.keys import ENDED_BY_SERVER, RECORD, STATE, STREAMED
+from sakura_core.server.logtext import escape_for_log
 from sakura_core.server.metrics import GenerationRecord
 from sakura_core.server.scheduler import Ticket
 from sakura_core.server.sse import EventStream
 from sakura_core.types import Delta, FinishReason, GenerationRequest
 
 logger = logging.getLogger(__name__)
+
+#: Why the server ended a request itself (logged with the request).
+SHUTTING_DOWN = "shutting down"
 
 
 class EventRenderer(Protocol):
@@ -50,7 +54,8 @@ class Completed:
 
 
 async def run_to_end(request: web.Request, ticket: Ticket, generation: GenerationRequest) -> Completed:
-    """Run the generation and join its text. A client that disconnects cancels the handler, and with it this."""
+    """Run the generation and join its text. A client that disconnects cancels the handler, and with it this;
+    a request the shutdown ends gets a 503."""
     service = request.app[STATE].require_service()
     record = _record_for(request)
     pieces: list[str] = []
@@ -61,6 +66,11 @@ async def run_to_end(request: web.Request, ticket: Ticket, generation: Generatio
                 pieces.append(delta.text)
                 if delta.finish_reason is not None:
                     finish = delta.finish_reason
+    except asyncio.CancelledError:
+        if not ticket.ended_by_server:
+            raise
+        _ended_by_server(request)
+        raise shutting_down() from None
     finally:
         ticket.release()
     return Completed("".join(pieces), finish, record)
@@ -71,9 +81,10 @@ async def run_as_events(
 ) -> web.StreamResponse:
     """Stream the generation as server-sent events rendered by ``renderer``.
 
-    Headers go out at once; ``: ping`` comments keep the connection busy while the request waits. An engine
-    failure after the headers becomes one ``data: {"error": ...}`` event. A client that goes away cancels the
-    generation (its slot is freed at once).
+    Headers go out at once; ``: ping`` comments keep the connection busy while the request waits. A stream the
+    server ends itself (an engine failure, the end of the shutdown grace) ends with one ``data: {"error": ...}``
+    event, then ``data: [DONE]`` on routes that use it, and a terminated body. A client that goes away cancels
+    the generation (its slot is freed at once).
     """
     state = request.app[STATE]
     service = state.require_service()
@@ -95,13 +106,17 @@ async def run_as_events(
                     await events.send_done()
             except APIError as exc:
                 await _end_with_error(events, renderer, exc)
-            except (ConnectionError, asyncio.CancelledError):
+            except asyncio.CancelledError:
+                if not ticket.ended_by_server:
+                    raise
+                _ended_by_server(request)
+                await _end_with_error(events, renderer, shutting_down())
+            except ConnectionError:
                 raise
             except Exception as exc:  # headers are out: the error can only be an event now
-                logger.exception("internal error while streaming %s", request.path)
-                await _end_with_error(
-                    events, renderer, server_error(f"internal server error: {type(exc).__name__}: {exc}")
-                )
+                logger.exception("internal error while streaming %s", escape_for_log(request.path))
+                error = server_error(f"internal server error: {type(exc).__name__}: {exc}")
+                await _end_with_error(events, renderer, error)
     except ConnectionError:
         if record.outcome in ("queued", "running"):
             record.outcome = "cancelled"
@@ -110,11 +125,26 @@ async def run_as_events(
     return events.response
 
 
+def shutting_down() -> APIError:
+    """The error of a request the shutdown ended before it finished."""
+    return unavailable(
+        "the server is shutting down and ended this request before it finished; retry it", code="shutting_down"
+    )
+
+
 async def _end_with_error(events: EventStream, renderer: EventRenderer, error: APIError) -> None:
     """A stream the server ends itself: the error event, then the end marker where the route has one."""
     await events.send_error(error)
     if renderer.done_marker:
         await events.send_done()
+
+
+def _ended_by_server(request: web.Request) -> None:
+    """The shutdown cancelled this request's task: take the cancellation back to answer, and say why."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    request[ENDED_BY_SERVER] = SHUTTING_DOWN
 
 
 def _record_for(request: web.Request) -> GenerationRecord:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import socket
+import time
 
+import click
 import openai
 import pytest
 
+from sakura_core.cli import parse_cors_origins
 from sakura_core.server.auth import AuthMode, is_loopback, resolve_auth
 from sakura_core.server.settings import ServerSettings
 
@@ -141,3 +145,91 @@ async def test_unauthorized_answers_carry_cors_headers(start_server) -> None:
     reply = await server.api.get("/v1/models", headers={"Origin": "https://books.fishhawk.top"})
     assert reply.status == 401
     assert reply.headers["Access-Control-Allow-Origin"] == "https://books.fishhawk.top"
+
+
+async def test_cors_never_allows_credentials_without_configured_origins(api) -> None:
+    origin = {"Origin": "https://evil.example"}
+    preflight = {**origin, "Access-Control-Request-Method": "POST"}
+    for reply in (
+        await api.get("/v1/models", headers=origin),
+        await api.post("/v1/chat/completions", {**CHAT, "stream": True}, headers=origin),
+        await api.request("OPTIONS", "/v1/chat/completions", headers=preflight),
+    ):
+        assert reply.headers["Access-Control-Allow-Origin"] == "https://evil.example"
+        assert "Access-Control-Allow-Credentials" not in reply.headers
+
+
+async def test_configured_origins_are_allowed_with_credentials_and_others_are_not(start_server) -> None:
+    allowed = "https://books.fishhawk.top"
+    server = await start_server(settings=ServerSettings(cors_origins=(allowed, "http://localhost:5173")))
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    reply = await server.api.get("/v1/models", headers={"Origin": allowed})
+    assert reply.headers["Access-Control-Allow-Origin"] == allowed
+    assert reply.headers["Access-Control-Allow-Credentials"] == "true"
+    reply = await server.api.request("OPTIONS", "/v1/chat/completions", headers={"Origin": allowed, **preflight})
+    assert reply.status == 204 and reply.headers["Access-Control-Allow-Credentials"] == "true"
+    assert reply.headers["Access-Control-Allow-Headers"] == "authorization"
+    for headers in ({"Origin": "https://evil.example"}, {}):
+        reply = await server.api.get("/v1/models", headers=headers)
+        assert reply.status == 200
+        assert "Access-Control-Allow-Origin" not in reply.headers
+        assert "Access-Control-Allow-Credentials" not in reply.headers
+    reply = await server.api.request(
+        "OPTIONS", "/v1/chat/completions", headers={"Origin": "https://evil.example", **preflight}
+    )
+    assert "Access-Control-Allow-Origin" not in reply.headers and "Access-Control-Allow-Methods" not in reply.headers
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("https://books.fishhawk.top", ("https://books.fishhawk.top",)),
+        ("https://a.example/, http://localhost:5173", ("https://a.example", "http://localhost:5173")),
+    ],
+)
+def test_parse_cors_origins(value: str, expected: tuple[str, ...]) -> None:
+    assert parse_cors_origins(value) == expected
+
+
+@pytest.mark.parametrize("value", ["*", "books.fishhawk.top", "https://a.example/path", "ftp://a.example", " , "])
+def test_parse_cors_origins_rejects(value: str) -> None:
+    with pytest.raises(click.BadParameter):
+        parse_cors_origins(value)
+
+
+def test_the_run_options_reach_the_server(run_sakura, raw_exchange, parse_raw_reply) -> None:
+    """--cors-origins, --max-body-size, --header-timeout, --keepalive-timeout and --max-connections, through
+    ``sakura run``."""
+    process = run_sakura(
+        "--cors-origins",
+        "https://books.fishhawk.top",
+        "--max-body-size",
+        "2048",
+        "--header-timeout",
+        "0.5",
+        "--keepalive-timeout",
+        "0.5",
+        "--max-connections",
+        "5",
+    )
+    host = f"Host: 127.0.0.1:{process.port}\r\n"
+    reply = parse_raw_reply(
+        raw_exchange(
+            process.port, f"GET /v1/models HTTP/1.1\r\n{host}Origin: https://books.fishhawk.top\r\n\r\n".encode()
+        )
+    )
+    assert reply.headers["access-control-allow-credentials"] == "true"
+    body = b'{"prompt": "' + b"x" * 3000 + b'"}'
+    request = f"POST /v1/completions HTTP/1.1\r\n{host}Content-Length: {len(body)}\r\n\r\n".encode() + body
+    reply = parse_raw_reply(raw_exchange(process.port, request))
+    assert reply.status == 413 and "2048 bytes" in reply.json()["error"]["message"]
+    started = time.monotonic()
+    assert raw_exchange(process.port, b"", timeout=5) == b""  # a silent connection: closed at the header timeout
+    assert time.monotonic() - started < 2.5
+    held = [socket.create_connection(("127.0.0.1", process.port)) for _ in range(5)]
+    try:
+        time.sleep(0.2)
+        assert b"too_many_connections" in raw_exchange(process.port, b"GET /health HTTP/1.1\r\n\r\n")
+    finally:
+        for sock in held:
+            sock.close()

@@ -7,6 +7,7 @@ import logging
 import re
 
 import jsonschema
+import pytest
 
 from sakura_core import hookimpl
 
@@ -41,6 +42,58 @@ async def test_openapi_document_is_valid_and_lists_every_route(api) -> None:
         jsonschema.Draft202012Validator.check_schema({**schema, "components": document["components"]})
     chat = document["components"]["schemas"]["ChatCompletionRequest"]
     assert "messages" in chat["required"]
+
+
+async def test_openapi_says_what_the_server_enforces(api) -> None:
+    document = (await api.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    assert schemas["ChatMessage"]["properties"]["role"]["enum"] == ["system", "user", "assistant"]
+    assert schemas["ChatCompletionRequest"]["properties"]["messages"]["minItems"] == 1
+    assert schemas["ContentPart"]["properties"]["type"]["const"] == "text" and schemas["ContentPart"]["required"] == [
+        "text"
+    ]
+    stop = schemas["CompletionRequest"]["properties"]["stop"]["anyOf"]
+    assert {"maxLength": 256, "type": "string"} in stop
+    assert any(option.get("maxItems") == 16 for option in stop)
+    prompt_list = next(o for o in schemas["CompletionRequest"]["properties"]["prompt"]["anyOf"] if o["type"] == "array")
+    assert prompt_list["minItems"] == prompt_list["maxItems"] == 1
+    # the answers a request body can get, each documented
+    responses = document["paths"]["/v1/chat/completions"]["post"]["responses"]
+    assert {"200", "400", "401", "408", "413", "415", "500", "503"} <= set(responses)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "こんにちは"}]}),
+        ("/v1/completions", {"prompt": "x"}),
+        ("/completion", {"prompt": "x"}),
+        ("/api/v1/stream/generate", {"prompt": "x"}),
+    ],
+)
+async def test_stream_events_match_the_documented_event_schema(api, path: str, body: dict) -> None:
+    """Each stream's ``schema`` describes one server-sent event ({data, event, id, retry}), its data the JSON of
+    the route's events or of an error, or [DONE]: how OpenAPI tools (schemathesis) read a text/event-stream."""
+    document = (await api.get("/openapi.json")).json()
+    stream = document["paths"][path]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    event_schema = {**stream["schema"], "components": document["components"]}
+    data_schema = stream["schema"]["properties"]["data"]
+    json_data = data_schema.get("else", data_schema)
+    content_schema = {**json_data["contentSchema"], "components": document["components"]}
+    assert json_data["contentMediaType"] == "application/json"
+    reply = await api.post(path, {**body, "stream": True})
+    events = reply.sse().data
+    assert events
+    for data in events:
+        jsonschema.validate({"data": data, "event": "message"}, event_schema)
+        if data == "[DONE]":
+            assert data_schema["if"] == {"const": "[DONE]"}
+        else:
+            jsonschema.validate(json.loads(data), content_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"event": "message"}, event_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"unexpected": True}, content_schema)
 
 
 async def test_chat_completion_shape(api, expected_answer) -> None:

@@ -70,6 +70,25 @@ async def wait_until_listening(session: aiohttp.ClientSession, url: str) -> None
     raise AssertionError("the server never listened")
 
 
+async def wait_until_ready(session: aiohttp.ClientSession, url: str) -> None:
+    """Until the server listens and its model is loaded (/health 200)."""
+    await wait_until_listening(session, url)
+    for _ in range(200):
+        if (await get_json(session, url + "/health"))[0] == 200:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the server never became ready")
+
+
+async def wait_until_active(engine, count: int) -> None:
+    """Until ``count`` generations run in the engine."""
+    for _ in range(200):
+        if engine.active == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{engine.active} generations run, not {count}")
+
+
 async def test_health_is_503_while_loading_then_serves_with_alias_and_self_check(
     gated_engine_class, caplog, registry_factory
 ) -> None:
@@ -122,17 +141,10 @@ async def test_work_left_after_the_grace_period_is_cancelled(recording_engine_cl
     task = asyncio.create_task(run_server(settings, engine, registry_factory(), MODEL, None, stop))
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
-        await wait_until_listening(session, url)
-        for _ in range(200):
-            if (await get_json(session, url + "/health"))[0] == 200:
-                break
-            await asyncio.sleep(0.02)
+        await wait_until_ready(session, url)
         running = asyncio.create_task(session.post(url + "/v1/chat/completions", json=CHAT))
         queued = asyncio.create_task(session.post(url + "/v1/chat/completions", json=CHAT))
-        for _ in range(200):
-            if engine.active == 1:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until_active(engine, 1)
         started = time.perf_counter()
         stop.set()
         await asyncio.wait_for(task, 5)
@@ -239,3 +251,52 @@ async def test_serve_in_a_process_stops_gracefully_on_a_signal(signum: int) -> N
     assert "shutting down" in text
     assert "engine close called" in text and "serve returned" in text
     assert text.index("engine close called") < text.index("serve returned")
+
+
+async def test_requests_still_running_when_the_grace_ends_are_ended_properly(
+    recording_engine_class, registry_factory, sse_parser, caplog
+) -> None:
+    """Streams get a shutting_down error event, then [DONE] where the route uses it, and a terminated body;
+    a non-streaming request gets a 503; the log says the server ended them."""
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = ServerSettings(port=port, self_check=False, shutdown_grace_seconds=0.3)
+    engine = recording_engine_class(ReferenceOptions(parallel=3, token_delay=0.01, answer_length=100_000))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_server(settings, engine, registry_factory(), MODEL, None, stop))
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        await wait_until_ready(session, url)
+
+        async def stream(path: str, body: dict) -> str:
+            async with session.post(url + path, json={**body, "stream": True}) as response:
+                assert response.status == 200
+                await response.content.readuntil(b"\n\n")
+                return (await response.read()).decode()  # raises if the body is not terminated
+
+        async def plain() -> tuple[int, dict]:
+            async with session.post(url + "/v1/chat/completions", json=CHAT) as response:
+                return response.status, await response.json()
+
+        requests = asyncio.gather(
+            stream("/v1/chat/completions", CHAT), stream("/api/v1/stream/generate", {"prompt": "x"}), plain()
+        )
+        await wait_until_active(engine, 3)
+        stop.set()
+        chat, legacy, (status, body) = await asyncio.wait_for(requests, 10)
+        await asyncio.wait_for(task, 10)
+    chat_events = sse_parser(chat)
+    assert chat_events.data[-1] == "[DONE]"
+    assert chat_events.json()[-1]["error"]["code"] == "shutting_down"
+    legacy_events = sse_parser(legacy)
+    assert "[DONE]" not in legacy_events.data
+    assert legacy_events.json()[-1]["error"]["code"] == "shutting_down"
+    assert status == 503 and body["error"]["code"] == "shutting_down"
+    access = [
+        r.getMessage() for r in caplog.records if r.name == "sakura_core.server.access" and "POST" in r.getMessage()
+    ]
+    assert len(access) == 3, access
+    assert all("ended by the server: shutting down" in line for line in access), access
+    assert not any(" 499 " in line for line in access), access
+    assert sum(" 200 stream " in line for line in access) == 2 and sum(" 503 " in line for line in access) == 1
+    assert engine.active == 0 and engine.closed

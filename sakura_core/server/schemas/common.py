@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+#: Stop strings one request may send. Engines check every stop string after every token, so their number is the
+#: client's to choose only within a bound; OpenAI allows 4, translation clients send one or two.
+MAX_STOP_STRINGS = 16
+#: Longest stop string, in characters.
+MAX_STOP_CHARS = 256
+
+StopString = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
+#: ``stop``: one string or a list of them, bounded in count and length.
+StopStrings = StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)]
+#: A raw prompt: a string, or a list holding exactly one string (one generation per request).
+Prompt = str | Annotated[list[str], Field(min_length=1, max_length=1)]
 
 
 def is_none(value: Any) -> bool:
@@ -72,7 +84,11 @@ class SamplingFields(RequestModel):
     seed: int | None = Field(None, description="Random seed; absent or negative means random.")
     do_sample: bool | None = Field(None, description="False means greedy decoding.")
     num_beams: int | None = Field(None, ge=1, description="Accepted for compatibility; decoding is not beam search.")
-    stop: str | list[str] | None = Field(None, description="Stop strings, added to the model format's own.")
+    stop: StopStrings | None = Field(
+        None,
+        description=f"Stop strings (at most {MAX_STOP_STRINGS}, each at most {MAX_STOP_CHARS} characters), added to"
+        " the model format's own.",
+    )
 
     def sampling_values(self) -> dict[str, Any]:
         """The fields given, under sakura_core.types.SamplingParams names (max_tokens is the route's job)."""

@@ -6,14 +6,18 @@ from typing import Any, Literal
 
 from pydantic import Field, RootModel
 
-from sakura_core.server.schemas.common import RequestModel, ResponseModel, is_none
+from sakura_core.server.schemas.common import Prompt, RequestModel, ResponseModel, StopStrings, is_none
 
 
 class LlamaCompletionRequest(RequestModel):
     """``POST /completion``, llama-server's native completion (the sharing network proxies it)."""
 
-    prompt: str | list[str] = Field(description="The raw prompt (a list must hold exactly one string).")
-    n_predict: int | None = Field(None, description="Tokens to generate; absent or negative: as many as fit.")
+    prompt: Prompt = Field(description="The raw prompt (a list must hold exactly one string).")
+    n_predict: int | None = Field(
+        None,
+        description="Tokens to generate; absent or negative: as many as fit. 0 is refused.",
+        json_schema_extra={"not": {"const": 0}},
+    )
     max_tokens: int | None = Field(None, ge=1, description="Same as n_predict (used when it is absent).")
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, ge=0.0, le=1.0)
@@ -22,7 +26,7 @@ class LlamaCompletionRequest(RequestModel):
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     seed: int | None = None
-    stop: str | list[str] | None = None
+    stop: StopStrings | None = None
     stream: bool = False
 
     def sampling_values(self) -> dict[str, Any]:

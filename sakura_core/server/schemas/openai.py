@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from sakura_core.server.schemas.common import RequestModel, ResponseModel, SamplingFields, Usage, is_none
+from sakura_core.prompts import ROLES
+from sakura_core.server.schemas.common import Prompt, RequestModel, ResponseModel, SamplingFields, Usage, is_none
 from sakura_core.types import FinishReason
+
+#: Turns one chat request may hold. Clients send a system prompt, some history and the text (GalTransl four turns,
+#: LunaTranslator's history a few dozen); the bound makes a body of a hundred thousand tiny turns a quick 400
+#: instead of a second of validation.
+MAX_MESSAGES = 1024
+#: Content parts one message may hold (clients send one text part).
+MAX_CONTENT_PARTS = 256
 
 
 class ContentPart(RequestModel):
-    """One part of a message's content, as newer OpenAI clients send it; only ``text`` parts carry text."""
+    """One part of a message's content, as newer OpenAI clients send it: a translation model reads text only."""
 
-    type: str = "text"
-    text: str | None = None
+    type: Literal["text"] = Field("text", description="Only text parts are accepted (no images or audio).")
+    text: str
 
 
 class ChatMessage(RequestModel):
     """One conversation turn. Roles: system, user, assistant, in any order; content is rendered verbatim."""
 
-    role: str = Field(description="'system', 'user' or 'assistant'.")
-    content: str | list[ContentPart] | None = None
+    # validated with the prompt formats' own check (sakura_core.prompts.validate_messages), which names the
+    # message at fault; the schema says the same
+    role: str = Field(description="'system', 'user' or 'assistant'.", json_schema_extra={"enum": list(ROLES)})
+    content: str | Annotated[list[ContentPart], Field(max_length=MAX_CONTENT_PARTS)] | None = None
     name: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -43,7 +53,12 @@ class ChatCompletionRequest(SamplingFields):
     """``POST /v1/chat/completions``. ``model`` is accepted and ignored: the server serves one model."""
 
     model: str | None = Field(None, description="Ignored; responses carry the served model's id.")
-    messages: list[ChatMessage] = Field(description="At least one message.")
+    # an empty list is refused by validate_messages (param "messages"), as the schema's minItems says
+    messages: list[ChatMessage] = Field(
+        description=f"At least one message, at most {MAX_MESSAGES}.",
+        max_length=MAX_MESSAGES,
+        json_schema_extra={"minItems": 1},
+    )
     max_tokens: int | None = Field(None, ge=1, description="Default 512; lowered to what the context leaves.")
     max_completion_tokens: int | None = Field(None, ge=1, description="Same as max_tokens (used when it is absent).")
     stream: bool = False
@@ -54,7 +69,7 @@ class CompletionRequest(SamplingFields):
     """``POST /v1/completions``: a raw prompt, already in the model's format."""
 
     model: str | None = Field(None, description="Ignored; responses carry the served model's id.")
-    prompt: str | list[str] = Field(description="The raw prompt (a list must hold exactly one string).")
+    prompt: Prompt = Field(description="The raw prompt (a list must hold exactly one string).")
     max_tokens: int | None = Field(None, ge=1, description="Default 512; lowered to what the context leaves.")
     stream: bool = False
     stream_options: StreamOptions | None = None
