@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from sakura_core.types import Delta, ModelInfo, SamplingParams
+from sakura_core.types import Delta, ModelInfo, SamplingParams, SlotCache
 
 
 class EngineError(RuntimeError):
@@ -90,6 +90,14 @@ class Engine(abc.ABC):
     def active_generations(self) -> int:
         """How many generations are running inside the engine right now (for health checks and tests)."""
         return 0
+
+    def slot_caches(self) -> list[SlotCache] | None:
+        """Per slot (engine sequence), what its prompt cache holds; None when the engine keeps no such cache.
+
+        Engines that reuse a cached prompt prefix override this (``/slots`` shows it as ``tokens_cached``) and
+        report ``Delta.cached_tokens``. Called from the event loop: it must be quick and must not block.
+        """
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional to override
         """Release the model and every resource. Called once, at shutdown."""
