@@ -7,9 +7,10 @@ loop and step, so the event loop never waits on llama.cpp.
 
 Prompt cache: a slot whose request ended keeps its KV cells and the list of tokens they hold. A new request goes to
 the free slot whose tokens share the longest prefix with its prompt (when that prefix is a large enough part of the
-prompt; else to the least recently used slot), whose cells from the first difference on are dropped; only the rest
-of the prompt is decoded. The token list is extended only after a successful ``llama_decode``, so it never claims
-cells that were not written: a cancelled request leaves exactly the prefix it decoded, a failed step leaves nothing.
+prompt; else to a slot next to the busy ones, the least recently used of those), whose cells from the first
+difference on are dropped; only the rest of the prompt is decoded. The token list is extended only after a
+successful ``llama_decode``, so it never claims cells that were not written: a cancelled request leaves exactly the
+prefix it decoded, a failed step leaves nothing.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def common_prefix_length(a: list[int], b: list[int]) -> int:
         if a[i] != b[i]:
             return i
     return n  # not reached
+
+
+def id_runs(ids: set[int]) -> int:
+    """How many runs of consecutive numbers ``ids`` make ({0, 1, 3}: 2)."""
+    return sum(1 for i in ids if i - 1 not in ids)
 
 
 @dataclass(eq=False)
@@ -304,7 +310,9 @@ class BatchDecoder:
 
     def _choose_slot(self, free: list[_Slot], tokens: list[int]) -> _Slot:
         """The free slot whose cells share the longest prefix with ``tokens``, if that prefix is more than
-        ``slot_prompt_similarity`` of the prompt (as llama-server chooses); else the least recently used one."""
+        ``slot_prompt_similarity`` of the prompt (as llama-server chooses). Else one that keeps the busy slots'
+        ids in as few runs as possible (each run costs llama.cpp a pass over the weights per step), the least
+        recently used of those."""
         if self._cache_prompt and self._similarity > 0:
             best, best_shared = free[0], 0
             for slot in free:
@@ -313,7 +321,8 @@ class BatchDecoder:
                     best, best_shared = slot, shared
             if best_shared > self._similarity * len(tokens):
                 return best
-        return min(free, key=lambda slot: slot.order)
+        busy = {slot.seq_id for slot in self._slots if slot.request is not None}
+        return min(free, key=lambda slot: (id_runs(busy | {slot.seq_id}), slot.order))
 
     def _keep_prefix(self, slot: _Slot, keep: int) -> int:
         """Drop the slot's cells from position ``keep`` on; return how many it keeps (0 where llama.cpp cannot
@@ -346,35 +355,47 @@ class BatchDecoder:
         slot.last_token = -1
 
     def _step(self) -> None:
-        """Build one batch (a token per generating sequence, then prompt chunks), decode it, sample, emit."""
+        """Build one batch, decode it, sample, emit.
+
+        Every generating sequence puts in its next token; the prompts of new ones share the rest of ``n_batch``,
+        the earliest admitted first. The batch lists the sequences by id: with a KV region per sequence,
+        llama.cpp computes a run of consecutive sequence ids in one pass over the weights (a token each) and
+        needs another pass for every break in that order.
+        """
         batch = self._batch
-        n = 0
-        outputs: list[tuple[_Slot, int]] = []
-        carried: list[tuple[_Slot, list[int]]] = []  # each sequence in the batch, and the tokens it put there
-        busy = self._busy_slots()
+        busy = self._busy_slots()  # by sequence id
+        feeds: dict[_Slot, tuple[list[int], bool]] = {}  # the tokens each sequence puts in; True: it generates
+        budget = self._n_batch
         for slot in busy:
             if slot.request is not None and slot.n_fed == len(slot.request.tokens):
-                self._put(batch, n, slot.last_token, len(slot.cells), slot.seq_id, True)
-                outputs.append((slot, n))
-                carried.append((slot, [slot.last_token]))
-                n += 1
+                feeds[slot] = ([slot.last_token], True)
+                budget -= 1
         prefilling = sorted(
             (s for s in busy if s.request is not None and s.n_fed < len(s.request.tokens)), key=lambda s: s.order
         )
         for slot in prefilling:
-            budget = self._n_batch - n
             if budget <= 0:
                 break
             assert slot.request is not None
-            tokens = slot.request.tokens
-            chunk = tokens[slot.n_fed : slot.n_fed + budget]
+            chunk = slot.request.tokens[slot.n_fed : slot.n_fed + budget]
+            feeds[slot] = (chunk, False)
+            budget -= len(chunk)
+        n = 0
+        outputs: list[tuple[_Slot, int]] = []
+        carried: list[tuple[_Slot, list[int]]] = []  # each sequence in the batch, and the tokens it put there
+        for slot in busy:
+            if slot not in feeds:
+                continue
+            fed, generating = feeds[slot]
             start = len(slot.cells)
-            for offset, token in enumerate(chunk):
+            for offset, token in enumerate(fed):
                 self._put(batch, n + offset, token, start + offset, slot.seq_id, False)
-            n += len(chunk)
-            slot.n_fed += len(chunk)
-            carried.append((slot, chunk))
-            if slot.n_fed == len(tokens):
+            n += len(fed)
+            carried.append((slot, fed))
+            if not generating:
+                slot.n_fed += len(fed)
+            assert slot.request is not None
+            if generating or slot.n_fed == len(slot.request.tokens):  # its last token's logits give the next one
                 batch.logits[n - 1] = 1
                 outputs.append((slot, n - 1))
         if n == 0:

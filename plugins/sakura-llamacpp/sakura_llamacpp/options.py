@@ -96,8 +96,8 @@ class LlamaCppOptions(EngineOptions):
         0.1,
         ge=0.0,
         le=1.0,
-        description="Part of a prompt a free slot's cache must share to be chosen for it; else the least "
-        "recently used slot is (0: always that one).",
+        description="Part of a prompt a free slot's cache must share to be chosen for it; else a slot next to "
+        "the busy ones is, the least recently used of those (0: always that way).",
         json_schema_extra={"aliases": ["-sps"]},
     )
     split_mode: SplitMode = Field(
