@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +66,66 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def sakura_server(model: Path, *engine_args: str) -> Iterator[str]:
-    """Run ``sakura run --engine llamacpp`` on a free loopback port; yield its base URL once /health says ok."""
-    port = free_port()
-    command = [
+def serving(command: list[str], name: str, port: int, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    """Run a server ``command`` listening on ``port``; yield it once its /health says ok; stop it afterwards.
+
+    Its log goes to a temporary file (a pipe nobody reads would fill up and stop a talkative server).
+    """
+    log = tempfile.TemporaryFile(mode="w+")
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=log, text=True, env={**os.environ, **(env or {})}
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"{name} exited: {log.read()[-4000:]}")
+            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
+                with urllib.request.urlopen(url + "/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not become healthy in 120 s")
+            time.sleep(0.1)
+        yield ServerProcess(url, process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """A running server: its base URL and process id."""
+
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the process has used so far (user and system, all threads); 0 where /proc cannot tell."""
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0
+
+    def peak_rss_mb(self) -> float:
+        """The process's peak resident memory so far (VmHWM), in MB; 0 where /proc cannot tell."""
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+
+def sakura_command(model: Path, port: int, *engine_args: str) -> list[str]:
+    """``sakura run --engine llamacpp`` on ``port`` without auth or self-check, with ``engine_args``."""
+    return [
         sys.executable,
         "-c",
         "from sakura_core.cli import main; main()",
@@ -85,28 +142,14 @@ def sakura_server(model: Path, *engine_args: str) -> Iterator[str]:
         "warning",
         *engine_args,
     ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"sakura exited: {process.stderr.read() if process.stderr else ''}")
-            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-                with urllib.request.urlopen(url + "/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            if time.monotonic() > deadline:
-                raise RuntimeError("sakura did not become healthy in 120 s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+
+
+@contextlib.contextmanager
+def sakura_server(model: Path, *engine_args: str) -> Iterator[str]:
+    """Run ``sakura run --engine llamacpp`` on a free loopback port; yield its base URL once /health says ok."""
+    port = free_port()
+    with serving(sakura_command(model, port, *engine_args), "sakura", port) as server:
+        yield server.url
 
 
 def median(values: list[float]) -> float:

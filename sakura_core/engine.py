@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from sakura_core.types import Delta, ModelInfo, SamplingParams
+from sakura_core.types import Delta, ModelInfo, SamplingParams, SlotCache
 
 
 class EngineError(RuntimeError):
@@ -129,6 +129,14 @@ class Engine(abc.ABC):
         Optional. When implemented, the server polls it about once a second; ``/health`` answers 503 with the
         reason while it is not None, generation requests get 503, and the log says so once per change. Must be
         quick (a cheap request with a short timeout) and must not raise.
+        """
+        return None
+
+    def slot_caches(self) -> list[SlotCache] | None:
+        """Per slot (engine sequence), what its prompt cache holds; None when the engine keeps no such cache.
+
+        Engines that reuse a cached prompt prefix override this (``/slots`` shows it as ``tokens_cached``) and
+        report ``Delta.cached_tokens``. Called from the event loop: it must be quick and must not block.
         """
         return None
 

@@ -97,6 +97,7 @@ class EngineRunner:
             raise EngineError(f"the {self.engine.name} engine's generate() must return an async iterator")
         stops = None if self.engine.handles_stop_strings or not params.stop else StopStringFilter(params.stop)
         produced = 0
+        cached: int | None = None  # prompt tokens the engine took from its prompt cache, when it says
         self.active += 1
         self.started += 1
         self.peak_active = max(self.peak_active, self.active)
@@ -113,6 +114,8 @@ class EngineRunner:
                         produced += 1  # an engine that does not count: one token per piece
                     if item.prompt_tokens:
                         prompt_tokens = item.prompt_tokens
+                    if item.cached_tokens is not None:
+                        cached = item.cached_tokens
                 else:
                     raise EngineError(
                         f"the {self.engine.name} engine's generate() yielded {type(item).__name__}; "
@@ -130,12 +133,12 @@ class EngineRunner:
                 if finish is not None:
                     if stops is not None and not stops.stopped:
                         text += stops.flush()
-                    yield Delta(text, prompt_tokens, min(produced, params.max_tokens), finish)
+                    yield Delta(text, prompt_tokens, min(produced, params.max_tokens), finish, cached)
                     return
                 if text:
-                    yield Delta(text, prompt_tokens, produced)
+                    yield Delta(text, prompt_tokens, produced, None, cached)
             tail = stops.flush() if stops is not None else ""
-            yield Delta(tail, prompt_tokens, produced, "length" if produced >= params.max_tokens else "stop")
+            yield Delta(tail, prompt_tokens, produced, "length" if produced >= params.max_tokens else "stop", cached)
         finally:
             try:
                 aclose = getattr(engine_stream, "aclose", None)

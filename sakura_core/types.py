@@ -55,14 +55,24 @@ class Delta:
     ``text`` is new text (never a split UTF-8 character, never a stop string); ``completion_tokens`` is the
     number of tokens generated so far, ``prompt_tokens`` the prompt's length. The last delta of a stream has
     ``finish_reason`` set and may carry empty text. An engine may leave the counts to the core (see
-    ``Engine.generate``).
+    ``Engine.generate``). ``cached_tokens``, from engines that reuse a cached prompt prefix, is how many of the
+    prompt's tokens came from that cache (None: the engine does not say).
     """
 
     text: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: FinishReason | None = None
+    cached_tokens: int | None = None
     # a plain dataclass, not a pydantic model: one is made per generated token
+
+
+@dataclass(frozen=True, slots=True)
+class SlotCache:
+    """What one of an engine's parallel sequences (slots) holds in its prompt cache."""
+
+    tokens_cached: int  # tokens whose KV-cache cells the slot keeps for the next request to reuse
+    prompt_tokens_cached: int  # of its current (or last) generation's prompt, the tokens taken from the cache
 
 
 class ModelInfo(BaseModel):

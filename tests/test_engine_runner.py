@@ -245,3 +245,10 @@ async def test_the_loop_stays_free_while_the_thread_blocks() -> None:
     assert [i async for i in iterate_in_thread(produce)] == [1]
     ticker.cancel()
     assert ticks >= 10
+
+
+async def test_the_engines_cached_prompt_tokens_are_passed_on() -> None:
+    engine = ScriptEngine([Delta("a", 5, 1, None, 3), Delta("b", 5, 2), Delta("", 5, 2, "stop")])
+    deltas = await run(engine, SamplingParams(max_tokens=10))
+    assert [d.cached_tokens for d in deltas] == [3, 3, 3]
+    assert {d.cached_tokens for d in await run(ScriptEngine(["a"]), SamplingParams())} == {None}

@@ -23,6 +23,7 @@ class GenerationRecord:
     finished_at: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int | None = None  # prompt tokens the engine took from its prompt cache (None: not reported)
     outcome: str = "queued"
     text_chars: int = 0
 
@@ -32,6 +33,8 @@ class GenerationRecord:
             self.first_token_at = time.perf_counter()
         self.prompt_tokens = delta.prompt_tokens
         self.completion_tokens = delta.completion_tokens
+        if delta.cached_tokens is not None:
+            self.cached_tokens = delta.cached_tokens
         self.text_chars += len(delta.text)
         if delta.finish_reason is not None:
             self.outcome = delta.finish_reason
@@ -78,6 +81,7 @@ class ServerMetrics:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.outcomes: Counter[str] = Counter()
         self.prompt_tokens = 0
+        self.prompt_tokens_cached = 0
         self.completion_tokens = 0
         self.prompt_seconds = 0.0
         self.predicted_seconds = 0.0
@@ -109,6 +113,7 @@ class ServerMetrics:
         if record.started_at is None:
             return
         self.prompt_tokens += record.prompt_tokens
+        self.prompt_tokens_cached += record.cached_tokens or 0
         self.completion_tokens += record.completion_tokens
         if record.first_token_at is not None:
             self.ttft.observe(record.first_token_at - record.queued_at)
@@ -127,6 +132,12 @@ class ServerMetrics:
             out.sample("sakura_generations_total", count, {"outcome": outcome})
         out.describe("sakura_generations_total", "counter", "Generations by outcome (stop, length, cancelled, error).")
         out.metric("sakura_prompt_tokens_total", "counter", "Prompt tokens of generations.", self.prompt_tokens)
+        out.metric(
+            "sakura_prompt_tokens_cached_total",
+            "counter",
+            "Prompt tokens the engine took from its prompt cache instead of processing them.",
+            self.prompt_tokens_cached,
+        )
         out.metric("sakura_completion_tokens_total", "counter", "Generated tokens.", self.completion_tokens)
         out.histogram("sakura_time_to_first_token_seconds", "From arrival to the first token.", self.ttft)
         running_tokens = sum(r.prompt_tokens + r.completion_tokens for r in self.running)
@@ -139,10 +150,14 @@ class ServerMetrics:
 
     def _render_llamacpp(self, out: _Writer, gauges: Gauges | None, running_tokens: int) -> None:
         """llama-server's names, which Sakura_Launcher_GUI reads; derived from the token events we observe."""
-        prompt_tokens = self.prompt_tokens + sum(r.prompt_tokens for r in self.running if r.first_token_at)
+        prompt_started = [r for r in self.running if r.first_token_at]
+        cached = self.prompt_tokens_cached + sum(r.cached_tokens or 0 for r in prompt_started)
+        # as llama-server counts them: prompt tokens processed, the ones taken from the cache apart
+        processed = self.prompt_tokens + sum(r.prompt_tokens for r in prompt_started) - cached
         predicted = self.completion_tokens + sum(r.completion_tokens for r in self.running)
         rows: list[tuple[str, str, str, float]] = [
-            ("prompt_tokens_total", "counter", "Number of prompt tokens processed.", prompt_tokens),
+            ("prompt_tokens_total", "counter", "Number of prompt tokens processed, cached ones excluded.", processed),
+            ("prompt_tokens_cached_total", "counter", "Number of prompt tokens reused from the cache.", cached),
             ("prompt_seconds_total", "counter", "Prompt process time.", self.prompt_seconds),
             ("tokens_predicted_total", "counter", "Number of generation tokens processed.", predicted),
             ("tokens_predicted_seconds_total", "counter", "Predict process time.", self.predicted_seconds),
@@ -157,7 +172,7 @@ class ServerMetrics:
                 "prompt_tokens_seconds",
                 "gauge",
                 "Average prompt throughput in tokens/s.",
-                _ratio(self.prompt_tokens, self.prompt_seconds),
+                _ratio(self.prompt_tokens - self.prompt_tokens_cached, self.prompt_seconds),
             ),
             (
                 "predicted_tokens_seconds",

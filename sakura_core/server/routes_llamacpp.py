@@ -74,8 +74,10 @@ def timings(record: GenerationRecord) -> LlamaTimings:
     finished = record.finished_at if record.finished_at is not None else first
     prompt_ms = (first - started) * 1000
     predicted_ms = (finished - first) * 1000
-    prompt_n, predicted_n = record.prompt_tokens, record.completion_tokens
+    prompt_n = record.prompt_tokens - (record.cached_tokens or 0)
+    predicted_n = record.completion_tokens
     return LlamaTimings(
+        cache_n=record.cached_tokens,
         prompt_n=prompt_n,
         prompt_ms=prompt_ms,
         prompt_per_token_ms=prompt_ms / prompt_n if prompt_n else 0.0,
@@ -125,14 +127,21 @@ async def slots(request: web.Request) -> web.Response:
     service = state.require_service()
     busy = service.scheduler.busy_slots()
     context = service.model_info.context_length
-    return json_response(
-        SlotList(
-            [
-                SlotInfo(id=slot, state=1 if slot in busy else 0, is_processing=slot in busy, n_ctx=context)
-                for slot in range(service.scheduler.capacity)
-            ]
+    caches = state.engine.slot_caches() or []
+    entries = []
+    for slot in range(service.scheduler.capacity):
+        cache = caches[slot] if slot < len(caches) else None
+        entries.append(
+            SlotInfo(
+                id=slot,
+                state=1 if slot in busy else 0,
+                is_processing=slot in busy,
+                n_ctx=context,
+                tokens_cached=None if cache is None else cache.tokens_cached,
+                n_prompt_tokens_cache=None if cache is None else cache.prompt_tokens_cached,
+            )
         )
-    )
+    return json_response(SlotList(entries))
 
 
 async def health(request: web.Request) -> web.Response:

@@ -34,6 +34,11 @@ from sakura_core.server.streaming import run_as_events, run_to_end
 from sakura_core.types import Delta, FinishReason
 
 
+def usage_of(record: GenerationRecord) -> Usage:
+    """The usage of a finished generation, with the cached prompt tokens when the engine reported them."""
+    return Usage.of(record.prompt_tokens, record.completion_tokens, record.cached_tokens)
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Render the messages with the model's prompt format and generate, as JSON or as a chunk stream."""
     state = request.app[STATE]
@@ -65,7 +70,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             choices=[
                 ChatCompletionChoice(message=AssistantMessage(content=done.text), finish_reason=done.finish_reason)
             ],
-            usage=Usage.of(done.record.prompt_tokens, done.record.completion_tokens),
+            usage=usage_of(done.record),
         )
     )
 
@@ -104,7 +109,7 @@ class ChatChunks:
     def closing(self, record: GenerationRecord) -> Sequence[bytes]:
         events = [] if self.finished else [to_json(self._chunk(ChunkDelta(), "stop"))]
         if self.include_usage:
-            usage = Usage.of(record.prompt_tokens, record.completion_tokens)
+            usage = usage_of(record)
             events.append(
                 to_json(
                     ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=[], usage=usage)
@@ -134,7 +139,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
             created=created,
             model=model_id,
             choices=[CompletionChoice(text=done.text, finish_reason=done.finish_reason)],
-            usage=Usage.of(done.record.prompt_tokens, done.record.completion_tokens),
+            usage=usage_of(done.record),
         )
     )
 
@@ -178,7 +183,7 @@ class CompletionChunks:
     def closing(self, record: GenerationRecord) -> Sequence[bytes]:
         events = [] if self.finished else [to_json(self._chunk("", "stop"))]
         if self.include_usage:
-            usage = Usage.of(record.prompt_tokens, record.completion_tokens)
+            usage = usage_of(record)
             events.append(
                 to_json(CompletionChunk(id=self.id, created=self.created, model=self.model, choices=[], usage=usage))
             )

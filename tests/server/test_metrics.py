@@ -62,8 +62,8 @@ async def test_metrics_count_requests_tokens_and_expose_llamacpp_names(server, a
     assert values['sakura_time_to_first_token_seconds_bucket{le="+Inf"}'] == 2
     assert values["sakura_slots"] == 4 and values["sakura_active_sequences"] == 0
     assert values["sakura_queue_depth"] == 0
-    # every metric has HELP and TYPE lines before its samples
-    assert text.count("# TYPE llamacpp:") == len(LLAMACPP_NAMES) + 1  # and predicted_tokens_seconds
+    # HELP and TYPE come before every metric (also predicted_tokens_seconds and prompt_tokens_cached_total)
+    assert text.count("# TYPE llamacpp:") == len(LLAMACPP_NAMES) + 2
 
 
 async def test_errors_are_counted_by_status(api) -> None:

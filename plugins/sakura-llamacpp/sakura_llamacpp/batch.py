@@ -2,8 +2,15 @@
 
 Each sequence owns a slot: a sequence id with its own KV-cache region, its own sampler chain and its own text
 stream. A new request joins at the next step (its prompt is fed in chunks that share the step's token budget with
-the sequences already generating); a finished or cancelled one frees its KV cells at once. Deltas go back to the
-asyncio side with one ``loop.call_soon_threadsafe`` per loop and step, so the event loop never waits on llama.cpp.
+the sequences already generating). Deltas go back to the asyncio side with one ``loop.call_soon_threadsafe`` per
+loop and step, so the event loop never waits on llama.cpp.
+
+Prompt cache: a slot whose request ended keeps its KV cells and the list of tokens they hold. A new request goes to
+the free slot whose tokens share the longest prefix with its prompt (when that prefix is a large enough part of the
+prompt; else to a slot next to the busy ones, the least recently used of those), whose cells from the first
+difference on are dropped; only the rest of the prompt is decoded. The token list is extended only after a
+successful ``llama_decode``, so it never claims cells that were not written: a cancelled request leaves exactly the
+prefix it decoded, a failed step leaves nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from sakura_core.engine import EngineError
-from sakura_core.types import Delta, FinishReason, SamplingParams
+from sakura_core.types import Delta, FinishReason, SamplingParams, SlotCache
 from sakura_llamacpp.native import Tokenizer
 from sakura_llamacpp.sampling import build_sampler, has_penalties
 from sakura_llamacpp.text_stream import TextStream
@@ -42,15 +49,32 @@ class SequenceRequest:
     cancelled: bool = False
 
 
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n  # not reached
+
+
+def id_runs(ids: set[int]) -> int:
+    """How many runs of consecutive numbers ``ids`` make ({0, 1, 3}: 2)."""
+    return sum(1 for i in ids if i - 1 not in ids)
+
+
 @dataclass(eq=False)
 class _Slot:
     seq_id: int
     request: SequenceRequest | None = None
     sampler: Any = None
     text: TextStream | None = None
-    order: int = 0  # admission order: earlier requests get their prompt chunks first
-    n_past: int = 0  # tokens of this sequence in the KV cache
-    n_fed: int = 0  # prompt tokens already put in a batch
+    order: int = -1  # admission order of its latest request: prompt chunks go first-come, and the LRU slot is reused
+    cells: list[int] = field(default_factory=list)  # the tokens whose KV cells the sequence holds, by position
+    n_fed: int = 0  # prompt tokens already put in a batch (or taken from the cache)
+    n_cached: int = 0  # prompt tokens of the current request that came from the cache
     last_token: int = -1  # the sampled token to feed next (valid once the prompt is in)
     generated: int = 0
 
@@ -147,6 +171,8 @@ class BatchDecoder:
         n_ctx_per_seq: int,
         n_batch: int,
         repeat_last_n: int,
+        cache_prompt: bool = True,
+        slot_prompt_similarity: float = 0.1,
         handoff_seconds: float = 0.0,
     ) -> None:
         self._lib = lib
@@ -156,6 +182,8 @@ class BatchDecoder:
         self.n_ctx_per_seq = n_ctx_per_seq
         self._n_batch = n_batch
         self._repeat_last_n = repeat_last_n
+        self._cache_prompt = cache_prompt
+        self._similarity = slot_prompt_similarity
         self._handoff_seconds = handoff_seconds
         self._slots = [_Slot(seq_id) for seq_id in range(n_parallel)]
         self._pending: collections.deque[SequenceRequest] = collections.deque()
@@ -180,6 +208,13 @@ class BatchDecoder:
     def active(self) -> int:
         """Generations submitted and not yet released by the worker."""
         return self._held
+
+    def slot_caches(self) -> list[SlotCache]:
+        """Per slot: the tokens its KV cells hold, and how many of its latest prompt came from them.
+
+        Read without a lock while the worker runs: each figure is current as of some recent step.
+        """
+        return [SlotCache(len(slot.cells), slot.n_cached) for slot in self._slots]
 
     def submit(self, request: SequenceRequest) -> None:
         """Queue ``request``; it joins the running batch at the next step with a free slot."""
@@ -248,7 +283,6 @@ class BatchDecoder:
                 self._cond.wait()
             if self._stopping:
                 return False
-            admitted = []
             kept: collections.deque[SequenceRequest] = collections.deque()
             for request in self._pending:
                 if request.cancelled:
@@ -257,15 +291,16 @@ class BatchDecoder:
                 else:
                     kept.append(request)
             self._pending = kept
-            free = [slot for slot in self._slots if slot.request is None]
-            while free and self._pending:
-                slot = free.pop(0)
-                slot.request = self._pending.popleft()
-                admitted.append(slot)
         for slot in self._busy_slots():
-            if slot not in admitted and slot.request is not None and slot.request.cancelled:
-                self._release(slot)
-        for slot in admitted:
+            if slot.request is not None and slot.request.cancelled:
+                self._release(slot, keep_cells=True)  # its cells hold exactly the tokens it decoded
+        free = [slot for slot in self._slots if slot.request is None]
+        with self._cond:
+            arrivals = [self._pending.popleft() for _ in range(min(len(free), len(self._pending)))]
+        for request in arrivals:  # first come, first served: each takes the free slot that suits it best
+            slot = self._choose_slot(free, request.tokens)
+            free.remove(slot)
+            slot.request = request
             try:
                 self._admit(slot)
             except Exception as exc:  # e.g. a sampler llama.cpp refuses: fail this request, serve the others
@@ -273,9 +308,41 @@ class BatchDecoder:
                 self._fail(slot, EngineError(f"llama.cpp could not start the sequence: {exc}"))
         return True
 
+    def _choose_slot(self, free: list[_Slot], tokens: list[int]) -> _Slot:
+        """The free slot whose cells share the longest prefix with ``tokens``, if that prefix is more than
+        ``slot_prompt_similarity`` of the prompt (as llama-server chooses). Else one that keeps the busy slots'
+        ids in as few runs as possible (each run costs llama.cpp a pass over the weights per step), the least
+        recently used of those."""
+        if self._cache_prompt and self._similarity > 0:
+            best, best_shared = free[0], 0
+            for slot in free:
+                shared = common_prefix_length(slot.cells, tokens)
+                if shared > best_shared:
+                    best, best_shared = slot, shared
+            if best_shared > self._similarity * len(tokens):
+                return best
+        busy = {slot.seq_id for slot in self._slots if slot.request is not None}
+        return min(free, key=lambda slot: (id_runs(busy | {slot.seq_id}), slot.order))
+
+    def _keep_prefix(self, slot: _Slot, keep: int) -> int:
+        """Drop the slot's cells from position ``keep`` on; return how many it keeps (0 where llama.cpp cannot
+        cut the sequence there, or lost its start, as a sliding-window cache does)."""
+        lib, memory = self._lib, self._memory
+        if keep > 0 and lib.llama_memory_seq_rm(memory, slot.seq_id, keep, -1):
+            if lib.llama_memory_seq_pos_min(memory, slot.seq_id) == 0:
+                del slot.cells[keep:]
+                return keep
+        lib.llama_memory_seq_rm(memory, slot.seq_id, -1, -1)
+        slot.cells.clear()
+        return 0
+
     def _admit(self, slot: _Slot) -> None:
         request = slot.request
         assert request is not None
+        tokens = request.tokens
+        reusable = common_prefix_length(slot.cells, tokens) if self._cache_prompt else 0
+        # the last prompt token is always decoded again: its logits give the first output token
+        slot.n_cached = slot.n_fed = self._keep_prefix(slot, min(reusable, len(tokens) - 1))
         params = request.params
         last_n = self.n_ctx_per_seq if self._repeat_last_n < 0 else self._repeat_last_n
         slot.sampler = build_sampler(self._lib, params, n_vocab=self._tokenizer.n_vocab, repeat_last_n=last_n)
@@ -284,38 +351,51 @@ class BatchDecoder:
                 self._lib.llama_sampler_accept(slot.sampler, token)
         slot.text = TextStream(params.stop)
         slot.order = next(self._order)
-        slot.n_past = slot.n_fed = slot.generated = 0
+        slot.generated = 0
         slot.last_token = -1
 
     def _step(self) -> None:
-        """Build one batch (a token per generating sequence, then prompt chunks), decode it, sample, emit."""
+        """Build one batch, decode it, sample, emit.
+
+        Every generating sequence puts in its next token; the prompts of new ones share the rest of ``n_batch``,
+        the earliest admitted first. The batch lists the sequences by id: with a KV region per sequence,
+        llama.cpp computes a run of consecutive sequence ids in one pass over the weights (a token each) and
+        needs another pass for every break in that order.
+        """
         batch = self._batch
-        n = 0
-        outputs: list[tuple[_Slot, int]] = []
-        carried: list[tuple[_Slot, int]] = []
-        busy = self._busy_slots()
+        busy = self._busy_slots()  # by sequence id
+        feeds: dict[_Slot, tuple[list[int], bool]] = {}  # the tokens each sequence puts in; True: it generates
+        budget = self._n_batch
         for slot in busy:
             if slot.request is not None and slot.n_fed == len(slot.request.tokens):
-                self._put(batch, n, slot.last_token, slot.n_past, slot.seq_id, True)
-                outputs.append((slot, n))
-                carried.append((slot, 1))
-                n += 1
+                feeds[slot] = ([slot.last_token], True)
+                budget -= 1
         prefilling = sorted(
             (s for s in busy if s.request is not None and s.n_fed < len(s.request.tokens)), key=lambda s: s.order
         )
         for slot in prefilling:
-            budget = self._n_batch - n
             if budget <= 0:
                 break
             assert slot.request is not None
-            tokens = slot.request.tokens
-            chunk = tokens[slot.n_fed : slot.n_fed + budget]
-            for offset, token in enumerate(chunk):
-                self._put(batch, n + offset, token, slot.n_past + offset, slot.seq_id, False)
-            n += len(chunk)
-            slot.n_fed += len(chunk)
-            carried.append((slot, len(chunk)))
-            if slot.n_fed == len(tokens):
+            chunk = slot.request.tokens[slot.n_fed : slot.n_fed + budget]
+            feeds[slot] = (chunk, False)
+            budget -= len(chunk)
+        n = 0
+        outputs: list[tuple[_Slot, int]] = []
+        carried: list[tuple[_Slot, list[int]]] = []  # each sequence in the batch, and the tokens it put there
+        for slot in busy:
+            if slot not in feeds:
+                continue
+            fed, generating = feeds[slot]
+            start = len(slot.cells)
+            for offset, token in enumerate(fed):
+                self._put(batch, n + offset, token, start + offset, slot.seq_id, False)
+            n += len(fed)
+            carried.append((slot, fed))
+            if not generating:
+                slot.n_fed += len(fed)
+            assert slot.request is not None
+            if generating or slot.n_fed == len(slot.request.tokens):  # its last token's logits give the next one
                 batch.logits[n - 1] = 1
                 outputs.append((slot, n - 1))
         if n == 0:
@@ -329,8 +409,8 @@ class BatchDecoder:
             return
         self.decode_steps += 1
         self.decoded_sequences += len(carried)
-        for slot, count in carried:
-            slot.n_past += count
+        for slot, fed in carried:  # only now are their cells written
+            slot.cells += fed
         for slot, index in outputs:
             self._sample(slot, index)
 
@@ -354,31 +434,34 @@ class BatchDecoder:
         text = text_stream.feed(self._tokenizer.piece(token))
         if text_stream.stopped:
             self._finish(slot, text, "stop")
-        elif slot.generated >= request.params.max_tokens or slot.n_past >= self.n_ctx_per_seq:
+        elif slot.generated >= request.params.max_tokens or len(slot.cells) >= self.n_ctx_per_seq:
             self._finish(slot, text + text_stream.finish(), "length")
         else:
             slot.last_token = token
-            self._outbox.put(request, Delta(text, prompt_tokens, slot.generated))
+            self._outbox.put(request, Delta(text, prompt_tokens, slot.generated, None, slot.n_cached))
 
     def _finish(self, slot: _Slot, text: str, reason: FinishReason) -> None:
         request = slot.request
         assert request is not None
-        delta = Delta(text, len(request.tokens), slot.generated, reason)
-        self._release(slot)  # free the cells before the client hears the end
+        delta = Delta(text, len(request.tokens), slot.generated, reason, slot.n_cached)
+        self._release(slot, keep_cells=True)  # the slot is free before the client hears the end
         self._outbox.put(request, delta)
 
     def _fail(self, slot: _Slot, error: BaseException) -> None:
         request = slot.request
         if request is None:
             return
-        self._release(slot)
+        self._release(slot, keep_cells=False)  # a failed decode may have written cells the token list lacks
         self._outbox.put(request, error)
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: _Slot, *, keep_cells: bool) -> None:
+        """Free the slot for the next request; its cells stay as the prompt cache when ``keep_cells``."""
         request = slot.request
         if request is None:
             return
-        self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+        if not (keep_cells and self._cache_prompt):
+            self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+            slot.cells.clear()
         if slot.sampler is not None:
             self._lib.llama_sampler_free(slot.sampler)
             slot.sampler = None

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from sakura_core.engine import Engine, EngineError, EngineOptions, ModelLoadError
 from sakura_core.identity import make_model_info, parse_model_identity
-from sakura_core.types import Delta, ModelInfo, SamplingParams
+from sakura_core.types import Delta, ModelInfo, SamplingParams, SlotCache
 from sakura_llamacpp.options import DEFAULT_PARALLEL_CPU, DEFAULT_PARALLEL_GPU, LlamaCppOptions
 
 logger = logging.getLogger(__name__)
@@ -82,16 +82,12 @@ class LlamaCppEngine(Engine):
         n_batch = max(options.n_batch, self._n_parallel)
         threads = options.threads or available_cpus()
         logger.info("loading %s with llama.cpp (llama-cpp-python %s)", path, native.llama_cpp_version())
-        self._loaded = native.load_model(lib, path, n_gpu_layers=self.gpu_layers, mmap=options.mmap)
+        self._loaded = native.load_model(lib, path, options, n_gpu_layers=self.gpu_layers)
         try:
-            settings = native.ContextSettings(
-                n_ctx_per_seq=options.n_ctx,
-                n_parallel=self._n_parallel,
-                n_batch=n_batch,
-                threads=threads,
-                flash_attn=options.flash_attn,
+            layout = native.ContextLayout(
+                n_ctx_per_seq=options.n_ctx, n_parallel=self._n_parallel, n_batch=n_batch, threads=threads
             )
-            self._context = native.create_context(self._loaded, settings)
+            self._context = native.create_context(self._loaded, options, layout)
             n_ctx_per_seq = int(lib.llama_n_ctx_seq(self._context))
             self._tokenizer = native.Tokenizer(self._loaded)
             meta = native.model_meta(self._loaded)
@@ -108,6 +104,8 @@ class LlamaCppEngine(Engine):
                 n_ctx_per_seq=n_ctx_per_seq,
                 n_batch=n_batch,
                 repeat_last_n=options.repeat_last_n,
+                cache_prompt=options.cache_prompt,
+                slot_prompt_similarity=options.slot_prompt_similarity,
                 # CPU decoding on every CPU: let the event loop send each step's tokens before the next step
                 # takes all CPUs, instead of stalling llama.cpp's threads mid-step (worth 5-10% with 4 streams)
                 handoff_seconds=HANDOFF_SECONDS if not self.gpu_layers and threads >= available_cpus() else 0.0,
@@ -118,11 +116,15 @@ class LlamaCppEngine(Engine):
             raise
         self._decoder = decoder
         logger.info(
-            "llama.cpp ready: %d sequences x %d tokens of context, batch %d, %d threads",
+            "llama.cpp ready: %d sequences x %d tokens of context, batch %d, %d threads, KV cache %s/%s, "
+            "prompt cache %s",
             self._n_parallel,
             n_ctx_per_seq,
             n_batch,
             threads,
+            options.cache_type_k,
+            options.cache_type_v,
+            "on" if options.cache_prompt else "off",
         )
         return self.model_info
 
@@ -178,6 +180,11 @@ class LlamaCppEngine(Engine):
     @property
     def active_generations(self) -> int:
         return 0 if self._decoder is None else int(self._decoder.active)
+
+    def slot_caches(self) -> list[SlotCache] | None:
+        if self._decoder is None or not self.options.cache_prompt:
+            return None
+        return list(self._decoder.slot_caches())
 
     def _running(self) -> tuple[Any, Any]:
         if self._decoder is None or self._tokenizer is None:

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from sakura_core.engine import EngineError, ModelLoadError
+from sakura_llamacpp.options import LlamaCppOptions
 
 logger = logging.getLogger(__name__)
 llama_logger = logging.getLogger("sakura_llamacpp.llama")
@@ -107,13 +108,62 @@ class LoadedModel:
             self.vocab = None
 
 
-def load_model(lib: ModuleType, path: Path, *, n_gpu_layers: int, mmap: bool) -> LoadedModel:
-    """Load the GGUF at ``path``; a failure becomes a one-line ModelLoadError saying what to do."""
+_SPLIT_MODES = {"none": "LLAMA_SPLIT_MODE_NONE", "layer": "LLAMA_SPLIT_MODE_LAYER", "row": "LLAMA_SPLIT_MODE_ROW"}
+_SPLIT_MODES["tensor"] = "LLAMA_SPLIT_MODE_TENSOR"
+_NUMA = {"distribute": "GGML_NUMA_STRATEGY_DISTRIBUTE", "isolate": "GGML_NUMA_STRATEGY_ISOLATE"}
+_NUMA["numactl"] = "GGML_NUMA_STRATEGY_NUMACTL"
+_ROPE_SCALING = {"none": "LLAMA_ROPE_SCALING_TYPE_NONE", "linear": "LLAMA_ROPE_SCALING_TYPE_LINEAR"}
+_ROPE_SCALING["yarn"] = "LLAMA_ROPE_SCALING_TYPE_YARN"
+_numa_done = False
+
+
+def init_numa(lib: ModuleType, strategy: str | None) -> None:
+    """Apply the NUMA strategy (once per process, before the first model is loaded, as llama.cpp requires)."""
+    global _numa_done
+    if strategy is None or _numa_done:
+        return
+    with _setup_lock:
+        if not _numa_done:
+            lib.llama_numa_init(getattr(lib, _NUMA[strategy]))
+            _numa_done = True
+
+
+@dataclass
+class ModelParams:
+    """``llama_model_params`` and the C array its ``tensor_split`` points to (keep both until the load returns)."""
+
+    params: Any
+    tensor_split: Any = None
+
+
+def model_params(lib: ModuleType, options: LlamaCppOptions, *, n_gpu_layers: int) -> ModelParams:
+    """The load parameters ``options`` ask for: GPU layers and placement, memory mapping and locking, repacking."""
     params = lib.llama_model_default_params()
     params.n_gpu_layers = n_gpu_layers
-    params.load_mode = lib.LLAMA_LOAD_MODE_MMAP if mmap else lib.LLAMA_LOAD_MODE_NONE
+    if options.mlock:
+        params.load_mode = lib.LLAMA_LOAD_MODE_MMAP_MLOCK if options.mmap else lib.LLAMA_LOAD_MODE_MLOCK
+    else:
+        params.load_mode = lib.LLAMA_LOAD_MODE_MMAP if options.mmap else lib.LLAMA_LOAD_MODE_NONE
+    params.split_mode = getattr(lib, _SPLIT_MODES[options.split_mode])
+    params.main_gpu = options.main_gpu
+    params.use_extra_bufts = options.repack
+    result = ModelParams(params)
+    shares = options.tensor_shares()
+    if shares:
+        devices = int(lib.llama_max_devices())
+        if len(shares) > devices:
+            raise ModelLoadError(f"--tensor-split gives {len(shares)} shares; this llama.cpp handles {devices} GPUs")
+        result.tensor_split = (ctypes.c_float * devices)(*shares)
+        params.tensor_split = result.tensor_split
+    return result
+
+
+def load_model(lib: ModuleType, path: Path, options: LlamaCppOptions, *, n_gpu_layers: int) -> LoadedModel:
+    """Load the GGUF at ``path``; a failure becomes a one-line ModelLoadError saying what to do."""
+    init_numa(lib, options.numa)
+    params = model_params(lib, options, n_gpu_layers=n_gpu_layers)
     clear_log()
-    model = lib.llama_model_load_from_file(str(path).encode(), params)
+    model = lib.llama_model_load_from_file(str(path).encode(), params.params)
     if not model:
         raise ModelLoadError(explain_load_failure(path, recent_log()))
     return LoadedModel(lib, model, lib.llama_model_get_vocab(model), path)
@@ -133,42 +183,86 @@ def explain_load_failure(path: Path, log: list[str]) -> str:
     return f"llama.cpp could not load {path.name}: {reason}"
 
 
+#: ggml type names of the KV-cache types --cache-type-k/-v accept; the quantised ones need flash attention for V.
+KV_CACHE_TYPES = {
+    "f32": "GGML_TYPE_F32",
+    "f16": "GGML_TYPE_F16",
+    "bf16": "GGML_TYPE_BF16",
+    "q8_0": "GGML_TYPE_Q8_0",
+    "q4_0": "GGML_TYPE_Q4_0",
+    "q4_1": "GGML_TYPE_Q4_1",
+    "iq4_nl": "GGML_TYPE_IQ4_NL",
+    "q5_0": "GGML_TYPE_Q5_0",
+    "q5_1": "GGML_TYPE_Q5_1",
+}
+
+
 @dataclass(frozen=True)
-class ContextSettings:
-    """What the decoding context is created with."""
+class ContextLayout:
+    """The context's shape, decided by the engine from the options and the machine."""
 
     n_ctx_per_seq: int
     n_parallel: int
     n_batch: int
     threads: int
-    flash_attn: bool | None
 
 
-def create_context(loaded: LoadedModel, settings: ContextSettings) -> Any:
-    """A context with one KV-cache region of ``n_ctx_per_seq`` cells per sequence."""
-    lib = loaded.lib
+def context_params(lib: ModuleType, options: LlamaCppOptions, layout: ContextLayout) -> Any:
+    """``llama_context_params`` for one KV-cache region of ``n_ctx_per_seq`` cells per sequence."""
     params = lib.llama_context_default_params()
-    params.n_ctx = settings.n_ctx_per_seq * settings.n_parallel
-    params.n_batch = settings.n_batch
-    params.n_ubatch = min(settings.n_batch, 512)
-    params.n_seq_max = settings.n_parallel
-    params.n_threads = settings.threads
-    params.n_threads_batch = settings.threads
+    params.n_ctx = layout.n_ctx_per_seq * layout.n_parallel
+    params.n_batch = layout.n_batch
+    params.n_ubatch = min(layout.n_batch, options.n_ubatch)
+    params.n_seq_max = layout.n_parallel
+    params.n_threads = layout.threads
+    params.n_threads_batch = options.threads_batch or layout.threads
     params.flash_attn_type = {
         None: lib.LLAMA_FLASH_ATTN_TYPE_AUTO,
         True: lib.LLAMA_FLASH_ATTN_TYPE_ENABLED,
         False: lib.LLAMA_FLASH_ATTN_TYPE_DISABLED,
-    }[settings.flash_attn]
+    }[options.flash_attn]
+    params.type_k = getattr(lib, KV_CACHE_TYPES[options.cache_type_k])
+    params.type_v = getattr(lib, KV_CACHE_TYPES[options.cache_type_v])
+    params.offload_kqv = options.kv_offload
+    params.op_offload = options.op_offload
+    if options.rope_scaling is not None:
+        params.rope_scaling_type = getattr(lib, _ROPE_SCALING[options.rope_scaling])
+    if options.rope_freq_base is not None:
+        params.rope_freq_base = options.rope_freq_base
+    if options.rope_scale is not None:  # as llama-server: --rope-scale N is --rope-freq-scale 1/N
+        params.rope_freq_scale = 1.0 / options.rope_scale
+    if options.rope_freq_scale is not None:
+        params.rope_freq_scale = options.rope_freq_scale
+    for name in ("yarn_orig_ctx", "yarn_ext_factor", "yarn_attn_factor", "yarn_beta_slow", "yarn_beta_fast"):
+        value = getattr(options, name)
+        if value is not None:
+            setattr(params, name, value)
+    if options.defrag_thold is not None:
+        params.defrag_thold = options.defrag_thold
     params.kv_unified = False  # a KV region per sequence: no sequence can take another's cells
     params.no_perf = True
+    return params
+
+
+def create_context(loaded: LoadedModel, options: LlamaCppOptions, layout: ContextLayout) -> Any:
+    """The decoding context; a failure becomes a one-line ModelLoadError saying what to do."""
+    if options.flash_attn is False and options.cache_type_v not in ("f32", "f16", "bf16"):
+        raise ModelLoadError(
+            f"--cache-type-v {options.cache_type_v} needs flash attention: leave out --no-flash-attn, or use "
+            "--cache-type-v f16"
+        )
+    params = context_params(loaded.lib, options, layout)
     clear_log()
-    context = lib.llama_init_from_model(loaded.model, params)
+    context = loaded.lib.llama_init_from_model(loaded.model, params)
     if not context:
         errors = [line.strip() for line in recent_log() if "error" in line.lower() or "failed" in line.lower()]
         reason = f" ({errors[-1]})" if errors else ""
+        kv_types = {options.cache_type_k, options.cache_type_v} - {"f16"}
+        hint = "; lower --n-ctx or --n-parallel"
+        if kv_types:
+            hint += " (the model's head size may not suit the KV cache types: try --cache-type-k/-v f16)"
         raise ModelLoadError(
-            f"llama.cpp could not create a context of {settings.n_parallel} x {settings.n_ctx_per_seq} tokens"
-            f"{reason}; lower --n-ctx or --n-parallel"
+            f"llama.cpp could not create a context of {layout.n_parallel} x {layout.n_ctx_per_seq} tokens{reason}{hint}"
         )
     return context
 

@@ -147,6 +147,32 @@ async def test_concurrent_streams_match_solo_runs(server: str) -> None:
     await client.close()
 
 
+def test_a_repeated_prefix_comes_from_the_cache_and_slots_and_metrics_say_so(
+    client: openai.OpenAI, server: str
+) -> None:
+    context = "\n".join(["彼女は窓の外を眺めながら、小さくため息をついた。", "「おはようございます、先輩。」"])
+    messages: list[Any] = [
+        {"role": "system", "content": "你是一个轻小说翻译模型。根据以下术语表：先輩->前辈"},
+        {"role": "user", "content": f"上文：{context}\n将下面的日文文本翻译成中文：俺の名前は佐藤悠人。"},
+    ]
+    cached_before = metric_value(
+        httpx.get(server + "/metrics", timeout=TIMEOUT).text, "llamacpp:prompt_tokens_cached_total"
+    )
+    first = client.chat.completions.create(model="x", messages=messages, max_tokens=8, temperature=0)
+    again = client.chat.completions.create(model="x", messages=messages, max_tokens=8, temperature=0)
+    assert first.usage is not None and again.usage is not None
+    assert again.choices[0].message.content == first.choices[0].message.content
+    assert again.usage.prompt_tokens_details is not None
+    prompt_tokens = again.usage.prompt_tokens
+    assert again.usage.prompt_tokens_details.cached_tokens == prompt_tokens - 1  # all but the last prompt token
+    slots = httpx.get(server + "/slots", timeout=TIMEOUT).json()
+    holding = [slot for slot in slots if slot["n_prompt_tokens_cache"] == prompt_tokens - 1]
+    assert len(holding) == 1  # the slot that served both, holding the prompt and the answer's tokens
+    assert prompt_tokens < holding[0]["tokens_cached"] <= prompt_tokens + 8
+    metrics = httpx.get(server + "/metrics", timeout=TIMEOUT).text
+    assert metric_value(metrics, "llamacpp:prompt_tokens_cached_total") >= cached_before + prompt_tokens - 1
+
+
 async def test_client_disconnect_cancels_the_generation(server: str) -> None:
     async with httpx.AsyncClient(base_url=server, timeout=TIMEOUT) as http:
         before = (await http.get("/metrics")).text

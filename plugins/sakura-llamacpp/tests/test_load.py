@@ -23,7 +23,7 @@ def copy(source: Path, target: Path, *, limit: int | None = None) -> None:
 
 
 async def load_error(model: str, **options: object) -> str:
-    engine = LlamaCppEngine(LlamaCppOptions(**{"n_parallel": 1, "n_ctx": 128, **options}))  # type: ignore[arg-type]
+    engine = LlamaCppEngine(LlamaCppOptions(**{"n_parallel": 1, "n_ctx": 128, **options}))
     with pytest.raises(ModelLoadError) as caught:
         await engine.load(model)
     await engine.close()

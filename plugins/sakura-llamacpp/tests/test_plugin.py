@@ -71,3 +71,46 @@ def test_options_take_llama_server_and_original_spellings() -> None:
 def test_parallelism_before_load_is_the_cpu_default_or_the_option() -> None:
     assert LlamaCppEngine().parallelism == 4
     assert LlamaCppEngine(LlamaCppOptions(n_parallel=2)).parallelism == 2
+
+
+def test_llama_server_spellings_of_the_cache_placement_and_rope_options() -> None:
+    options = parse(
+        *("-ctk", "q8_0", "-ctv", "q4_0", "-ub", "128", "-tb", "3", "-nkvo", "--no-cache-prompt", "-sps", "0.5"),
+        *("-sm", "row", "-ts", "3,1", "-mg", "1", "--mlock", "--numa", "distribute", "--no-repack"),
+        *("--no-op-offload", "--rope-scaling", "yarn", "--rope-scale", "4", "--rope-freq-base", "1e6"),
+        *("--rope-freq-scale", "0.25", "--yarn-orig-ctx", "8192", "--yarn-ext-factor", "0.5", "-dt", "0.1"),
+    )
+    assert (options.cache_type_k, options.cache_type_v) == ("q8_0", "q4_0")
+    assert (options.n_ubatch, options.threads_batch) == (128, 3)
+    assert (options.kv_offload, options.cache_prompt, options.slot_prompt_similarity) == (False, False, 0.5)
+    assert (options.split_mode, options.tensor_shares(), options.main_gpu) == ("row", [3.0, 1.0], 1)
+    assert (options.mlock, options.numa, options.repack, options.op_offload) == (True, "distribute", False, False)
+    assert (options.rope_scaling, options.rope_scale, options.rope_freq_base) == ("yarn", 4.0, 1e6)
+    assert (options.rope_freq_scale, options.yarn_orig_ctx, options.yarn_ext_factor) == (0.25, 8192, 0.5)
+    assert options.defrag_thold == 0.1
+    assert parse("--cache-type-k", "f32", "--cache-prompt", "-kvo").cache_type_k == "f32"
+    assert parse("--tensor-split", "1/1/2").tensor_shares() == [1.0, 1.0, 2.0]
+    defaults = parse()
+    assert (defaults.cache_type_k, defaults.cache_type_v, defaults.cache_prompt, defaults.kv_offload) == (
+        "f16",
+        "f16",
+        True,
+        True,
+    )
+
+
+def test_bad_option_values_name_the_option() -> None:
+    for args, flag in (
+        (("-ctk", "q3_k"), "--cache-type-k"),
+        (("-ts", "3,x"), "--tensor-split"),
+        (("-ts", "0,0"), "--tensor-split"),
+        (("-sm", "diagonal"), "--split-mode"),
+        (("-sps", "2"), "--slot-prompt-similarity"),
+    ):
+        try:
+            parse(*args)
+        except click.UsageError as error:
+            message = error.format_message()
+            assert flag in message or args[0] in message, (args, message)
+        else:
+            raise AssertionError(f"{args} was accepted")

@@ -51,20 +51,30 @@ class ErrorResponse(ResponseModel):
     error: ErrorDetail
 
 
+class PromptTokensDetails(ResponseModel):
+    """OpenAI's breakdown of the prompt tokens."""
+
+    cached_tokens: int = Field(ge=0, description="Prompt tokens taken from the engine's prompt cache.")
+
+
 class Usage(ResponseModel):
     """Token counts reported by the engine."""
 
     prompt_tokens: int = Field(ge=0)
     completion_tokens: int = Field(ge=0, description="Equals max_tokens only when the output was cut by the limit.")
     total_tokens: int = Field(ge=0)
+    prompt_tokens_details: PromptTokensDetails | None = Field(
+        None, exclude_if=is_none, description="Only from engines that reuse a cached prompt prefix."
+    )
 
     @classmethod
-    def of(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
-        """Usage with the total filled in."""
+    def of(cls, prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> Usage:
+        """Usage with the total filled in (and the cached prompt tokens, when the engine reported them)."""
         return cls(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             total_tokens=prompt_tokens + completion_tokens,
+            prompt_tokens_details=None if cached_tokens is None else PromptTokensDetails(cached_tokens=cached_tokens),
         )
 
 

@@ -53,7 +53,10 @@ class LlamaCompletionRequest(RequestModel):
 class LlamaTimings(ResponseModel):
     """Prompt and generation timings, as llama-server reports them."""
 
-    prompt_n: int
+    cache_n: int | None = Field(
+        None, exclude_if=is_none, description="Prompt tokens taken from the cache (engines that keep one)."
+    )
+    prompt_n: int = Field(description="Prompt tokens processed (the cached ones not counted).")
     prompt_ms: float
     prompt_per_token_ms: float
     prompt_per_second: float
@@ -97,6 +100,12 @@ class SlotInfo(ResponseModel):
     state: Literal[0, 1] = Field(description="0 idle, 1 busy.")
     is_processing: bool
     n_ctx: int = Field(description="Context length of one sequence, in tokens.")
+    tokens_cached: int | None = Field(
+        None, exclude_if=is_none, description="Tokens the slot keeps in its prompt cache (engines that keep one)."
+    )
+    n_prompt_tokens_cache: int | None = Field(
+        None, exclude_if=is_none, description="Of its current or last prompt, the tokens taken from the cache."
+    )
 
 
 class SlotList(RootModel[list[SlotInfo]]):
