@@ -196,7 +196,9 @@ class LlamaCppEngine(Engine):
         return list(self._running()[1].tokenize(text))
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenize(text))
+        """The prompt's length in tokens, counted by llama.cpp without building the token list (a huge prompt is
+        counted in the core's counting thread and refused by its length without holding the GIL)."""
+        return int(self._running()[1].count(text))
 
     async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
         import asyncio
@@ -204,7 +206,7 @@ class LlamaCppEngine(Engine):
         from sakura_llamacpp.batch import SequenceRequest
 
         decoder, tokenizer = self._running()
-        tokens = tokenizer.tokenize(prompt)
+        tokens = await asyncio.to_thread(tokenizer.tokenize, prompt)  # never on the event loop
         if not tokens:
             if tokenizer.bos < 0:
                 raise EngineError("the prompt is empty")

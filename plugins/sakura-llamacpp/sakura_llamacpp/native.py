@@ -327,6 +327,14 @@ class Tokenizer:
             raise EngineError(f"llama.cpp could not tokenize a text of {len(data)} bytes")
         return list(buffer[:count])
 
+    def count(self, text: str, *, special: bool = True) -> int:
+        """How many tokens ``tokenize`` would give, without building them in Python (llama.cpp reports the count
+        of a text that does not fit the buffer; ctypes releases the GIL meanwhile)."""
+        data = text.encode("utf-8")
+        buffer = (self._lib.llama_token * 1)()
+        count = int(self._lib.llama_tokenize(self._vocab, data, len(data), buffer, 1, True, special))
+        return count if count >= 0 else -count
+
     def piece(self, token: int) -> bytes:
         """The bytes of ``token`` as output text (control tokens such as <|im_end|> give nothing)."""
         cached = self._pieces.get(token)
