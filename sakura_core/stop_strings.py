@@ -14,6 +14,8 @@ class StopStringFilter:
 
     def __init__(self, stop: Sequence[str]) -> None:
         self._stop = [s for s in stop if s]
+        #: The characters stop strings start with: text without any of them can be emitted at once.
+        self._firsts = tuple({s[0] for s in self._stop})
         self._held = ""
         self.stopped = False
 
@@ -21,6 +23,12 @@ class StopStringFilter:
         """Add ``piece``; return what can be emitted now."""
         if self.stopped:
             return ""
+        if not self._held:
+            for first in self._firsts:
+                if first in piece:
+                    break
+            else:  # no stop string can start in this piece (the usual case): nothing to hold back
+                return piece
         text = self._held + piece
         if not self._stop:
             self._held = ""

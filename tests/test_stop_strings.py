@@ -85,3 +85,21 @@ def test_every_split_of_a_text_gives_the_same_output(split: int) -> None:
     emitted, flushed, stopped = run(["<|im_end|>", "<|endoftext|>"], pieces)
     assert "".join(emitted) + flushed == "甲乙丙"
     assert stopped
+
+
+def test_random_pieces_give_what_cutting_the_whole_text_gives() -> None:
+    """Pieces of every size over a small alphabet, with overlapping stop strings: the output always equals the
+    whole text cut before its first stop string (the fast path for pieces that cannot start one included)."""
+    import random
+
+    rng = random.Random(7)
+    stops = ["<|e|>", "ab", "bab", "<|x"]
+    for _ in range(2000):
+        text = "".join(rng.choice("ab<|ex>c") for _ in range(rng.randrange(0, 30)))
+        cuts = sorted(rng.sample(range(1, len(text)), k=min(len(text) - 1, rng.randrange(0, 8)))) if text else []
+        pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        stop_filter = StopStringFilter(stops)
+        out = "".join(stop_filter.feed(piece) for piece in pieces) + stop_filter.flush()
+        first = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+        assert out == text[:first], (pieces, out)
+        assert stop_filter.stopped is (first < len(text))
