@@ -103,16 +103,26 @@ def make_model_info(
     name: str | None = None,
     version: str | None = None,
     quant: str | None = None,
+    metadata_name: str | None = None,
+    metadata_quant: str | None = None,
     meta: dict[str, Any] | None = None,
+    path: str | None = None,
 ) -> ModelInfo:
     """Build a ModelInfo from what the user passed to ``--model`` and what the engine read from the model.
 
     Precedence for the version: ``model_version`` (the ``--model-version`` option), then ``version`` (model
-    metadata such as ``config.json``'s ``sakura_version``), then the name. The id is the model's base name; when
-    the version is not in it, ``-v{version}`` is appended, because clients find the version by substring. A version
-    nothing states is not made up: the id stays the base name, and the prompt format is v1.0's.
+    metadata such as ``config.json``'s ``sakura_version``), then the name, then ``metadata_name`` (a name the
+    model's metadata gives, such as a GGUF's ``general.name``; its name is taken with its version). For the
+    quantisation: ``quant``, then the name, then ``metadata_quant`` (what the weights' format says). The id is the
+    model's base name; when the version is not in it, ``-v{version}`` is appended, because clients find the version
+    by substring. A version nothing states is not made up: the id stays the base name, and the prompt format is
+    v1.0's. ``path`` is what the user passed to ``--model`` when ``model`` is the file it was resolved to.
     """
     parsed = parse_model_identity(model)
+    if version is None and parsed.version is None and metadata_name:
+        from_metadata = parse_model_identity(metadata_name)
+        if from_metadata.version is not None:
+            name, version = name or from_metadata.name, from_metadata.version
     chosen_version = model_version or version or parsed.version
     chosen_name = name or parsed.name
     if chosen_version is None:
@@ -132,8 +142,8 @@ def make_model_info(
         id=model_id,
         name=chosen_name,
         version=chosen_version,
-        quant=quant or parsed.quant,
-        path=model,
+        quant=quant or parsed.quant or metadata_quant,
+        path=path or model,
         prompt_format=prompt_format_for(chosen_name, chosen_version),
         context_length=context_length,
         meta=meta,

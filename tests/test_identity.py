@@ -243,3 +243,18 @@ def test_meta_is_passed_through_untouched() -> None:
     meta = {"vocab_type": 2, "n_vocab": 152064, "n_ctx_train": 32768, "n_embd": 5120, "n_params": 1, "size": 2}
     info = make_model_info("sakura-7b-qwen2.5-v1.0-iq4xs.gguf", context_length=2048, meta=meta)
     assert info.meta == meta
+
+
+def test_the_models_metadata_name_gives_the_version_the_file_name_lacks() -> None:
+    info = make_model_info(
+        "model-q4.gguf", context_length=4096, metadata_name="Sakura 14B Qwen3 v1.5", metadata_quant="Q4_K_M"
+    )
+    assert (info.name, info.version, info.prompt_format) == ("Sakura 14B Qwen3", "1.5", "v1.5")
+    assert info.id == "model-q4-v1.5"
+    assert info.quant == "Q4_K_M"
+    named = make_model_info(
+        "sakura-7b-v0.9-Q8_0.gguf", context_length=4096, metadata_name="Other v1.0", metadata_quant="F16"
+    )
+    assert (named.name, named.version, named.quant) == ("sakura-7b", "0.9", "Q8_0")
+    unversioned = make_model_info("model.gguf", context_length=4096, metadata_name="Qwen2 Tiny", path="org/repo")
+    assert (unversioned.name, unversioned.version, unversioned.path) == ("model", None, "org/repo")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sakura_core.engine import Engine, EngineError, EngineOptions, ModelLoadError
-from sakura_core.identity import make_model_info, parse_model_identity
+from sakura_core.identity import make_model_info
 from sakura_core.types import Delta, ModelInfo, SamplingParams, SlotCache
 from sakura_llamacpp.options import DEFAULT_PARALLEL_CPU, DEFAULT_PARALLEL_GPU, LlamaCppOptions
 
@@ -95,7 +95,15 @@ class LlamaCppEngine(Engine):
                 logger.warning(
                     "--n-ctx %d is beyond the %d tokens the model was trained on", n_ctx_per_seq, meta["n_ctx_train"]
                 )
-            self.model_info = self._identity(model, path, model_version, n_ctx_per_seq, meta)
+            self.model_info = make_model_info(
+                path.name,
+                context_length=n_ctx_per_seq,
+                model_version=model_version,
+                metadata_name=native.meta_string(self._loaded, "general.name"),
+                metadata_quant=native.file_type_name(self._loaded),
+                meta=meta,
+                path=model,
+            )
             decoder = BatchDecoder(
                 lib,
                 self._context,
@@ -147,29 +155,6 @@ class LlamaCppEngine(Engine):
         else:
             logger.info("offloading %s layers to the GPU", "all" if layers < 0 else layers)
         return layers
-
-    def _identity(
-        self, model: str, path: Path, model_version: str | None, n_ctx_per_seq: int, meta: dict[str, int]
-    ) -> ModelInfo:
-        """Name and version from the file name, else from the GGUF's general.name; quant from either."""
-        from sakura_llamacpp.native import file_type_name, meta_string
-
-        from_file = parse_model_identity(path.name)
-        general_name = meta_string(self._loaded, "general.name")
-        from_meta = parse_model_identity(general_name) if general_name else None
-        name, version = from_file.name, from_file.version
-        if version is None and from_meta is not None and from_meta.version is not None:
-            name, version = from_meta.name, from_meta.version
-        info = make_model_info(
-            path.name,
-            context_length=n_ctx_per_seq,
-            model_version=model_version,
-            name=name,
-            version=version,
-            quant=from_file.quant or file_type_name(self._loaded),
-            meta=meta,
-        )
-        return info.model_copy(update={"path": model})
 
     # -- serving ---------------------------------------------------------------------------------------------
 

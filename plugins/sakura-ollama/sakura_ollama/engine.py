@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from sakura_core.engine import Engine, EngineError, EngineOptions, EngineUnavailableError, ModelLoadError
-from sakura_core.identity import make_model_info, parse_model_identity
+from sakura_core.identity import make_model_info
 from sakura_core.types import Delta, ModelInfo, SamplingParams
 from sakura_ollama import model_details
 from sakura_ollama.api import OllamaAddress, OllamaAPI
@@ -107,12 +107,11 @@ class OllamaEngine(Engine):
             logger.info("counting tokens with the model's %s", self.tokenizer.description)
         # stop strings that are the model's own end tokens; without its vocabulary, those of Sakura's formats
         self.end_markers = end_of_generation_texts(info) or SAKURA_END_MARKERS
-        parsed = parse_model_identity(model)
         self.model_info = make_model_info(
             model,
             context_length=self.num_ctx,
             model_version=model_version,
-            quant=parsed.quant or model_details.quantization(show),
+            metadata_quant=model_details.quantization(show),
             meta=model_details.llama_server_meta(show),
         )
         logger.info("loading %s into Ollama (num_ctx %d)", self.ollama_model, self.num_ctx)
