@@ -195,16 +195,21 @@ class OllamaEngine(Engine):
             try:
                 stream = await api.generate(model, prompt, options, self.options.keep_alive_value)
                 generated = 0
+                held = ""  # text past the limit waits for Ollama's last chunk, which follows it at once
                 async for chunk in stream:
-                    piece = chunk.response or ""
+                    piece = held + (chunk.response or "")
                     if chunk.done:
                         counts = final_counts(chunk.done_reason, chunk.eval_count, params, text_stop=ended_on_text)
                         so_far = max(counts.completion_tokens, min(generated, params.max_tokens))
                         yield Delta(piece, chunk.prompt_eval_count or 0, so_far, counts.finish_reason)
                         return
                     generated += len(chunk.logprobs) if chunk.logprobs else int(bool(piece))
-                    if piece:
-                        yield Delta(piece, 0, min(generated, params.max_tokens))
+                    if generated >= params.max_tokens:
+                        # yielding the last token would let the core end the generation by closing the stream
+                        # as Ollama finishes it: Ollama's runner can hang on that race; its own ending is exact
+                        held = piece
+                    elif piece:
+                        yield Delta(piece, 0, generated)
             except Exception as exc:
                 raise self._serving_error(exc) from exc
             raise EngineUnavailableError("Ollama ended the stream before the generation was done")

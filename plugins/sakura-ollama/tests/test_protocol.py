@@ -21,6 +21,7 @@ from sakura_ollama.testing import EngineFactory, chatml, collect
 from sakura_ollama.testing.api_server import OllamaAPIServer, free_port, running_api_server
 
 from sakura_core.engine import EngineError, ModelLoadError
+from sakura_core.engine_runner import EngineRunner
 from sakura_core.types import SamplingParams
 
 PROMPT = chatml("やる気マンゴスキン")
@@ -465,6 +466,21 @@ async def test_aclose_closes_the_ollama_stream_and_stops_the_generation(
     # the server is free at once: the next generation does not wait for 2000 tokens
     deltas = await asyncio.wait_for(collect(engine, PROMPT, greedy(4)), 10)
     assert deltas[-1].completion_tokens == 4
+
+
+async def test_a_generation_that_reaches_max_tokens_ends_on_ollamas_last_chunk(
+    api_server: OllamaAPIServer, make_engine: EngineFactory, tiny_gguf: Path
+) -> None:
+    """Through the core's runner, which ends a generation at ``max_tokens`` by closing the engine's stream: the
+    engine reads on to Ollama's own last chunk instead of having its stream closed as Ollama finishes (a race the
+    real Ollama's runner can hang on), so the final delta carries Ollama's prompt count."""
+    engine = await make_engine(api_server, tiny_gguf)
+    runner = EngineRunner(engine)
+    for limit in (1, 3):
+        deltas = [delta async for delta in runner.stream(LONG_PROMPT, greedy(limit))]
+        assert (deltas[-1].finish_reason, deltas[-1].completion_tokens) == ("length", limit)
+        assert deltas[-1].prompt_tokens == engine.count_tokens(LONG_PROMPT) > 0
+        assert api_server.generations[-1].outcome == "done"
 
 
 async def test_cancelling_the_consuming_task_closes_the_ollama_stream(
