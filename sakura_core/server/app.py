@@ -35,7 +35,7 @@ def route_table() -> list[RouteSpec]:
 
 def build_app(state: ServerState) -> web.Application:
     """The application over ``state`` (loading or ready)."""
-    app = web.Application(middlewares=MIDDLEWARES, client_max_size=state.settings.max_body_bytes)
+    app = web.Application(middlewares=MIDDLEWARES)  # bodies are read by httpio, with their own limits
     routes = route_table()
     app[STATE] = state
     app[PUBLIC_PATHS] = frozenset(spec.path for spec in routes if spec.public)

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import sys
 import time
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -52,7 +53,7 @@ def canned_response(error: APIError) -> bytes:
     """A complete HTTP/1.1 answer carrying ``error``, closing the connection (sent without aiohttp)."""
     body = to_json(error.body())
     head = [
-        f"HTTP/1.1 {error.status} {_REASONS[error.status]}",
+        f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
         *(f"{name}: {value}" for name, value in error.headers),
@@ -63,7 +64,6 @@ def canned_response(error: APIError) -> bytes:
     return "\r\n".join(head).encode("ascii") + body
 
 
-_REASONS = {408: "Request Timeout", 503: "Service Unavailable"}
 REQUEST_TIMEOUT = canned_response(
     APIError(408, "the request headers did not arrive in time", code="request_timeout", close_connection=True)
 )
@@ -264,7 +264,6 @@ class AcceptErrors:
         self.loop = loop
         self.previous = loop.get_exception_handler()
         self.trouble = Trouble("cannot accept connections", interval)
-        self.installed = False
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") == ACCEPT_FAILED:
@@ -278,13 +277,11 @@ class AcceptErrors:
         """Become the loop's exception handler, unless another AcceptErrors already is."""
         if not isinstance(self.previous, AcceptErrors):
             self.loop.set_exception_handler(self)
-            self.installed = True
 
     def remove(self) -> None:
         """Put the previous handler back (when this one is still the loop's)."""
-        if self.installed and self.loop.get_exception_handler() is self:
+        if self.loop.get_exception_handler() is self:
             self.loop.set_exception_handler(self.previous)
-        self.installed = False
 
 
 def open_file_limit() -> int | None:
@@ -295,17 +292,16 @@ def open_file_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
-def raise_open_file_limit() -> int | None:
-    """Raise this process's soft open-file limit to the hard one (as nginx's worker_rlimit_nofile does); the new
-    soft limit. Nothing to do on Windows."""
+def raise_open_file_limit() -> None:
+    """Raise this process's soft open-file limit to the hard one (as nginx's worker_rlimit_nofile does). Nothing to
+    do on Windows."""
     if sys.platform == "win32":
-        return None
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != soft:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             logger.debug("open-file limit raised from %d to %d", soft, hard)
-    return open_file_limit()
 
 
 def connection_cap(wanted: int, backlog: int = LISTEN_BACKLOG) -> int:

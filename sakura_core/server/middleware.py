@@ -12,7 +12,7 @@ from aiohttp import web
 from sakura_core.server import cors
 from sakura_core.server.connections import GuardedRequestHandler
 from sakura_core.server.errors import APIError, server_error
-from sakura_core.server.httpio import error_response, too_large
+from sakura_core.server.httpio import error_response
 from sakura_core.server.keys import ENDED_BY_SERVER, PUBLIC_PATHS, RECORD, STATE, STREAMED
 from sakura_core.server.logtext import escape_for_log
 from sakura_core.server.metrics import GenerationRecord
@@ -108,8 +108,6 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIErr
             code="method_not_allowed",
             headers=[("Allow", allowed)] if allowed else [],
         )
-    if exc.status == 413:
-        return too_large(request.client_max_size)
     return APIError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
 
 

@@ -91,7 +91,6 @@ async def run_server(
     ``on_bound(host, port)`` is called once the socket listens (port 0 binds a free port).
     """
     state = ServerState(settings, engine, registry)
-    served = False
     runner = web.AppRunner(build_app(state), **RUNNER_OPTIONS)
     await runner.setup()
     load_started = False
@@ -118,7 +117,6 @@ async def run_server(
         if settings.self_check:
             await _self_check(engine, registry, info)
         state.set_ready(info)
-        served = True
         logger.info("%s", banner(engine, info, host, port, state.auth))
         if state.auth.generated and not logger.isEnabledFor(logging.INFO):  # the key must be seen once
             logger.warning("requests need the generated API key: Authorization: Bearer %s", state.auth.api_key)
@@ -128,7 +126,7 @@ async def run_server(
     finally:
         await runner.cleanup()
         if load_started:
-            await _close_engine(engine, logging.INFO if served else logging.DEBUG)
+            await _close_engine(engine, logging.INFO if state.service is not None else logging.DEBUG)
 
 
 async def _load_unless_stopped(
