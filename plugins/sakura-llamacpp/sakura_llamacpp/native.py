@@ -108,13 +108,13 @@ class LoadedModel:
             self.vocab = None
 
 
-_SPLIT_MODES = {"none": "LLAMA_SPLIT_MODE_NONE", "layer": "LLAMA_SPLIT_MODE_LAYER", "row": "LLAMA_SPLIT_MODE_ROW"}
-_SPLIT_MODES["tensor"] = "LLAMA_SPLIT_MODE_TENSOR"
-_NUMA = {"distribute": "GGML_NUMA_STRATEGY_DISTRIBUTE", "isolate": "GGML_NUMA_STRATEGY_ISOLATE"}
-_NUMA["numactl"] = "GGML_NUMA_STRATEGY_NUMACTL"
-_ROPE_SCALING = {"none": "LLAMA_ROPE_SCALING_TYPE_NONE", "linear": "LLAMA_ROPE_SCALING_TYPE_LINEAR"}
-_ROPE_SCALING["yarn"] = "LLAMA_ROPE_SCALING_TYPE_YARN"
 _numa_done = False
+
+
+def constant(lib: ModuleType, prefix: str, choice: str) -> int:
+    """llama.cpp's enum value for an option's choice: ``GGML_TYPE_`` and ``q8_0`` give ``GGML_TYPE_Q8_0`` (the
+    options' Literal types list the choices)."""
+    return int(getattr(lib, prefix + choice.upper()))
 
 
 def init_numa(lib: ModuleType, strategy: str | None) -> None:
@@ -124,7 +124,7 @@ def init_numa(lib: ModuleType, strategy: str | None) -> None:
         return
     with _setup_lock:
         if not _numa_done:
-            lib.llama_numa_init(getattr(lib, _NUMA[strategy]))
+            lib.llama_numa_init(constant(lib, "GGML_NUMA_STRATEGY_", strategy))
             _numa_done = True
 
 
@@ -144,7 +144,7 @@ def model_params(lib: ModuleType, options: LlamaCppOptions, *, n_gpu_layers: int
         params.load_mode = lib.LLAMA_LOAD_MODE_MMAP_MLOCK if options.mmap else lib.LLAMA_LOAD_MODE_MLOCK
     else:
         params.load_mode = lib.LLAMA_LOAD_MODE_MMAP if options.mmap else lib.LLAMA_LOAD_MODE_NONE
-    params.split_mode = getattr(lib, _SPLIT_MODES[options.split_mode])
+    params.split_mode = constant(lib, "LLAMA_SPLIT_MODE_", options.split_mode)
     params.main_gpu = options.main_gpu
     params.use_extra_bufts = options.repack
     result = ModelParams(params)
@@ -183,20 +183,6 @@ def explain_load_failure(path: Path, log: list[str]) -> str:
     return f"llama.cpp could not load {path.name}: {reason}"
 
 
-#: ggml type names of the KV-cache types --cache-type-k/-v accept; the quantised ones need flash attention for V.
-KV_CACHE_TYPES = {
-    "f32": "GGML_TYPE_F32",
-    "f16": "GGML_TYPE_F16",
-    "bf16": "GGML_TYPE_BF16",
-    "q8_0": "GGML_TYPE_Q8_0",
-    "q4_0": "GGML_TYPE_Q4_0",
-    "q4_1": "GGML_TYPE_Q4_1",
-    "iq4_nl": "GGML_TYPE_IQ4_NL",
-    "q5_0": "GGML_TYPE_Q5_0",
-    "q5_1": "GGML_TYPE_Q5_1",
-}
-
-
 @dataclass(frozen=True)
 class ContextLayout:
     """The context's shape, decided by the engine from the options and the machine."""
@@ -221,12 +207,12 @@ def context_params(lib: ModuleType, options: LlamaCppOptions, layout: ContextLay
         True: lib.LLAMA_FLASH_ATTN_TYPE_ENABLED,
         False: lib.LLAMA_FLASH_ATTN_TYPE_DISABLED,
     }[options.flash_attn]
-    params.type_k = getattr(lib, KV_CACHE_TYPES[options.cache_type_k])
-    params.type_v = getattr(lib, KV_CACHE_TYPES[options.cache_type_v])
+    params.type_k = constant(lib, "GGML_TYPE_", options.cache_type_k)
+    params.type_v = constant(lib, "GGML_TYPE_", options.cache_type_v)
     params.offload_kqv = options.kv_offload
     params.op_offload = options.op_offload
     if options.rope_scaling is not None:
-        params.rope_scaling_type = getattr(lib, _ROPE_SCALING[options.rope_scaling])
+        params.rope_scaling_type = constant(lib, "LLAMA_ROPE_SCALING_TYPE_", options.rope_scaling)
     if options.rope_freq_base is not None:
         params.rope_freq_base = options.rope_freq_base
     if options.rope_scale is not None:  # as llama-server: --rope-scale N is --rope-freq-scale 1/N
