@@ -111,10 +111,16 @@ class LoadedModel:
 _numa_done = False
 
 
+#: ggml enum values llama-cpp-python's module does not define (from ggml.h; ggml never renumbers its types).
+MISSING_CONSTANTS = {"GGML_TYPE_BF16": 30}
+
+
 def constant(lib: ModuleType, prefix: str, choice: str) -> int:
     """llama.cpp's enum value for an option's choice: ``GGML_TYPE_`` and ``q8_0`` give ``GGML_TYPE_Q8_0`` (the
     options' Literal types list the choices)."""
-    return int(getattr(lib, prefix + choice.upper()))
+    name = prefix + choice.upper()
+    value = getattr(lib, name, None)
+    return int(value if value is not None else MISSING_CONSTANTS[name])
 
 
 def init_numa(lib: ModuleType, strategy: str | None) -> None:

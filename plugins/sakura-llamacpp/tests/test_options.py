@@ -72,6 +72,13 @@ async def test_batch_sizes_threads_and_kv_cache_types_reach_the_context(
     assert "K (f16)" in llama_log() and "V (f16)" in llama_log()
 
 
+async def test_a_bf16_kv_cache_reaches_the_context(open_engine: OpenEngine, llama_log: Callable[[], str]) -> None:
+    """bf16 is a type llama-server accepts whose constant llama-cpp-python's module does not define."""
+    engine = await open_engine(cache_type_k="bf16", cache_type_v="bf16")
+    assert "K (bf16)" in llama_log() and "V (bf16)" in llama_log()
+    assert (await collect(engine, PROMPT, GREEDY)).last.completion_tokens == 16
+
+
 async def test_a_quantised_v_cache_without_flash_attention_is_one_clear_line(open_engine: OpenEngine) -> None:
     with pytest.raises(ModelLoadError) as caught:
         await open_engine(cache_type_v="q8_0", flash_attn=False)
