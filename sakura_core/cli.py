@@ -62,7 +62,10 @@ class CliState:
 
     def choose_engine(self, name: str) -> RegisteredEngine:
         """The engine called ``name``, or UnknownEngineError with one line saying why not."""
-        return self.registry.engine(name, check=option_collision)
+        engines = self.engines()
+        if name in engines:
+            return engines[name]
+        return self.registry.engine(name, check=option_collision)  # raises, saying why
 
 
 def _state(ctx: click.Context) -> CliState:

@@ -16,11 +16,10 @@ import pluggy
 from sakura_core import builtin_formats, hookspecs
 
 if TYPE_CHECKING:  # imported lazily: `sakura --help` loads this module and must stay fast
+    from pydantic import BaseModel
+
     from sakura_core.engine import Engine
     from sakura_core.prompts import PromptFormat
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel
 
 logger = logging.getLogger(__name__)
 

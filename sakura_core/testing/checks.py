@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +139,8 @@ async def run_generation(
             f"generate() raised {type(exc).__name__}: {exc} (prompt {_short(prompt)}, {_describe_params(params)})"
         ) from exc
     finally:
-        await _close(stream)
+        with contextlib.suppress(Exception):
+            await stream.aclose()
     return run
 
 
@@ -149,13 +150,6 @@ async def _count(runner: EngineRunner, text: str) -> int:
         return await runner.count_tokens(text)
     except Exception as exc:
         raise ConformanceError(f"count_tokens({_short(text)}) raised {type(exc).__name__}: {exc}") from exc
-
-
-async def _close(stream: AsyncIterator[Delta]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(Exception):
-            await aclose()
 
 
 async def _pick_long_output(
