@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from sakura_core.engine import Engine
+from sakura_core.engine_runner import EngineRunner
 from sakura_core.generation import complete
 from sakura_core.plugins import PluginRegistry
 from sakura_core.prompts import GlossaryEntry, PromptFormat, format_glossary
@@ -98,7 +99,7 @@ class SelfCheck(BaseModel):
     passed: bool
 
 
-async def self_check(engine: Engine, registry: PluginRegistry, model: ModelInfo) -> SelfCheck:
+async def self_check(engine: Engine | EngineRunner, registry: PluginRegistry, model: ModelInfo) -> SelfCheck:
     """Translate やる気マンゴスキン greedily (20 tokens); a genuine Sakura model answers 干劲Mangoskin.
 
     A mismatch is logged as a warning, never an error: fine-tunes and test models answer differently.

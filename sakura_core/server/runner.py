@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from sakura_core.engine import Engine
+from sakura_core.engine_runner import EngineRunner
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server.app import build_app
 from sakura_core.server.banner import banner, url_host
@@ -115,7 +116,7 @@ async def run_server(
         if settings.alias:
             info = info.model_copy(update={"id": settings.alias})
         if settings.self_check:
-            await _self_check(engine, registry, info)
+            await _self_check(state.runner, registry, info)
         state.set_ready(info)
         logger.info("%s", banner(engine, info, host, port, state.auth))
         if state.auth.generated and not logger.isEnabledFor(logging.INFO):  # the key must be seen once
@@ -147,9 +148,9 @@ async def _load_unless_stopped(
     return load.result()  # a ModelLoadError propagates from here
 
 
-async def _self_check(engine: Engine, registry: PluginRegistry, info: ModelInfo) -> None:
+async def _self_check(runner: EngineRunner, registry: PluginRegistry, info: ModelInfo) -> None:
     try:
-        await self_check(engine, registry, info)
+        await self_check(runner, registry, info)
     except Exception as exc:
         logger.warning("self-check could not run: %s; serving anyway", exc)
 

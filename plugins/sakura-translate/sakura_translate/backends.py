@@ -15,6 +15,7 @@ from http import HTTPStatus
 from typing import Any
 
 from sakura_core.engine import Engine, EngineError
+from sakura_core.engine_runner import EngineRunner
 from sakura_core.generation import complete
 from sakura_core.identity import parse_model_identity, prompt_format_for
 from sakura_core.plugins import PluginRegistry
@@ -225,6 +226,7 @@ class EngineBackend(Backend):
 
     def __init__(self, engine: Engine, registry: PluginRegistry, info: ModelInfo) -> None:
         self.engine = engine
+        self.runner = EngineRunner(engine)  # one for all chunks: long prompts share its one counting thread
         self.registry = registry
         self.info = info
         self.model_id = info.id
@@ -244,9 +246,10 @@ class EngineBackend(Backend):
         stop = combined_stop(request.params.stop, self.prompt_format.stop)
         request = request.model_copy(update={"params": request.params.model_copy(update={"stop": stop})})
         try:
-            return await complete(self.engine, self.registry, request, self.info)
+            return await complete(self.runner, self.registry, request, self.info)
         except EngineError as exc:
             raise GenerationError(f"the {self.engine.name} engine failed: {exc}") from None
 
     async def close(self) -> None:
+        self.runner.close()
         await self.engine.close()
