@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Must equal ``sakura_ray.replica.SLOTS_METRIC`` (not imported: this module travels alone to the controller).
+#: The custom autoscaling metric: generations one replica runs at once (each replica reports it).
 SLOTS_METRIC = "sakura_slots"
 
 

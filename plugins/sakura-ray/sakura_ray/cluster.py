@@ -124,13 +124,12 @@ def connect(address: str | None) -> RayConnection:
     try:
         ray.init(address=target, **options)
     except Exception as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         hint = (
             "start one with `ray start --head`"
             if target == "auto"
             else "check --ray-address, and set RAY_AUTH_MODE=token if the cluster uses Ray's token authentication"
         )
-        raise ModelLoadError(f"cannot join the Ray cluster at {target}: {first_line}; {hint}") from None
+        raise ModelLoadError(f"cannot join the Ray cluster at {target}: {first_line(exc)}; {hint}") from None
     return RayConnection(target, owned=True)
 
 
@@ -219,3 +218,9 @@ def check_room(replicas: int, cpus: float, gpus: float) -> None:
             f"the Ray cluster's nodes hold {fits} replica(s) of {needs} each, not {replicas}: add nodes "
             "(`ray start --address HEAD:PORT` on more machines) or lower --replica-cpus/--replica-gpus/--replicas"
         )
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message (Ray's errors carry whole tracebacks), else its type."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

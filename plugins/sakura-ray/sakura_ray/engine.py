@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from sakura_core.engine import Engine, EngineError, EngineUnavailableError, ModelLoadError
 from sakura_core.types import Delta, ModelInfo, SamplingParams
+from sakura_ray.cluster import first_line
 from sakura_ray.options import RayOptions
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class RayEngine(Engine):
         except BaseException as exc:
             await self.close()
             if isinstance(exc, Exception):
-                raise ModelLoadError(f"Ray Serve could not start the replicas: {_first_line(exc)}") from None
+                raise ModelLoadError(f"Ray Serve could not start the replicas: {first_line(exc)}") from None
             raise
         return await self._adopt(descriptions)
 
@@ -149,7 +150,7 @@ class RayEngine(Engine):
                 return int(await asyncio.wait_for(handle.count_tokens.remote(text), COUNT_SECONDS))
             except self._lost as exc:
                 if attempt >= RETRIES:
-                    raise ReplicaLostError(f"no replica could count the prompt's tokens: {_first_line(exc)}") from None
+                    raise ReplicaLostError(f"no replica could count the prompt's tokens: {first_line(exc)}") from None
             except TimeoutError:
                 raise ReplicaLostError(f"no replica counted the prompt's tokens within {COUNT_SECONDS:g} s") from None
             except Exception as exc:
@@ -175,15 +176,13 @@ class RayEngine(Engine):
                     ended = True
                     if forwarded or attempt >= RETRIES:
                         raise ReplicaLostError(
-                            f"the replica running this generation was lost ({_first_line(exc)}); retry the request"
+                            f"the replica running this generation was lost ({first_line(exc)}); retry the request"
                         ) from None
                     logger.warning(
                         "a replica was lost before it started a generation (%s); sending it to another",
-                        _first_line(exc),
+                        first_line(exc),
                     )
                     await asyncio.sleep(RETRY_PAUSE * 2**attempt)
-                except (asyncio.CancelledError, GeneratorExit):
-                    raise
                 except Exception as exc:
                     ended = True
                     raise _engine_error(exc) from None
@@ -208,7 +207,7 @@ class RayEngine(Engine):
             try:
                 await cluster.in_daemon_thread(lambda: deployment.delete(self.app_name), DELETE_SECONDS)
             except Exception as exc:
-                logger.warning("could not delete the Ray Serve application %s: %s", self.app_name, _first_line(exc))
+                logger.warning("could not delete the Ray Serve application %s: %s", self.app_name, first_line(exc))
         self._handle = self._stream = None
         if self._connection is not None:
             connection, self._connection = self._connection, None
@@ -249,12 +248,7 @@ def _lost_replica_errors() -> tuple[type[BaseException], ...]:
 def _engine_error(exc: BaseException) -> EngineError:
     """An error raised on a replica, as the front's EngineError with the replica engine's own message."""
     cause = getattr(exc, "cause", None) or exc
-    message = _first_line(cause)
+    message = first_line(cause)
     if isinstance(cause, EngineUnavailableError):
         return EngineUnavailableError(message)
     return EngineError(message)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from sakura_core.engine import Engine, EngineOptions
 from sakura_core.engine_runner import EngineRunner
 from sakura_core.types import FinishReason, ModelInfo, SamplingParams
+from sakura_ray.autoscaling import SLOTS_METRIC
 
 logger = logging.getLogger(__name__)
 
 #: One delta on the wire: text, prompt tokens, completion tokens, finish reason (a tuple pickles fastest).
 WireDelta = tuple[str, int, int, FinishReason | None]
-#: The custom autoscaling metric: generations one replica runs at once (see ``sakura_ray.autoscaling``).
-SLOTS_METRIC = "sakura_slots"
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,6 @@ class EngineReplica:
         #: The engine run by the core's rules, as a server in one process runs it (counts, stop strings, length).
         self.runner = EngineRunner(self.engine)
         self.waiting = 0
-        self.served = 0
         self._closed = False
         # a ModelLoadError fails the replica's start: the front reports its message (see sakura_ray.deployment)
         self.model_info: ModelInfo = await self.engine.load(model, model_version)
@@ -91,7 +89,6 @@ class EngineReplica:
         finally:
             self.waiting -= 1
         try:
-            self.served += 1
             yield self.replica_id
             stream = self.runner.stream(prompt, params)
             try:
@@ -104,7 +101,7 @@ class EngineReplica:
 
     async def state(self) -> ReplicaState:
         """What runs and waits here now."""
-        return ReplicaState(self.replica_id, self.runner.active, self.waiting, self.served, self.parallelism)
+        return ReplicaState(self.replica_id, self.runner.active, self.waiting, self.runner.started, self.parallelism)
 
     async def record_autoscaling_stats(self) -> dict[str, float]:
         """Metrics for the autoscaling policy: this replica's slots."""
