@@ -66,10 +66,7 @@ class OllamaEngine(Engine):
         try:
             import ollama  # noqa: F401 - fail early with the fix, not deep inside a call
         except ImportError:
-            raise ModelLoadError(
-                "the ollama engine needs the `ollama` package; in a sakura checkout: "
-                "pip install ./plugins/sakura-ollama"
-            ) from None
+            raise ModelLoadError(f"the ollama engine needs the `ollama` package: {self.install_hint}") from None
         self._api = OllamaAPI(self.address)
         try:
             return await self._load(self._api, model, model_version)
