@@ -57,11 +57,10 @@ class Backend(abc.ABC):
 
 def format_for(registry: PluginRegistry, name: str, version: str | None, model_version: str | None) -> PromptFormat:
     """The registered prompt format for a model's name and version (``model_version`` overrides the version)."""
-    chosen = prompt_format_for(name, model_version or version)
-    formats = registry.prompt_formats()
-    if chosen not in formats:
-        raise InputError(f"no prompt format {chosen!r} is registered (have: {', '.join(sorted(formats))})")
-    return formats[chosen]
+    try:
+        return registry.prompt_format(prompt_format_for(name, model_version or version))
+    except KeyError as exc:
+        raise InputError(exc.args[0]) from None
 
 
 class HttpBackend(Backend):

@@ -34,7 +34,13 @@ class DecodedText:
 
 def decode_text(data: bytes, path: Path, encoding: str | None = None) -> DecodedText:
     """Decode ``data`` read from ``path``: with ``encoding`` when given, else by BOM, UTF-8, then detection among
-    the common Japanese encodings. InputError (one line, naming ``path``) when it cannot be decoded."""
+    the common Japanese encodings; no byte-order mark is left at the start. InputError (one line, naming ``path``)
+    when it cannot be decoded."""
+    decoded = _decode(data, path, encoding)
+    return DecodedText(decoded.text.lstrip("\ufeff"), decoded.encoding)
+
+
+def _decode(data: bytes, path: Path, encoding: str | None) -> DecodedText:
     if encoding is not None:
         return _decode_as(data, path, encoding)
     for bom, name in _BOMS:

@@ -56,7 +56,7 @@ def load_glossaries(paths: Sequence[Path]) -> Glossary:
             data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"cannot read glossary {path}: {exc.strerror or exc}") from None
-        text = decode_text(data, path).text.lstrip("\ufeff")
+        text = decode_text(data, path).text
         if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("{", "["):
             entries.extend(parse_json_glossary(text, path))
         else:

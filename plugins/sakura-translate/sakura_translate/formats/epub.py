@@ -197,12 +197,12 @@ class EpubDocument(Document):
         from ebooklib import ITEM_DOCUMENT, epub
 
         try:
-            reader = epub.EpubReader(str(path), {"ignore_ncx": True})
+            archive = path.read_bytes()
+            reader = epub.EpubReader(io.BytesIO(archive), {"ignore_ncx": True})
             book = reader.load()
             reader.process()
         except Exception as exc:  # ebooklib raises many kinds (zip, XML, KeyError) for a broken book
             raise InputError(f"{path}: not a readable epub ({type(exc).__name__}: {exc})") from None
-        archive = path.read_bytes()
         with zipfile.ZipFile(io.BytesIO(archive)) as zf:
             names = set(zf.namelist())
 

@@ -44,7 +44,7 @@ class GalTranslScript(Document):
     def load(cls, path: Path, options: LoadOptions) -> GalTranslScript:
         decoded = decode_text(path.read_bytes(), path, options.encoding)
         try:
-            items = json.loads(decoded.text.lstrip("\ufeff"))
+            items = json.loads(decoded.text)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         if not isinstance(items, list):

@@ -45,7 +45,7 @@ class SubtitleDocument(Document):
         format_ = SUBTITLE_FORMATS[path.suffix.lower()]
         decoded = decode_text(path.read_bytes(), path, options.encoding)
         try:
-            subs = pysubs2.SSAFile.from_string(decoded.text.lstrip("\ufeff"), format_=format_)
+            subs = pysubs2.SSAFile.from_string(decoded.text, format_=format_)
         except Exception as exc:  # pysubs2 raises several kinds for a broken file
             raise InputError(f"{path}: not a readable {format_} subtitle file ({exc})") from None
         if not subs.events:

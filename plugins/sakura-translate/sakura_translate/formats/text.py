@@ -34,7 +34,7 @@ class TextDocument(Document):
     @classmethod
     def load(cls, path: Path, options: LoadOptions) -> TextDocument:
         decoded = decode_text(path.read_bytes(), path, options.encoding)
-        return cls(path, decoded.text.lstrip("\ufeff"), decoded.encoding)
+        return cls(path, decoded.text, decoded.encoding)
 
     def render(self, translations: Translations, *, bilingual: bool = False, convert: Convert = str) -> bytes:
         (translated,) = translations
