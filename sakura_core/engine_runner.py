@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from sakura_core.engine import Engine, EngineError
@@ -22,6 +22,8 @@ from sakura_core.types import Delta, FinishReason, SamplingParams
 #: Texts longer than this many characters are counted by the runner's one counting thread, one at a time, so a flood
 #: of huge prompts cannot take every CPU from decoding, nor make short prompts wait behind them.
 LONG_TEXT_CHARS = 4096
+#: How long ``wait_closed`` waits for generations' streams to finish closing.
+CLOSE_WAIT_SECONDS = 2.0
 
 
 class EngineRunner:
@@ -36,6 +38,8 @@ class EngineRunner:
         self.peak_active = 0
         #: Generations started so far.
         self.started = 0
+        #: Engine streams being closed (held so that a close outlives a cancelled caller).
+        self._closing: set[asyncio.Future[None]] = set()
         #: Why the engine cannot serve, as its last health check said (None: it can, or it reports no health).
         self.problem: str | None = None
 
@@ -62,6 +66,11 @@ class EngineRunner:
         if self._long_counts is not None:
             self._long_counts.shutdown(wait=False, cancel_futures=True)
             self._long_counts = None
+
+    async def wait_closed(self) -> None:
+        """Wait (up to ``CLOSE_WAIT_SECONDS``) for engine streams still closing; call it before closing the engine."""
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=CLOSE_WAIT_SECONDS)
 
     async def check_health(self, within: float) -> str | None:
         """Ask the engine whether it can serve; remember and return its answer (None: it can).
@@ -140,10 +149,31 @@ class EngineRunner:
             tail = stops.flush() if stops is not None else ""
             yield Delta(tail, prompt_tokens, produced, "length" if produced >= params.max_tokens else "stop", cached)
         finally:
-            try:
-                aclose = getattr(engine_stream, "aclose", None)
-                if aclose is not None:
-                    with contextlib.suppress(Exception):
-                        await aclose()
-            finally:
-                self.active -= 1
+            await self._close(engine_stream)
+
+    async def _close(self, engine_stream: AsyncIterator[object]) -> None:
+        """Close the engine's stream; the generation stops counting as active once it is closed.
+
+        The close runs as a task of its own. A caller cancelled while the engine closes (a client's disconnect
+        arrives both as a failed write, which starts the close, and as the handler's cancellation) is released at
+        once, but the close is not cut short: an engine interrupted in its ``finally`` would leave its backend
+        generating (an HTTP stream upstream left open, a sequence never freed).
+        """
+        aclose = getattr(engine_stream, "aclose", None)
+        if aclose is None:
+            self.active -= 1
+            return
+        closing = asyncio.ensure_future(_close_quietly(aclose))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closed)
+        await asyncio.shield(closing)
+
+    def _closed(self, closing: asyncio.Future[None]) -> None:
+        self._closing.discard(closing)
+        self.active -= 1
+
+
+async def _close_quietly(aclose: Callable[[], Awaitable[object]]) -> None:
+    """Await an engine stream's ``aclose()``; what it raises was the engine's to report while it streamed."""
+    with contextlib.suppress(Exception):
+        await aclose()

@@ -124,6 +124,41 @@ async def test_closing_early_closes_the_engines_stream_and_counts_it_out() -> No
     assert (runner.active, runner.peak_active, runner.started, engine.closed) == (0, 1, 1, 1)
 
 
+class SlowClosingEngine(ScriptEngine):
+    """Closing its stream takes a few awaits (as closing an HTTP stream upstream does); records whether it ended."""
+
+    def __init__(self, items: list[Delta | str]) -> None:
+        super().__init__(items)
+        self.closing = asyncio.Event()
+        self.upstream_closed = False
+
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta | str]:
+        try:
+            for item in self.items:
+                await asyncio.sleep(0)
+                yield item
+        finally:
+            self.closing.set()
+            await asyncio.sleep(0.05)
+            self.upstream_closed = True
+
+
+async def test_a_caller_cancelled_while_the_engine_closes_does_not_cut_the_close_short() -> None:
+    # a client's disconnect reaches the handler twice: its write fails (the stream is closed) and its task is cancelled
+    engine = SlowClosingEngine(list("abcdef"))
+    runner = EngineRunner(engine)
+    stream = runner.stream("p", SamplingParams(max_tokens=10))
+    assert (await anext(stream)).text == "a"
+    caller = asyncio.ensure_future(stream.aclose())
+    await engine.closing.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert runner.active == 1 and not engine.upstream_closed  # the caller is released at once
+    await runner.wait_closed()
+    assert runner.active == 0 and engine.upstream_closed
+
+
 async def test_an_async_count_is_awaited_and_a_wrong_count_is_an_engine_error() -> None:
     class AsyncCount(ScriptEngine):
         async def count_tokens(self, text: str) -> int:  # type: ignore[override]

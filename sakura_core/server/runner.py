@@ -127,6 +127,7 @@ async def run_server(
     finally:
         await runner.cleanup()
         if load_started:
+            await state.runner.wait_closed()
             await _close_engine(engine, logging.INFO if state.service is not None else logging.DEBUG)
 
 

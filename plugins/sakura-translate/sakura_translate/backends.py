@@ -251,4 +251,5 @@ class EngineBackend(Backend):
 
     async def close(self) -> None:
         self.runner.close()
+        await self.runner.wait_closed()
         await self.engine.close()
