@@ -53,17 +53,19 @@ async def generate(
         finish = "error"
         raise
     finally:
-        with contextlib.suppress(Exception):
-            await stream.aclose()
-        result = GenerationResult(
-            text="".join(pieces),
-            prompt_tokens=last.prompt_tokens,
-            completion_tokens=last.completion_tokens,
-            finish_reason=finish,
-            seconds=time.perf_counter() - started,
-            time_to_first_token=None if first_token_at is None else first_token_at - started,
-        )
-        hooks.after_generate(request=request, result=result, model=model)
+        try:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+        finally:  # observers hear of the generation even when a cancellation reaches the caller while it closes
+            result = GenerationResult(
+                text="".join(pieces),
+                prompt_tokens=last.prompt_tokens,
+                completion_tokens=last.completion_tokens,
+                finish_reason=finish,
+                seconds=time.perf_counter() - started,
+                time_to_first_token=None if first_token_at is None else first_token_at - started,
+            )
+            hooks.after_generate(request=request, result=result, model=model)
 
 
 async def complete(

@@ -207,6 +207,21 @@ async def test_after_generate_sees_cancelled_when_the_task_is_cancelled(
     assert engine.active_generations == 0
 
 
+async def test_after_generate_is_called_when_the_caller_is_cancelled_while_the_stream_closes(
+    registry: PluginRegistry, plugin: HookPlugin, engine: RecordingEngine
+) -> None:
+    # a disconnecting client is seen twice: its failed write closes the stream, then its handler is cancelled
+    stream = generate(engine, registry, GenerationRequest(prompt="abc"), model_of(engine))
+    await anext(stream)
+    closing = asyncio.ensure_future(stream.aclose())
+    await asyncio.sleep(0)  # the close has begun and waits for the engine's stream
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    [result] = plugin.results
+    assert result.finish_reason == "cancelled"
+
+
 async def test_after_generate_sees_error_when_the_engine_fails(registry: PluginRegistry, plugin: HookPlugin) -> None:
     engine = RecordingEngine(ReferenceOptions(fail_on="术语"))
     await engine.load("sakura-7b-qwen2.5-v1.0-iq4xs.gguf")
