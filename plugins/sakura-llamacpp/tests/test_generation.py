@@ -206,6 +206,10 @@ async def test_task_cancellation_frees_the_sequence(engine: LlamaCppEngine, prom
 
     tasks = [asyncio.create_task(consume()) for _ in range(6)]  # more than the 4 slots: two wait
     await started.wait()
+    deadline = time.monotonic() + 10  # each tokenises its prompt in a thread before it queues
+    while engine.active_generations < 6:
+        assert time.monotonic() < deadline, f"{engine.active_generations} of 6 generations reached the engine"
+        await asyncio.sleep(0.01)
     assert engine.active_generations == 6
     for task in tasks:
         task.cancel()

@@ -162,13 +162,16 @@ async def test_a_killed_replica_ends_its_streams_with_503_and_the_rest_is_served
             assert result.done, "every stream ends with [DONE]"
             if result.error is None:
                 assert result.finish_reason in ("stop", "length")
-        # only what ran on the victim when it died may fail: at most its slots (more may have started since the
-        # snapshot); a generation that had streamed nothing yet goes to the other replica
-        assert 1 <= len(failed) <= victim.parallelism, [r.error for r in failed]
+        # only what ran on the victim when it died may fail: what ran in its slots, and what had finished there
+        # but whose last events were still on their way to the front (Ray streams ahead of the reader, so the
+        # replica frees a slot, and starts the next generation in it, before the front has read the end); a
+        # generation that had streamed nothing yet goes to the other replica
+        most = 2 * victim.parallelism
+        assert 1 <= len(failed) <= most, [r.error for r in failed]
         for result in failed:
             assert result.error is not None and result.error["code"] == "engine_unavailable"
             assert "replica" in result.error["message"] and result.texts, "only started generations may fail"
-        assert len(results) - len(failed) >= len(requests) - victim.parallelism
+        assert len(results) - len(failed) >= len(requests) - most
 
         # service goes on, and Ray Serve replaces the replica
         assert (await stream_completion(session, front, PROMPT, max_tokens=8)).finish_reason == "length"
