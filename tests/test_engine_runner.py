@@ -16,14 +16,19 @@ from sakura_core.types import Delta, ModelInfo, SamplingParams
 
 
 class ScriptEngine(Engine):
-    """Yields a fixed list of items (str or Delta) and records whether its stream was closed."""
+    """Yields a fixed list of items (str or Delta) and records whether its stream was closed.
+
+    With ``close_seconds``, closing the stream takes that long (as closing an HTTP stream upstream does).
+    """
 
     name = "script"
 
-    def __init__(self, items: list[Delta | str], *, handles_stops: bool = False) -> None:
+    def __init__(self, items: list[Delta | str], *, handles_stops: bool = False, close_seconds: float = 0) -> None:
         super().__init__()
         self.items = items
         self.closed = 0
+        self.closing = asyncio.Event()
+        self.close_seconds = close_seconds
         self.handles_stop_strings = handles_stops  # type: ignore[misc]
 
     async def load(self, model: str, model_version: str | None = None) -> ModelInfo:
@@ -38,6 +43,9 @@ class ScriptEngine(Engine):
                 await asyncio.sleep(0)
                 yield item
         finally:
+            self.closing.set()
+            if self.close_seconds:
+                await asyncio.sleep(self.close_seconds)
             self.closed += 1
 
 
@@ -124,28 +132,9 @@ async def test_closing_early_closes_the_engines_stream_and_counts_it_out() -> No
     assert (runner.active, runner.peak_active, runner.started, engine.closed) == (0, 1, 1, 1)
 
 
-class SlowClosingEngine(ScriptEngine):
-    """Closing its stream takes a few awaits (as closing an HTTP stream upstream does); records whether it ended."""
-
-    def __init__(self, items: list[Delta | str]) -> None:
-        super().__init__(items)
-        self.closing = asyncio.Event()
-        self.upstream_closed = False
-
-    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta | str]:
-        try:
-            for item in self.items:
-                await asyncio.sleep(0)
-                yield item
-        finally:
-            self.closing.set()
-            await asyncio.sleep(0.05)
-            self.upstream_closed = True
-
-
 async def test_a_caller_cancelled_while_the_engine_closes_does_not_cut_the_close_short() -> None:
     # a client's disconnect reaches the handler twice: its write fails (the stream is closed) and its task is cancelled
-    engine = SlowClosingEngine(list("abcdef"))
+    engine = ScriptEngine(list("abcdef"), close_seconds=0.05)
     runner = EngineRunner(engine)
     stream = runner.stream("p", SamplingParams(max_tokens=10))
     assert (await anext(stream)).text == "a"
@@ -154,9 +143,9 @@ async def test_a_caller_cancelled_while_the_engine_closes_does_not_cut_the_close
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
-    assert runner.active == 1 and not engine.upstream_closed  # the caller is released at once
+    assert (runner.active, engine.closed) == (1, 0)  # the caller is released at once
     await runner.wait_closed()
-    assert runner.active == 0 and engine.upstream_closed
+    assert (runner.active, engine.closed) == (0, 1)
 
 
 async def test_an_async_count_is_awaited_and_a_wrong_count_is_an_engine_error() -> None:
