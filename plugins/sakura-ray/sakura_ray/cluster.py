@@ -6,6 +6,7 @@ Every failure here is a ModelLoadError with one line saying what is wrong and wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -178,13 +179,17 @@ async def in_daemon_thread(
         else:
             done.set_result(result)  # type: ignore[arg-type]
 
+    def post(result: T | None, error: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed since the caller gave up: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
     def run() -> None:
         try:
             result = function()
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
+            post(None, exc)
             return
-        loop.call_soon_threadsafe(settle, result, None)
+        post(result, None)
         if then is not None:
             then(result)
 

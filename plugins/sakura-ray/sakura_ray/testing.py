@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: A Sakura v1.0 prompt; the tiny test model's greedy continuation of it runs to max_tokens.
 TRANSLATION_PROMPT = (
@@ -67,10 +68,10 @@ class LocalRayCluster:
             f"--temp-dir={temp_dir}",
         ]
         environment = {**CLUSTER_ENVIRONMENT, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-        log = (temp_dir / "ray-start.log").open("wb")
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **environment}, start_new_session=True
-        )
+        with (temp_dir / "ray-start.log").open("wb") as log:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **environment}, start_new_session=True
+            )
         cluster = cls(f"127.0.0.1:{port}", process, temp_dir, environment)
         deadline = time.monotonic() + within
         while b"Ray runtime started" not in (temp_dir / "ray-start.log").read_bytes():
@@ -100,11 +101,17 @@ class LocalRayCluster:
             shutil.rmtree(self.temp_dir)
 
 
-def kill_replica(app_name: str, deployment_name: str, replica_id: str) -> None:
-    """Kill one replica's actor the way a crash would (no graceful shutdown). Needs a connected Ray."""
+def replica_actor(app_name: str, deployment_name: str, replica_id: str) -> Any:
+    """The actor of one replica, to kill later without a lookup in between. Needs a connected Ray."""
     import ray
 
-    actor = ray.get_actor(f"SERVE_REPLICA::{app_name}#{deployment_name}#{replica_id}", namespace="serve")
+    return ray.get_actor(f"SERVE_REPLICA::{app_name}#{deployment_name}#{replica_id}", namespace="serve")
+
+
+def kill_actor(actor: Any) -> None:
+    """Kill a replica's actor the way a crash would (no graceful shutdown)."""
+    import ray
+
     ray.kill(actor, no_restart=True)
 
 

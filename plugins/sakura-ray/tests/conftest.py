@@ -37,8 +37,9 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def llamacpp_engine() -> LlamaCppEngine:
-    """The engine each replica runs: 2 sequences of 512 tokens, one thread (two replicas share two cores)."""
-    return LlamaCppEngine(LlamaCppOptions(n_parallel=REPLICA_PARALLEL, n_ctx=512, threads=1))
+    """The engine each replica runs: 2 sequences of 4096 tokens (room for generations long enough to be cut while
+    they run), one thread (two replicas share two cores)."""
+    return LlamaCppEngine(LlamaCppOptions(n_parallel=REPLICA_PARALLEL, n_ctx=4096, threads=1))
 
 
 @pytest.fixture(scope="session")

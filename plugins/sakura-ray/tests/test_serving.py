@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from sakura_ray.deployment import DEPLOYMENT_NAME
 from sakura_ray.engine import RayEngine
 from sakura_ray.testing import TRANSLATION_PROMPT as PROMPT
-from sakura_ray.testing import kill_replica, running_replicas
+from sakura_ray.testing import kill_actor, replica_actor, running_replicas
 
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server import create_app
@@ -111,7 +111,8 @@ async def test_concurrent_clients_are_spread_over_both_replicas(front: str, repl
 
 async def test_a_disconnect_frees_the_slot_on_its_replica(front: str, replicas: RayEngine) -> None:
     before = Counter(replicas.served_by)
-    body = {"prompt": PROMPT, "max_tokens": 400, "temperature": 0, "stream": True}
+    # long enough to be still running on the replica when the client leaves: Ray streams ahead of the reader
+    body = {"prompt": PROMPT, "max_tokens": 4000, "temperature": 0, "stream": True}
     async with aiohttp.ClientSession() as session:
         response = await session.post(front + "/v1/completions", json=body)
         events = 0
@@ -136,8 +137,13 @@ async def test_a_disconnect_frees_the_slot_on_its_replica(front: str, replicas: 
 async def test_a_killed_replica_ends_its_streams_with_503_and_the_rest_is_served(
     front: str, replicas: RayEngine
 ) -> None:
-    # 3 times the slots: while the first generations run, the rest wait in the front's queue
-    requests = prompts(3 * replicas.parallelism)
+    # 5 times the slots: while the first generations run, the rest wait in the front's queue
+    requests = prompts(5 * replicas.parallelism)
+    app = replicas.app_name
+    actors = {
+        state.replica_id: await asyncio.to_thread(replica_actor, app, DEPLOYMENT_NAME, state.replica_id)
+        for state in await replicas.replica_states()
+    }  # looked up now: the kill must land while the victim's generations still run
     async with aiohttp.ClientSession() as session:
 
         async def client(index: int, prompt: str) -> Stream:
@@ -154,7 +160,7 @@ async def test_a_killed_replica_ends_its_streams_with_503_and_the_rest_is_served
             assert time.monotonic() < deadline, states
             await asyncio.sleep(0.02)
         victim = busy[0]
-        await asyncio.to_thread(kill_replica, replicas.app_name, DEPLOYMENT_NAME, victim.replica_id)
+        await asyncio.to_thread(kill_actor, actors[victim.replica_id])
         results = await asyncio.gather(*tasks)
 
         failed = [result for result in results if result.error is not None]
