@@ -68,9 +68,14 @@ class EngineRunner:
             self._long_counts = None
 
     async def wait_closed(self) -> None:
-        """Wait (up to ``CLOSE_WAIT_SECONDS``) for engine streams still closing; call it before closing the engine."""
+        """Wait (up to ``CLOSE_WAIT_SECONDS``) for engine streams still closing."""
         if self._closing:
             await asyncio.wait(set(self._closing), timeout=CLOSE_WAIT_SECONDS)
+
+    async def close_engine(self) -> None:
+        """Close the engine, once the streams still closing have finished (``wait_closed``)."""
+        await self.wait_closed()
+        await self.engine.close()
 
     async def check_health(self, within: float) -> str | None:
         """Ask the engine whether it can serve; remember and return its answer (None: it can).

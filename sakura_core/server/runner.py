@@ -127,8 +127,7 @@ async def run_server(
     finally:
         await runner.cleanup()
         if load_started:
-            await state.runner.wait_closed()
-            await _close_engine(engine, logging.INFO if state.service is not None else logging.DEBUG)
+            await _close_engine(state.runner, logging.INFO if state.service is not None else logging.DEBUG)
 
 
 async def _load_unless_stopped(
@@ -185,9 +184,9 @@ async def _drain(state: ServerState, grace: float, force: asyncio.Event | None) 
         await scheduler.wait_idle(CANCEL_SETTLE_SECONDS)
 
 
-async def _close_engine(engine: Engine, level: int) -> None:
+async def _close_engine(runner: EngineRunner, level: int) -> None:
     try:
-        await engine.close()
+        await runner.close_engine()
     except Exception:
         logger.warning("the engine failed to close cleanly", exc_info=True)
     else:

@@ -111,5 +111,4 @@ class EngineReplica:
         """Called by Ray Serve when the replica stops: close the engine once."""
         if not self._closed:
             self._closed = True
-            await self.runner.wait_closed()
-            await self.engine.close()
+            await self.runner.close_engine()

@@ -251,5 +251,4 @@ class EngineBackend(Backend):
 
     async def close(self) -> None:
         self.runner.close()
-        await self.runner.wait_closed()
-        await self.engine.close()
+        await self.runner.close_engine()
