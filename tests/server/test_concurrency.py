@@ -125,8 +125,10 @@ async def test_non_stream_client_disconnect_cancels_generation(start_server) -> 
     else:
         raise AssertionError("the request should have timed out on the client")
     await session.close()
-    await wait_for(lambda: server.engine.active_generations == 0, within=CANCELLED_WITHIN)
-    assert server.state.scheduler.active == 0
+    # the slot is freed once the handler has seen the engine's stream closed (the close runs as a task of its own)
+    await wait_for(
+        lambda: server.engine.active_generations == 0 and server.state.scheduler.active == 0, within=CANCELLED_WITHIN
+    )
     metrics = (await server.api.get("/metrics")).text
     assert 'sakura_generations_total{outcome="cancelled"} 1' in metrics
 
