@@ -26,7 +26,8 @@ import pytest
 
 from sakura_core.engine import Engine
 from sakura_core.plugins import PluginRegistry
-from sakura_core.prompts import PromptFormat
+from sakura_core.prompts import PromptFormat, translation_prompt
+from sakura_core.types import ModelInfo
 from sakura_core.testing.checks import (
     DEFAULT_CONCURRENCY_LIMIT,
     DEFAULT_MAX_TOKENS,
@@ -45,7 +46,6 @@ from sakura_core.testing.checks import (
     check_token_counts,
     run_generation,
 )
-from sakura_core.translate import translation_prompt
 
 __all__ = [
     "DEFAULT_TEXTS",
@@ -79,21 +79,22 @@ DEFAULT_TEXTS = (
 )
 
 
-def _registered_prompt_format(name: str) -> PromptFormat:
-    for registry in (PluginRegistry.create(entry_points=False), PluginRegistry.create()):
-        formats = registry.prompt_formats()
-        if name in formats:
-            return formats[name]
-    raise ConformanceError(
-        f"the model's prompt format {name!r} is not registered; register it or override conformance_prompts"
-    )
+def _served_prompt_format(model: ModelInfo) -> PromptFormat:
+    """The prompt format a server would serve ``model`` with (the installed plugins' formats included)."""
+    registry = PluginRegistry.create()
+    if model.prompt_format is not None and model.prompt_format not in registry.prompt_formats():
+        raise ConformanceError(
+            f"the model's prompt format {model.prompt_format!r} is not registered; register it or override"
+            " conformance_prompts"
+        )
+    return registry.prompt_format_for(model)
 
 
 def default_prompts(engine: Engine, texts: tuple[str, ...] = DEFAULT_TEXTS) -> list[str]:
     """Translation prompts for ``texts``, rendered with the loaded model's prompt format."""
     if engine.model_info is None:
         raise ConformanceError("the engine fixture must yield a loaded engine: its model_info is None")
-    prompt_format = _registered_prompt_format(engine.model_info.prompt_format)
+    prompt_format = _served_prompt_format(engine.model_info)
     return [translation_prompt(prompt_format, text)[1] for text in texts]
 
 
