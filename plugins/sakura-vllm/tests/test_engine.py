@@ -11,7 +11,8 @@ import pytest
 from sakura_vllm.engine import VllmEngine
 from tokenizers import Tokenizer
 
-from sakura_core.types import Delta, SamplingParams
+from sakura_core.plugins import PluginRegistry
+from sakura_core.types import Delta, ModelInfo, SamplingParams
 
 
 async def eventually(condition: Callable[[], bool], seconds: float = 10.0) -> None:
@@ -29,7 +30,7 @@ async def test_identity_comes_from_config_json(vllm_engine: VllmEngine, tiny_mod
     # the directory name says nothing; config.json's sakura_* fields do
     assert info.id == "tiny-random-qwen2-v1.0"
     assert (info.name, info.version, info.quant) == ("sakura-tiny-qwen2", "1.0", "bf16")
-    assert info.prompt_format == "v1.0"
+    assert served_format(info) == "v1.0"
     assert info.path == str(tiny_model)
     assert info.context_length == 1024  # --max-model-len
     assert info.meta == {"n_vocab": 640, "n_ctx_train": 2048, "n_embd": 128}
@@ -209,3 +210,9 @@ async def test_answer_may_fill_the_context(vllm_engine: VllmEngine, running_prom
     assert last.finish_reason in ("stop", "length")
     assert last.completion_tokens <= room
     assert (last.finish_reason == "length") == (last.completion_tokens == room)
+
+
+def served_format(info: ModelInfo | None) -> str:
+    """The prompt format the core serves a model of this identity with (engines report identity only)."""
+    assert info is not None
+    return PluginRegistry.create(entry_points=False).prompt_format_for(info).name
