@@ -9,11 +9,12 @@ import pytest
 from sakura_echo.scripted import ReferenceEngine, ReferenceOptions
 
 from sakura_core import hookimpl
-from sakura_core.format_choice import UnknownModelVersionError, version_between
+from sakura_core.format_choice import UnknownModelVersionError
 from sakura_core.loaded_model import UNTIL_CONTEXT_FULL, LoadedModel, PromptTooLongError
 from sakura_core.plugins import PluginRegistry
 from sakura_core.prompts import CHATML_STOP, Message, PromptFormat, message_text, translation_messages_v10
 from sakura_core.types import DEFAULT_MAX_TOKENS, GenerationRequest, ModelInfo, SamplingParams
+from sakura_core.versions import version_between
 
 
 def render_v2(messages: Sequence[Message]) -> str:

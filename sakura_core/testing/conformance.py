@@ -27,7 +27,6 @@ import pytest
 from sakura_core.engine import Engine
 from sakura_core.plugins import PluginRegistry
 from sakura_core.prompts import PromptFormat, translation_prompt
-from sakura_core.types import ModelInfo
 from sakura_core.testing.checks import (
     DEFAULT_CONCURRENCY_LIMIT,
     DEFAULT_MAX_TOKENS,
@@ -46,6 +45,7 @@ from sakura_core.testing.checks import (
     check_token_counts,
     run_generation,
 )
+from sakura_core.types import ModelInfo
 
 __all__ = [
     "DEFAULT_TEXTS",
