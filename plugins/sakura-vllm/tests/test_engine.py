@@ -212,6 +212,21 @@ async def test_answer_may_fill_the_context(vllm_engine: VllmEngine, running_prom
     assert (last.finish_reason == "length") == (last.completion_tokens == room)
 
 
+async def test_a_repeated_prefix_is_taken_from_vllms_prefix_cache(vllm_engine: VllmEngine, generate_all) -> None:
+    glossary = "\n".join(f"用語{i}->术语{i}" for i in range(60))  # a long shared prefix, as clients send
+    prefix = f"<|im_start|>system\n{glossary}<|im_end|>\n"
+    first = prefix + "<|im_start|>user\n一行目<|im_end|>\n<|im_start|>assistant\n"
+    second = prefix + "<|im_start|>user\n二行目<|im_end|>\n<|im_start|>assistant\n"
+    shared = vllm_engine.count_tokens(prefix + "<|im_start|>user\n")  # the two prompts part after this
+    _, cold, _ = await generate_all(vllm_engine, first, SamplingParams(do_sample=False, max_tokens=4))
+    _, warm, _ = await generate_all(vllm_engine, second, SamplingParams(do_sample=False, max_tokens=4))
+    assert cold.cached_tokens is not None and warm.cached_tokens is not None
+    block = vllm_engine.llm.vllm_config.cache_config.block_size
+    # whole blocks of the shared prefix come from the cache; the rest of the prompt is read
+    assert shared - block < warm.cached_tokens <= shared, (shared, block, warm.cached_tokens)
+    assert warm.cached_tokens >= 0.9 * shared or shared < 10 * block
+
+
 def served_format(info: ModelInfo | None) -> str:
     """The prompt format the core serves a model of this identity with (engines report identity only)."""
     assert info is not None
