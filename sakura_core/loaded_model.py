@@ -103,11 +103,9 @@ class LoadedModel:
         values = sampling.model_dump() if isinstance(sampling, SamplingParams) else dict(sampling or {})
         self._check_length(prompt)
         prompt_tokens = await self.runner.count_tokens(prompt)
-        room = self._room(prompt_tokens)
         wanted = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
-        limit = room if wanted == UNTIL_CONTEXT_FULL else min(wanted, room)
         stop = combined_stop(values.get("stop") or (), self.prompt_format.stop)
-        params = SamplingParams(**{**values, "max_tokens": limit, "stop": stop})
+        params = SamplingParams(**{**values, "max_tokens": self._fit(wanted, prompt_tokens), "stop": stop})
         request_id = request_id or uuid.uuid4().hex
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("request %s: %d prompt tokens, %s\nprompt: %r", request_id, prompt_tokens, params, prompt)
@@ -127,14 +125,16 @@ class LoadedModel:
                 f" cannot hold more than {limit}: send a shorter text"
             )
 
-    def _room(self, prompt_tokens: int) -> int:
-        """Tokens the context leaves after a prompt of ``prompt_tokens``; PromptTooLongError when none."""
+    def _fit(self, max_tokens: int, prompt_tokens: int) -> int:
+        """``max_tokens`` lowered to what the context leaves after the prompt (all of it for
+        ``UNTIL_CONTEXT_FULL``); PromptTooLongError when the prompt leaves nothing. The one clamp."""
         if prompt_tokens >= self.context_length:
             raise PromptTooLongError(
                 f"the prompt is {prompt_tokens} tokens but the model's context is {self.context_length} tokens per"
                 " sequence; send a shorter text"
             )
-        return self.context_length - prompt_tokens
+        room = self.context_length - prompt_tokens
+        return room if max_tokens == UNTIL_CONTEXT_FULL else min(max_tokens, room)
 
     async def _apply_hooks(self, request: GenerationRequest) -> None:
         """``before_generate`` hooks; a prompt they rewrote is counted and fitted to the context again."""
@@ -144,9 +144,9 @@ class LoadedModel:
             return
         self._check_length(request.prompt)
         request.prompt_tokens = await self.runner.count_tokens(request.prompt)
-        room = self._room(request.prompt_tokens)
-        if request.params.max_tokens > room:
-            request.params = request.params.model_copy(update={"max_tokens": room})
+        fitted = self._fit(request.params.max_tokens, request.prompt_tokens)
+        if fitted != request.params.max_tokens:
+            request.params = request.params.model_copy(update={"max_tokens": fitted})
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Stream a prepared request: ``before_generate`` hooks, the engine's deltas, ``after_generate`` hooks.
