@@ -2,7 +2,7 @@
 
 A fast test engine (``TokenPump``: each token is one event-loop turn and a few microseconds, no thread) serves
 ``--tokens`` tokens per request. The baseline runs the same generations in this process through
-``sakura_core.generation.generate`` (the hooks and the engine, no HTTP). The server side runs ``serve()`` in a
+``LoadedModel.stream`` (the hooks and the engine, no HTTP). The server side runs ``serve()`` in a
 subprocess (the real path: routes, scheduler, metrics, SSE, one log line per request) and this process streams
 ``/v1/chat/completions`` over loopback with aiohttp, counting ``data:`` events without JSON parsing, so the client's
 work is small but included.
@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import aiohttp
 from pydantic import Field
+from sakura_core.loaded_model import LoadedModel
 
 from sakura_core.engine import Engine, EngineOptions
-from sakura_core.generation import generate
 from sakura_core.identity import make_model_info
 from sakura_core.plugins import PluginRegistry
 from sakura_core.types import GenerationRequest, ModelInfo, SamplingParams
@@ -123,17 +123,16 @@ async def run_workers(concurrency: int, requests: int, one: object) -> Measure:
 
 
 async def baseline(concurrency: int, requests: int, tokens: int) -> Measure:
-    """The engine through sakura_core.generation.generate, in this process, no HTTP."""
+    """The engine through its LoadedModel (the hooks and the engine), in this process, no HTTP."""
     engine = TokenPump(PumpOptions(parallel=concurrency, tokens=tokens))
-    registry = PluginRegistry.create(entry_points=False)
-    info = await engine.load(MODEL)
-    prompt = registry.prompt_format(info.prompt_format).render(MESSAGES)
+    model = await LoadedModel.load(engine, PluginRegistry.create(entry_points=False), MODEL)
+    prompt = model.render(MESSAGES)
 
     async def one() -> tuple[int, float]:
         started = time.perf_counter()
         count = 0
         request = GenerationRequest(prompt=prompt, params=SamplingParams(max_tokens=tokens + 8, seed=1))
-        async for delta in generate(engine, registry, request, info):
+        async for delta in model.stream(request):
             count += 1 if delta.text else 0
         return count, time.perf_counter() - started
 

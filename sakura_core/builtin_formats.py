@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 @hookimpl
 def register_prompt_formats(register: Callable[[PromptFormat], None]) -> None:
-    """Sakura's own formats: v0.8, v0.9, v0.10, v1.0 and GalTransl."""
+    """Sakura's own formats: v0.8, v0.9, v0.10, v1.0, v1.5 and GalTransl."""
     from sakura_core.prompts import SAKURA_FORMATS  # imported when formats are asked for, not at start-up
 
     for prompt_format in SAKURA_FORMATS:

@@ -5,202 +5,55 @@ from __future__ import annotations
 import errno
 import json
 import logging
-from dataclasses import dataclass, field
+import os
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from sakura_core import __version__
-from sakura_core.plugins import (
-    CHECKOUT,
-    KNOWN_ENGINE_INSTALLS,
-    PluginRegistry,
-    RegisteredEngine,
-    RunOptionGroup,
-    UnknownEngineError,
+from sakura_core.engine_command import (
+    DEFAULT_ENGINE,
+    CliState,
+    EngineCommand,
+    OneLineUsageError,
+    cli_state,
 )
+from sakura_core.plugins import CHECKOUT, KNOWN_ENGINE_INSTALLS, LOAD_PLUGINS_ENV, PluginRegistry
 
 if TYPE_CHECKING:  # each command imports what it needs: `sakura --help` stays fast
-    from sakura_core.cli_options import EngineOption
     from sakura_core.engine import Engine
 
-#: Prefix of the click parameter names that carry engine options, so they never clash with the core's.
-ENGINE_PARAM_PREFIX = "engine__"
-#: Prefix of the click parameter names that carry options plugins add to ``sakura run`` (``plugin<n>__field``).
-PLUGIN_PARAM_PREFIX = "plugin"
-
-DEFAULT_ENGINE = "llamacpp"
 DEFAULT_LISTEN = "127.0.0.1:8080"
-#: The original server's engine switches, kept so its command lines still work.
-LEGACY_ENGINE_FLAGS = {"--llama_cpp": "llamacpp", "--llama-cpp": "llamacpp", "--vllm": "vllm", "--ollama": "ollama"}
-
-
-class OneLineUsageError(click.ClickException):
-    """A usage mistake reported as a single ``Error: ...`` line, exit code 2."""
-
-    exit_code = 2
-
-
-@dataclass
-class CliState:
-    """What one invocation of ``sakura`` shares between its commands."""
-
-    registry: PluginRegistry
-    engine_options: list[EngineOption] = field(default_factory=list)
-    #: Options plugins add to ``sakura run`` (``register_run_options``), by group.
-    run_options: list[tuple[RunOptionGroup, list[EngineOption]]] = field(default_factory=list)
-    engine: RegisteredEngine | None = None
-    engine_error: str | None = None
-    _engines: dict[str, RegisteredEngine] | None = None
-
-    def engines(self) -> dict[str, RegisteredEngine]:
-        """The usable engines; plugins that failed (and engines whose options collide with ``sakura run``'s) are
-        in ``registry.failures``."""
-        if self._engines is None:
-            self._engines = self.registry.engines(check=option_collision)
-        return self._engines
-
-    def choose_engine(self, name: str) -> RegisteredEngine:
-        """The engine called ``name``, or UnknownEngineError with one line saying why not."""
-        engines = self.engines()
-        if name in engines:
-            return engines[name]
-        return self.registry.engine(name, check=option_collision)  # raises, saying why
 
 
 def _state(ctx: click.Context) -> CliState:
-    state = ctx.find_object(CliState)
-    if state is None:
-        state = CliState(PluginRegistry.create())
-        ctx.obj = state
+    """This invocation's CliState, refusing engines whose options are spelled like ``sakura run``'s own."""
+    state = cli_state(ctx)
+    if state.engine_check is None:
+        state.engine_check = option_collision
     return state
-
-
-def peek_engine_name(args: list[str]) -> str:
-    """The engine named on a ``sakura run`` command line, before click parses it."""
-    name = DEFAULT_ENGINE
-    for index, arg in enumerate(args):
-        if arg == "--":
-            break
-        if arg in ("--engine", "-e") and index + 1 < len(args):
-            name = args[index + 1]
-        elif arg.startswith("--engine="):
-            name = arg.split("=", 1)[1]
-        elif arg in LEGACY_ENGINE_FLAGS:
-            name = LEGACY_ENGINE_FLAGS[arg]
-    return name
-
-
-class RunCommand(click.Command):
-    """``sakura run``: its options grow by the chosen engine's own options, shown under the engine's name.
-
-    Other commands that load an engine (plugins' commands too) use this class, or a subclass that overrides
-    ``engine_name`` to say when the command line asks for no engine at all.
-    """
-
-    #: True when the options plugins add to ``sakura run`` (``register_run_options``) apply to this command; a
-    #: subclass that does not pass its engine through ``host_engine`` sets it False.
-    takes_run_options: bool = True
-
-    def engine_name(self, args: list[str]) -> str | None:
-        """The engine the command line asks for, before click parses it; None for none (no engine options)."""
-        return peek_engine_name(args)
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        state = _state(ctx)
-        # the command object outlives one invocation (tests, embedding): start again from the core's options
-        core_params: list[click.Parameter] = self.__dict__.setdefault(
-            "_core_params",
-            [p for p in self.params if not (p.name or "").startswith((ENGINE_PARAM_PREFIX, PLUGIN_PARAM_PREFIX))],
-        )
-        self.params = list(core_params)
-        name = self.engine_name(args)
-        if name is None:
-            return super().parse_args(ctx, args)
-        try:
-            state.engine = state.choose_engine(name)
-        except UnknownEngineError as exc:
-            state.engine_error = str(exc)
-            if not ctx.resilient_parsing and not set(args) & set(ctx.help_option_names):
-                raise OneLineUsageError(state.engine_error) from None
-        else:
-            from sakura_core.cli_options import click_options_for
-
-            # a hidden legacy spelling (--trust_remote_code) gives way to an engine option that claims it
-            taken = {spelling for p in core_params if not getattr(p, "hidden", False) for spelling in _spellings(p)}
-            state.engine_options = click_options_for(state.engine.engine_class.Options, taken)
-            claimed = {opt for option in state.engine_options for opt in _spellings(option.option)}
-            self.params = [p for p in self.params if not (getattr(p, "hidden", False) and claimed & _spellings(p))]
-            self.params.extend(option.option for option in state.engine_options)
-        if self.takes_run_options:
-            self._add_run_options(state)
-        return super().parse_args(ctx, args)
-
-    def _add_run_options(self, state: CliState) -> None:
-        """The options plugins add to every ``sakura run`` (``register_run_options``)."""
-        from sakura_core.cli_options import click_options_for
-
-        state.run_options = []
-        for index, group in enumerate(state.registry.run_options()):
-            taken = {opt for param in self.params if not getattr(param, "hidden", False) for opt in _spellings(param)}
-            options = click_options_for(group.model, taken, prefix=f"{PLUGIN_PARAM_PREFIX}{index}__")
-            state.run_options.append((group, options))
-            self.params.extend(option.option for option in options)
-
-    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        state = _state(ctx)
-        engine_params = {option.option.name for option in state.engine_options}
-        engine_params |= {option.option.name for _, options in state.run_options for option in options}
-        core = [
-            p.get_help_record(ctx)
-            for p in self.get_params(ctx)
-            if isinstance(p, click.Option) and p.name not in engine_params
-        ]
-        with formatter.section("Options"):
-            formatter.write_dl([record for record in core if record is not None])
-        for group, options in state.run_options:
-            with formatter.section(group.heading):
-                formatter.write_dl([r for r in (o.option.get_help_record(ctx) for o in options) if r is not None])
-        if state.engine is not None:
-            engine = state.engine
-            source = f", from {engine.distribution} {engine.version}" if engine.distribution else ""
-            with formatter.section(f"Engine options: {engine.engine_class.name}{source}"):
-                records = [o.option.get_help_record(ctx) for o in state.engine_options]
-                formatter.write_dl([r for r in records if r is not None] or [("(none)", "")])
-        elif state.engine_error:
-            with formatter.section("Engine options"):
-                formatter.write_text(state.engine_error)
-        others = sorted(set(state.engines()) - {state.engine.engine_class.name if state.engine else ""})
-        if others:
-            label = "Other engines" if state.engine is not None else "Engines"
-            formatter.write_paragraph()
-            formatter.write_text(
-                f"{label}: {', '.join(others)}; see their options with: {ctx.command_path} --engine NAME --help"
-            )
-
-
-def _spellings(param: click.Parameter) -> set[str]:
-    return {*param.opts, *getattr(param, "secondary_opts", [])}
 
 
 def core_spellings() -> set[str]:
     """Every spelling of ``sakura run``'s own options (hidden legacy spellings left out: engines may claim them)."""
+    from sakura_core.cli_options import ENGINE_PARAM_PREFIX, PLUGIN_PARAM_PREFIX, spellings
+
     return {
         spelling
         for param in run.params
         if not (param.name or "").startswith((ENGINE_PARAM_PREFIX, PLUGIN_PARAM_PREFIX))
         and not getattr(param, "hidden", False)
-        for spelling in _spellings(param)
+        for spelling in spellings(param)
     }
 
 
 def option_collision(engine_class: type[Engine]) -> str | None:
     """One line when one of the engine's options is spelled like one of ``sakura run``'s own, else None."""
-    from sakura_core.cli_options import click_options_for
+    from sakura_core.cli_options import click_options_for, spellings
 
     taken = core_spellings()
     for option in click_options_for(engine_class.Options):
-        clash = sorted(_spellings(option.option) & taken)
+        clash = sorted(spellings(option.option) & taken)
         if clash:
             return (
                 f"engine {engine_class.name!r}: its option {option.field_name!r} ({clash[0]}) collides with "
@@ -295,7 +148,7 @@ def cli() -> None:
     """
 
 
-@cli.command(cls=RunCommand, context_settings={"show_default": True})
+@cli.command(cls=EngineCommand, context_settings={"show_default": True})
 @click.option("--engine", "-e", default=DEFAULT_ENGINE, metavar="NAME", help="Inference engine (see `sakura engines`).")
 @click.option("--llama_cpp", "--llama-cpp", "legacy_engine", flag_value="llamacpp", hidden=True)
 @click.option("--vllm", "legacy_engine", flag_value="vllm", hidden=True)
@@ -395,6 +248,12 @@ def run(ctx: click.Context, **params: Any) -> None:
         raise OneLineUsageError(state.engine_error or "no engine")
     for failure in state.registry.failures:
         click.echo(f"warning: {failure.describe()}", err=True)
+    from sakura_core.format_choice import UnknownModelVersionError
+
+    try:
+        state.registry.check_model_version(params["model_version"])
+    except UnknownModelVersionError as exc:
+        raise OneLineUsageError(str(exc)) from None
     options = build_options(state.engine.engine_class.Options, ctx, state.engine_options)
     settings = _server_settings(params)
     _configure_logging(params["log_level"])
@@ -501,7 +360,8 @@ def engines(ctx: click.Context, as_json: bool) -> None:
     state = _state(ctx)
     registry = state.registry
     found = state.engines()
-    missing = sorted(name for name in KNOWN_ENGINE_INSTALLS if name not in found)
+    left_out = sorted(name for name in KNOWN_ENGINE_INSTALLS if name not in found and name in registry.left_out)
+    missing = sorted(name for name in KNOWN_ENGINE_INSTALLS if name not in found and name not in left_out)
     if as_json:
         payload = {
             "engines": [
@@ -515,6 +375,7 @@ def engines(ctx: click.Context, as_json: bool) -> None:
                 for name, entry in sorted(found.items())
             ],
             "failed": [vars(failure) for failure in registry.failures],
+            "not_loaded": left_out,
             "not_installed": [{"name": n, "install": KNOWN_ENGINE_INSTALLS[n]} for n in missing],
         }
         click.echo(json.dumps(payload, indent=2))
@@ -536,6 +397,9 @@ def engines(ctx: click.Context, as_json: bool) -> None:
         click.echo("No engines installed.")
     for failure in registry.failures:
         click.echo(f"failed: {failure.describe()}", err=True)
+    for name in left_out:
+        selected = os.environ.get(LOAD_PLUGINS_ENV, "")
+        click.echo(f"not loaded: {name}  (installed; {LOAD_PLUGINS_ENV}={selected} leaves it out)")
     for name in missing:
         click.echo(f"not installed: {name}  ({CHECKOUT}: {KNOWN_ENGINE_INSTALLS[name]})")
 

@@ -12,7 +12,10 @@ import click
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from sakura_core.cli import ENGINE_PARAM_PREFIX
+#: Prefix of the click parameter names that carry engine options, so they never clash with the core's.
+ENGINE_PARAM_PREFIX = "engine__"
+#: Prefix of the click parameter names that carry options plugins add to ``sakura run`` (``plugin<n>__field``).
+PLUGIN_PARAM_PREFIX = "plugin"
 
 
 @dataclass(frozen=True)
@@ -110,3 +113,8 @@ def build_options(model: type[BaseModel], ctx: click.Context, options: list[Engi
             raise OptionsError(str(error["msg"]).removeprefix("Value error, ")) from None
         flag = "--" + str(error["loc"][0]).replace("_", "-")
         raise OptionsError(f"invalid value for {flag}: {error['msg']}") from None
+
+
+def spellings(param: click.Parameter) -> set[str]:
+    """Every spelling of a click option: ``--x``, ``-x`` and a flag's ``--no-x``."""
+    return {*param.opts, *getattr(param, "secondary_opts", [])}

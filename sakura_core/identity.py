@@ -66,35 +66,6 @@ def parse_model_identity(model: str) -> ModelIdentity:
     return ModelIdentity(base_name=base, name=match.group("name"), version=match.group("version"), quant=quant)
 
 
-def prompt_format_for(name: str, version: str | None) -> str:
-    """Choose the prompt format for a model name and version.
-
-    GalTransl models use ``galtransl``; Sakura 0.8 uses ``v0.8``; 0.9.x ``v0.9``; 0.10.x ``v0.10``; 1.5 and later
-    1.x ``v1.5`` (Qwen3); 1.0 to 1.4 and anything unknown ``v1.0`` (ChatML, which every Qwen-based model reads).
-    ``version`` may itself name a format (``galtransl``, ``v0.9``), as ``--model-version`` allows.
-    """
-    if version is not None:
-        v = version.strip().lower().removeprefix("v")
-        if v.startswith("galtransl"):
-            return "galtransl"
-        if "galtransl" in name.lower():
-            return "galtransl"
-        match = re.match(r"(\d+)(?:\.(\d+))?", v)
-        if match:
-            major, minor = int(match.group(1)), int(match.group(2) or 0)
-            if major == 0 and minor == 8:
-                return "v0.8"
-            if major == 0 and minor == 9:
-                return "v0.9"
-            if major == 0 and minor >= 10:
-                return "v0.10"
-            if major == 1 and minor >= 5:
-                return "v1.5"
-    elif "galtransl" in name.lower():
-        return "galtransl"
-    return "v1.0"
-
-
 def make_model_info(
     model: str,
     *,
@@ -115,8 +86,9 @@ def make_model_info(
     model's metadata gives, such as a GGUF's ``general.name``; its name is taken with its version). For the
     quantisation: ``quant``, then the name, then ``metadata_quant`` (what the weights' format says). The id is the
     model's base name; when the version is not in it, ``-v{version}`` is appended, because clients find the version
-    by substring. A version nothing states is not made up: the id stays the base name, and the prompt format is
-    v1.0's. ``path`` is what the user passed to ``--model`` when ``model`` is the file it was resolved to.
+    by substring. A version nothing states is not made up: the id stays the base name (and the core serves the model
+    with v1.0's prompt format). The prompt format is left to the core, which chooses it from this identity.
+    ``path`` is what the user passed to ``--model`` when ``model`` is the file it was resolved to.
     """
     parsed = parse_model_identity(model)
     if version is None and parsed.version is None and metadata_name:
@@ -144,7 +116,6 @@ def make_model_info(
         version=chosen_version,
         quant=quant or parsed.quant or metadata_quant,
         path=path or model,
-        prompt_format=prompt_format_for(chosen_name, chosen_version),
         context_length=context_length,
         meta=meta,
     )

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # imported lazily: `sakura --help` loads this module and must
 
     from sakura_core.engine import Engine
     from sakura_core.prompts import PromptFormat
+    from sakura_core.types import ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class PluginRegistry:
 
     plugin_manager: pluggy.PluginManager
     failures: list[PluginFailure] = field(default_factory=list)
+    #: Installed plugins (entry-point names) that ``SAKURA_LOAD_PLUGINS`` left out.
+    left_out: list[str] = field(default_factory=list)
     _distributions: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     _formats: tuple[tuple[Any, ...], dict[str, PromptFormat]] | None = None
 
@@ -115,6 +118,7 @@ class PluginRegistry:
         allowed = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if allowed is not None and entry_point.name not in allowed:
+                self.left_out.append(entry_point.name)
                 continue
             if self.plugin_manager.has_plugin(entry_point.name):
                 continue
@@ -204,6 +208,20 @@ class PluginRegistry:
             hint = f"engines can be added {CHECKOUT}: {'; '.join(missing)}" if missing else ""
         message = f"unknown engine {name!r} (installed: {installed})"
         raise UnknownEngineError(f"{message}; {hint}" if hint else message)
+
+    def prompt_format_for(self, model: ModelInfo) -> PromptFormat:
+        """The format ``model`` is served with: the one its engine named, else the last registered format that
+        matches its identity, else v1.0's (see ``sakura_core.format_choice``)."""
+        from sakura_core.format_choice import choose
+
+        return choose(self.prompt_formats().values(), model)
+
+    def check_model_version(self, version: str | None) -> None:
+        """Raise ``UnknownModelVersionError`` (one line naming the known versions) when no registered format
+        claims a ``--model-version``."""
+        from sakura_core.format_choice import check_model_version
+
+        check_model_version(self.prompt_formats().values(), version)
 
     def prompt_format(self, name: str) -> PromptFormat:
         """The prompt format called ``name``; KeyError lists the registered ones."""

@@ -9,6 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sakura_core.format_choice import is_galtransl, version_between
+from sakura_core.types import ModelInfo
+
 logger = logging.getLogger(__name__)
 
 Message = Mapping[str, Any]
@@ -43,6 +46,9 @@ class PromptFormat:
     ``stop`` are strings that end a generation. ``translation_messages(text, glossary, history)`` builds the
     canonical messages of a translation request for this model version. ``strip_think`` says the model may open
     its reply with a ``<think>…</think>`` block (Qwen3): the core drops that block from every reply.
+    ``matches(model)`` says whether this is the format for a model, from its identity (``ModelInfo``'s name,
+    version and quant): the core serves a model with the last registered format that matches it (see
+    ``sakura_core.format_choice``). Without it, the format is used only when asked for by name.
     """
 
     name: str
@@ -51,6 +57,7 @@ class PromptFormat:
     stop: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""
     strip_think: bool = False
+    matches: Callable[[ModelInfo], bool] | None = None
 
 
 def message_text(message: Message) -> str:
@@ -209,20 +216,67 @@ def translation_messages_v15(text: str, glossary: str, history: str | None) -> l
 CHATML_STOP = ("<|im_end|>", "<|endoftext|>")
 
 SAKURA_FORMATS = (
-    PromptFormat("v0.8", render_baichuan, translation_messages_v08, ("</s>",), "Sakura v0.8 (Baichuan2)"),
-    PromptFormat("v0.9", render_chatml, translation_messages_v09, CHATML_STOP, "Sakura v0.9 (ChatML)"),
-    PromptFormat("v0.10", render_chatml, translation_messages_v010, CHATML_STOP, "Sakura v0.10 (ChatML)"),
-    PromptFormat("v1.0", render_chatml, translation_messages_v10, CHATML_STOP, "Sakura v1.0 (ChatML)"),
+    PromptFormat(
+        "v0.8",
+        render_baichuan,
+        translation_messages_v08,
+        ("</s>",),
+        "Sakura v0.8 (Baichuan2)",
+        matches=version_between((0, 8), (0, 9)),
+    ),
+    PromptFormat(
+        "v0.9",
+        render_chatml,
+        translation_messages_v09,
+        CHATML_STOP,
+        "Sakura v0.9 (ChatML)",
+        matches=version_between((0, 9), (0, 10)),
+    ),
+    PromptFormat(
+        "v0.10",
+        render_chatml,
+        translation_messages_v010,
+        CHATML_STOP,
+        "Sakura v0.10 (ChatML)",
+        matches=version_between((0, 10), (1, 0)),
+    ),
+    PromptFormat(
+        "v1.0",
+        render_chatml,
+        translation_messages_v10,
+        CHATML_STOP,
+        "Sakura v1.0 to v1.4 (ChatML)",
+        matches=version_between((1, 0), (1, 5)),
+    ),
     PromptFormat(
         "v1.5",
         render_qwen3,
         translation_messages_v15,
         CHATML_STOP,
-        "Sakura v1.5 (Qwen3 ChatML, thinking off)",
+        "Sakura v1.5 and later 1.x (Qwen3 ChatML, thinking off)",
         strip_think=True,
+        matches=version_between((1, 5), (2, 0)),
     ),
-    PromptFormat("galtransl", render_chatml, translation_messages_galtransl, CHATML_STOP, "GalTransl (ChatML)"),
+    PromptFormat(
+        "galtransl",
+        render_chatml,
+        translation_messages_galtransl,
+        CHATML_STOP,
+        "GalTransl (ChatML)",
+        matches=is_galtransl,
+    ),
 )
+
+
+def translation_prompt(
+    prompt_format: PromptFormat,
+    text: str,
+    glossary: Sequence[GlossaryEntry | Mapping[str, Any]] = (),
+    history: str | None = None,
+) -> tuple[list[dict[str, str]], str]:
+    """The canonical messages for translating ``text`` with this format, and the raw prompt they render to."""
+    messages = prompt_format.translation_messages(text, format_glossary(glossary), history)
+    return messages, prompt_format.render(messages)
 
 
 class MessagesError(ValueError):

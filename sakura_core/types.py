@@ -85,7 +85,11 @@ class ModelInfo(BaseModel):
     version: str | None = Field(None, description="Sakura version, e.g. '1.0', '0.9b', '0.10', '2.6'.")
     quant: str | None = Field(None, description="Quantisation, e.g. 'iq4xs', 'Q4_K_M', 'gptq'.")
     path: str = Field(description="What the user passed to --model (path or tag).")
-    prompt_format: str = Field(description="Name of the prompt format used to render chat messages.")
+    prompt_format: str | None = Field(
+        None,
+        description="Name of the prompt format chat messages are rendered with. Engines leave it None: the core"
+        " chooses the format from the model's identity. An engine that names one pins it.",
+    )
     context_length: int = Field(description="Tokens of context available to one sequence.")
     meta: dict[str, Any] | None = Field(
         None, description="llama-server style meta (vocab_type, n_vocab, ...) from true values only."

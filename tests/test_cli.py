@@ -18,9 +18,10 @@ from pydantic import BaseModel, Field, model_validator
 from sakura_echo.scripted import ReferenceEngine
 
 from sakura_core import Engine, hookimpl
-from sakura_core.cli import CliState, RunCommand, cli, parse_listen, peek_engine_name
+from sakura_core.cli import cli, parse_listen
 from sakura_core.cli_options import build_options
 from sakura_core.engine import ModelLoadError
+from sakura_core.engine_command import CliState, EngineCommand, peek_engine_name
 from sakura_core.plugins import PluginRegistry
 
 
@@ -259,7 +260,7 @@ def test_help_and_engines_import_only_the_cores_dependencies(args: list[str]) ->
     assert unexpected == set(), f"`sakura {' '.join(args)}` imported {sorted(unexpected)}"
 
 
-class EngineWhenAsked(RunCommand):
+class EngineWhenAsked(EngineCommand):
     """A command that loads an engine only when ``--engine`` is on its command line."""
 
     def engine_name(self, args: list[str]) -> str | None:

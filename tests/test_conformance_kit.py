@@ -7,7 +7,6 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -37,7 +36,6 @@ from sakura_core.testing.conformance import (
     end_texts,
     run_generation,
 )
-from sakura_core.testing.model_format import model_prompt_format
 from sakura_core.types import Delta, ModelInfo, SamplingParams
 
 #: Raw prompts whose last lines (what the reference engine cycles through) differ from the first character on.
@@ -594,13 +592,8 @@ async def test_end_texts_are_the_models_prompt_format_stop_strings() -> None:
     assert end_texts(engine) == ("</s>",)
 
 
-@dataclass(frozen=True)
-class FormatWithMatches(PromptFormat):
-    matches: Callable[[ModelInfo], bool] | None = None
-
-
-async def test_without_a_named_format_the_kit_uses_the_format_that_matches_the_model() -> None:
-    v20 = FormatWithMatches(
+async def test_the_end_texts_follow_the_format_that_chooses_itself_for_the_model() -> None:
+    v20 = PromptFormat(
         "v2.0", render_chatml, translation_messages_v10, ("<|v2_end|>",), matches=lambda info: info.version == "2.0"
     )
 
@@ -610,11 +603,10 @@ async def test_without_a_named_format_the_kit_uses_the_format_that_matches_the_m
             register(v20)
 
     registry = PluginRegistry.create(entry_points=False, plugins=[("v20", V20Plugin())])
-    for model, expected in (("sakura-14b-qwen3-v2.0-q4km.gguf", "v2.0"), (V10_MODEL, "v1.0")):
-        engine = ReferenceEngine()
-        info = await engine.load(model)
-        engine.model_info = info.model_copy(update={"prompt_format": ""})
-        assert model_prompt_format(engine, registry).name == expected
+    engine = ReferenceEngine()
+    await engine.load("sakura-14b-qwen3-v2.0-q4km.gguf")
+    assert end_texts(engine, registry) == ("<|v2_end|>",)
+    assert "<|im_end|>" in end_texts(await loaded(), registry)
 
 
 async def test_a_random_weight_model_may_be_allowed_u_fffd_but_nothing_else() -> None:

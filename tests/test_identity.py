@@ -6,7 +6,9 @@ import logging
 
 import pytest
 
-from sakura_core.identity import make_model_info, model_base_name, parse_model_identity, prompt_format_for
+from sakura_core.identity import make_model_info, model_base_name, parse_model_identity
+from sakura_core.plugins import PluginRegistry
+from sakura_core.types import ModelInfo
 
 # (what the user passes to --model, base name, name, version, quant, prompt format)
 NAMES = [
@@ -109,6 +111,20 @@ VERSION_TOKENS = {"v0.8": "0.8", "v0.9": "0.9", "v0.10": "0.10", "v1.0": "1.0"}
 LUNA_TOKENS = {"v1.5": "qwen3-v1.5", "v1.0": "qwen2.5-v1.0", "v0.10": "v0.10", "v0.9": "v0.9"}
 
 
+#: Sakura's own prompt formats, as a server without plugins chooses among them.
+BUILTIN = PluginRegistry.create(entry_points=False)
+
+
+def served(info: ModelInfo) -> str:
+    """The prompt format the core serves a model of this identity with."""
+    return BUILTIN.prompt_format_for(info).name
+
+
+def prompt_format_for(name: str, version: str | None) -> str:
+    """The prompt format for a model name and version."""
+    return served(ModelInfo(id=name, name=name, version=version, path=name, context_length=1))
+
+
 @pytest.mark.parametrize(("model", "base", "name", "version", "quant", "prompt_format"), NAMES)
 def test_identity_from_the_name(
     model: str, base: str, name: str, version: str, quant: str | None, prompt_format: str
@@ -124,7 +140,7 @@ def test_model_info_id_is_the_base_name_and_contains_only_its_version(
 ) -> None:
     info = make_model_info(model, context_length=2048)
     assert (info.id, info.name, info.version, info.quant) == (base, name, version, quant)
-    assert (info.prompt_format, info.path, info.context_length, info.meta) == (prompt_format, model, 2048, None)
+    assert (served(info), info.path, info.context_length, info.meta) == (prompt_format, model, 2048, None)
     if prompt_format in VERSION_TOKENS:
         assert VERSION_TOKENS[prompt_format] in info.id
     others = [token for fmt, token in VERSION_TOKENS.items() if fmt != prompt_format]
@@ -177,19 +193,19 @@ def test_prompt_format_choice(name: str, version: str | None, prompt_format: str
 
 def test_model_version_overrides_the_name() -> None:
     info = make_model_info("sakura-13b-lnovel-v0.9b-Q4_K_M.gguf", context_length=4096, model_version="0.10")
-    assert (info.version, info.prompt_format) == ("0.10", "v0.10")
+    assert (info.version, served(info)) == ("0.10", "v0.10")
     assert info.id == "sakura-13b-lnovel-v0.10-Q4_K_M"
     assert "0.9" not in info.id
     galtransl = make_model_info("sakura-7b-qwen2.5-v1.0-iq4xs.gguf", context_length=4096, model_version="galtransl")
-    assert galtransl.prompt_format == "galtransl"
+    assert served(galtransl) == "galtransl"
 
 
 def test_model_version_overrides_the_models_metadata_which_overrides_the_name() -> None:
     from_metadata = make_model_info("checkpoint", context_length=4096, version="0.9", name="Sakura-14B", quant="gptq")
     assert (from_metadata.name, from_metadata.version, from_metadata.quant) == ("Sakura-14B", "0.9", "gptq")
-    assert from_metadata.prompt_format == "v0.9"
+    assert served(from_metadata) == "v0.9"
     overridden = make_model_info("checkpoint", context_length=4096, version="0.9", model_version="0.8")
-    assert (overridden.version, overridden.prompt_format) == ("0.8", "v0.8")
+    assert (overridden.version, served(overridden)) == ("0.8", "v0.8")
 
 
 def test_a_version_missing_from_the_name_is_appended_to_the_id() -> None:
@@ -202,7 +218,7 @@ def test_a_version_missing_from_the_name_is_appended_to_the_id() -> None:
 def test_an_unknown_version_warns_and_uses_chatml(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="sakura_core.identity"):
         info = make_model_info("./models/my-model.gguf", context_length=4096)
-    assert (info.id, info.version, info.prompt_format) == ("my-model", None, "v1.0")
+    assert (info.id, info.version, served(info)) == ("my-model", None, "v1.0")
     [warning] = caplog.records
     assert "--model-version" in warning.getMessage()
 
@@ -227,16 +243,16 @@ def test_identity_from_a_gguf_general_name(
 def test_an_unknown_version_stays_out_of_the_id() -> None:
     """Never claim a version the model may not have: the id is the base name as it is."""
     info = make_model_info("SmolLM2-135M-Instruct.Q4_1.gguf", context_length=4096)
-    assert (info.id, info.version, info.prompt_format) == ("SmolLM2-135M-Instruct.Q4_1", None, "v1.0")
+    assert (info.id, info.version, served(info)) == ("SmolLM2-135M-Instruct.Q4_1", None, "v1.0")
     assert not [token for token in VERSION_TOKENS.values() if token in info.id]
 
 
 def test_v15_from_metadata_and_from_the_option() -> None:
     """vLLM's config.json ``sakura_version``, or --model-version, chooses v1.5 for a name that says nothing."""
     from_config = make_model_info("checkpoint", context_length=4096, name="Sakura-14B-Qwen3", version="1.5")
-    assert (from_config.id, from_config.prompt_format) == ("checkpoint-v1.5", "v1.5")
+    assert (from_config.id, served(from_config)) == ("checkpoint-v1.5", "v1.5")
     from_option = make_model_info("sakura-14b-qwen3-v1.5-q4km.gguf", context_length=4096, model_version="1.0")
-    assert (from_option.id, from_option.prompt_format) == ("sakura-14b-qwen3-v1.0-q4km", "v1.0")
+    assert (from_option.id, served(from_option)) == ("sakura-14b-qwen3-v1.0-q4km", "v1.0")
 
 
 def test_meta_is_passed_through_untouched() -> None:
@@ -249,7 +265,7 @@ def test_the_models_metadata_name_gives_the_version_the_file_name_lacks() -> Non
     info = make_model_info(
         "model-q4.gguf", context_length=4096, metadata_name="Sakura 14B Qwen3 v1.5", metadata_quant="Q4_K_M"
     )
-    assert (info.name, info.version, info.prompt_format) == ("Sakura 14B Qwen3", "1.5", "v1.5")
+    assert (info.name, info.version, served(info)) == ("Sakura 14B Qwen3", "1.5", "v1.5")
     assert info.id == "model-q4-v1.5"
     assert info.quant == "Q4_K_M"
     named = make_model_info(

@@ -37,7 +37,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 import sakura_core
-from sakura_core.cli import CliState, cli
+from sakura_core.cli import cli
+from sakura_core.engine_command import CliState
 from sakura_core.plugins import KNOWN_ENGINE_INSTALLS, PluginRegistry, UnknownEngineError
 
 ROOT = Path(__file__).resolve().parent.parent

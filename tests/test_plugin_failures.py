@@ -6,6 +6,7 @@ module on the path of a ``sakura`` process, which finds them the way it finds an
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -126,7 +127,7 @@ def sakura(site: Path | None, *args: str, plugins: str | None = None) -> subproc
 def test_sakura_engines_reports_each_broken_plugin_in_one_line_and_lists_the_others(site: Path) -> None:
     result = sakura(site, "engines", plugins="collide,halfdone,raising,echo")
     assert result.returncode == 0, result.stderr
-    assert [line.split()[0] for line in result.stdout.splitlines() if not line.startswith("not installed")] == ["echo"]
+    assert [line.split()[0] for line in result.stdout.splitlines() if not line.startswith("not ")] == ["echo"]
     assert sorted(result.stderr.splitlines()) == [
         "failed: plugin collide (sakura-collide): engine 'collide': its option 'port' (--port) collides with "
         "`sakura run`'s own --port; rename the field in CollideOptions",
@@ -134,6 +135,17 @@ def test_sakura_engines_reports_each_broken_plugin_in_one_line_and_lists_the_oth
         "count_tokens, generate",
         "failed: plugin raising (sakura-raising): RuntimeError: this plugin's registration is broken",
     ]
+
+
+def test_sakura_engines_tells_an_installed_plugin_left_out_from_a_missing_one(site: Path) -> None:
+    result = sakura(site, "engines", plugins="echo")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # the repository's engines are installed here: SAKURA_LOAD_PLUGINS leaves them out, nothing is missing
+    assert "not loaded: llamacpp  (installed; SAKURA_LOAD_PLUGINS=echo leaves it out)" in lines
+    assert not [line for line in lines if line.startswith("not installed")]
+    as_json = json.loads(sakura(site, "engines", "--json", plugins="echo").stdout)
+    assert (as_json["not_loaded"], as_json["not_installed"]) == (["llamacpp", "ollama", "vllm"], [])
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from sakura_echo.scripted import ReferenceEngine
 
 from sakura_core import hookimpl
-from sakura_core.cli import CliState, cli
-from sakura_core.generation import complete
+from sakura_core.cli import cli
+from sakura_core.engine_command import CliState
+from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
 from sakura_core.testing.checks import check_cancellation, check_concurrent_generations, check_engine_basics
 from sakura_core.types import GenerationRequest, SamplingParams
@@ -92,7 +93,7 @@ async def test_the_generation_hook_examples_adjust_and_observe(
     model = await engine.load("sakura-7b-qwen2.5-v1.0-iq4xs.gguf")
     request = GenerationRequest(prompt="abc", params=SamplingParams(max_tokens=5000, do_sample=False))
     with caplog.at_level(logging.INFO, logger="sakura.usage"):
-        result = await complete(engine, registry, request, model)
+        result = await LoadedModel(engine, registry, model).complete(request)
     assert request.params.max_tokens == 1024
     assert request.params.stop == ["\n\n\n\n"]
     assert result.finish_reason == "stop"
@@ -100,7 +101,7 @@ async def test_the_generation_hook_examples_adjust_and_observe(
     assert '"finish_reason": "stop"' in line and '"completion_tokens": 24' in line
     short = GenerationRequest(prompt="abc", params=SamplingParams(max_tokens=3, do_sample=False))
     with caplog.at_level(logging.INFO, logger="sakura.usage"):
-        await complete(engine, registry, short, model)
+        await LoadedModel(engine, registry, model).complete(short)
     assert any("hit max_tokens=3" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 

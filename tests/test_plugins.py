@@ -14,12 +14,13 @@ from click.testing import CliRunner
 from sakura_echo.scripted import ReferenceEngine, ReferenceOptions
 
 from sakura_core import hookimpl
-from sakura_core.cli import CliState, cli
+from sakura_core.cli import cli
 from sakura_core.engine import Engine, EngineError
-from sakura_core.generation import complete, generate
+from sakura_core.engine_command import CliState
+from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import LOAD_PLUGINS_ENV, PluginFailure, PluginRegistry, UnknownEngineError
 from sakura_core.prompts import PromptFormat, message_text, render_chatml, translation_messages_v09
-from sakura_core.translate import self_check
+from sakura_core.self_check import self_check
 from sakura_core.types import Delta, GenerationRequest, GenerationResult, ModelInfo, SamplingParams
 
 ECHO_DISTRIBUTION = "sakura-echo-plugin"
@@ -132,8 +133,10 @@ async def test_before_generate_rewrites_the_prompt_the_engine_sees(
 ) -> None:
     messages = [{"role": "user", "content": "原文"}]
     request = GenerationRequest(prompt="第一行\n原文", params=SamplingParams(do_sample=False), messages=messages)
-    result = await complete(engine, registry, request, model_of(engine))
-    assert plugin.before == [("第一行\n原文", engine.model_info)]
+    model = LoadedModel(engine, registry, model_of(engine))
+    result = await model.complete(request)
+    assert plugin.before == [("第一行\n原文", model.info)]  # the engine's identity, with the format it is served with
+    assert model.info.prompt_format == "v1.0"
     assert plugin.messages == [messages]
     assert engine.prompts == ["第一行\n原文\n术语"]
     # the reference engine cycles through the prompt's last line: the rewritten one
@@ -147,14 +150,14 @@ async def test_before_generate_may_change_sampling(registry: PluginRegistry, eng
             request.params = request.params.model_copy(update={"max_tokens": 3})
 
     registry.register(ShortAnswers(), "short-answers")
-    result = await complete(engine, registry, GenerationRequest(prompt="abcdef"), model_of(engine))
+    result = await LoadedModel(engine, registry, model_of(engine)).complete(GenerationRequest(prompt="abcdef"))
     assert (result.completion_tokens, result.finish_reason) == (3, "length")
 
 
 async def test_before_generate_hooks_run_last_registered_first(engine: RecordingEngine) -> None:
     first, second = HookPlugin("<first>"), HookPlugin("<second>")
     registry = PluginRegistry.create(entry_points=False, plugins=[("first", first), ("second", second)])
-    await complete(engine, registry, GenerationRequest(prompt="x"), model_of(engine))
+    await LoadedModel(engine, registry, model_of(engine)).complete(GenerationRequest(prompt="x"))
     assert engine.prompts == ["x<second><first>"]
 
 
@@ -163,7 +166,7 @@ async def test_after_generate_observes_text_counts_and_timing(
 ) -> None:
     params = SamplingParams(do_sample=False, max_tokens=5)
     request = GenerationRequest(prompt="ab", params=params)
-    deltas = [delta async for delta in generate(engine, registry, request, model_of(engine))]
+    deltas = [delta async for delta in LoadedModel(engine, registry, model_of(engine)).stream(request)]
     [result] = plugin.results
     assert result.text == "".join(delta.text for delta in deltas) == "术语术语术"
     assert result.prompt_tokens == len("ab\n术语")
@@ -175,7 +178,7 @@ async def test_after_generate_observes_text_counts_and_timing(
 async def test_after_generate_sees_cancelled_when_the_stream_is_closed_early(
     registry: PluginRegistry, plugin: HookPlugin, engine: RecordingEngine
 ) -> None:
-    stream = generate(engine, registry, GenerationRequest(prompt="abc"), model_of(engine))
+    stream = LoadedModel(engine, registry, model_of(engine)).stream(GenerationRequest(prompt="abc"))
     first = await anext(stream)
     await stream.aclose()
     [result] = plugin.results
@@ -193,7 +196,7 @@ async def test_after_generate_sees_cancelled_when_the_task_is_cancelled(
     started = asyncio.Event()
 
     async def consume() -> None:
-        async for _ in generate(engine, registry, GenerationRequest(prompt="abc"), model_of(engine)):
+        async for _ in LoadedModel(engine, registry, model_of(engine)).stream(GenerationRequest(prompt="abc")):
             started.set()
 
     task = asyncio.create_task(consume())
@@ -211,7 +214,7 @@ async def test_after_generate_is_called_when_the_caller_is_cancelled_while_the_s
     registry: PluginRegistry, plugin: HookPlugin, engine: RecordingEngine
 ) -> None:
     # a disconnecting client is seen twice: its failed write closes the stream, then its handler is cancelled
-    stream = generate(engine, registry, GenerationRequest(prompt="abc"), model_of(engine))
+    stream = LoadedModel(engine, registry, model_of(engine)).stream(GenerationRequest(prompt="abc"))
     await anext(stream)
     closing = asyncio.ensure_future(stream.aclose())
     await asyncio.sleep(0)  # the close has begun and waits for the engine's stream
@@ -226,7 +229,7 @@ async def test_after_generate_sees_error_when_the_engine_fails(registry: PluginR
     engine = RecordingEngine(ReferenceOptions(fail_on="术语"))
     await engine.load("sakura-7b-qwen2.5-v1.0-iq4xs.gguf")
     with pytest.raises(EngineError, match="asked to fail"):
-        await complete(engine, registry, GenerationRequest(prompt="abc"), model_of(engine))
+        await LoadedModel(engine, registry, model_of(engine)).complete(GenerationRequest(prompt="abc"))
     [result] = plugin.results
     assert result.finish_reason == "error"
 
@@ -314,8 +317,8 @@ async def test_the_installed_echo_engine_serves_through_the_generation_path() ->
     engine = engine_class(engine_class.Options.model_validate({"parallel": 1}))
     try:
         model = await engine.load("sakura-echo-v0.9")
-        assert (model.id, model.version, model.prompt_format) == ("sakura-echo-v0.9", "0.9", "v0.9")
-        check = await self_check(engine, registry, model)
+        assert (model.id, model.version, registry.prompt_format_for(model).name) == ("sakura-echo-v0.9", "0.9", "v0.9")
+        check = await self_check(LoadedModel(engine, registry, model))
         assert (check.output, check.passed) == ("やる気マンゴスキン", False)
         assert engine.active_generations == 0
     finally:

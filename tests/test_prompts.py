@@ -15,9 +15,9 @@ from sakura_core.prompts import (
     format_glossary,
     render_baichuan,
     render_chatml,
+    translation_prompt,
     validate_messages,
 )
-from sakura_core.translate import translation_prompt
 
 # The canonical strings, copied from the contract.
 SYSTEM_V09_V10 = (

@@ -9,8 +9,7 @@ import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sakura_core.plugins import PluginRegistry
-from sakura_core.prompts import CHATML_STOP, PromptFormat
-from sakura_core.translate import translation_prompt
+from sakura_core.prompts import CHATML_STOP, PromptFormat, translation_prompt
 
 TEMPLATE = Path(__file__).parent / "fixtures" / "chat_templates" / "qwen3.jinja"
 SYSTEM = "你是一个日本二次元领域的日语翻译模型，可以流畅通顺地以日本轻小说/漫画/Galgame的风格将日文翻译成简体中文，并联系上下文正确使用人称代词，不擅自添加原文中没有的代词。"  # noqa: E501

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from sakura_echo.scripted import ReferenceEngine, ReferenceOptions
 
-from sakura_core.generation import complete, generate
+from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
 from sakura_core.think_filter import LeadingThinkFilter
 from sakura_core.types import Delta, GenerationRequest, SamplingParams
@@ -84,7 +84,7 @@ async def test_the_core_drops_the_block_for_formats_that_ask(version: str, seen:
     engine = ThinkingEngine(ReferenceOptions(answer_length=64))
     model = await engine.load("sakura-14b-qwen3-v1.5-q4km.gguf", model_version=version)
     request = GenerationRequest(prompt="やる気マンゴスキン", params=SamplingParams(max_tokens=64))
-    result = await complete(engine, registry, request, model)
+    result = await LoadedModel(engine, registry, model).complete(request)
     assert (result.text, result.completion_tokens, result.finish_reason) == (seen, len(THINKING_ANSWER), "stop")
-    stream: AsyncIterator[Delta] = generate(engine, registry, request, model)
+    stream: AsyncIterator[Delta] = LoadedModel(engine, registry, model).stream(request)
     assert "".join([delta.text async for delta in stream]) == seen

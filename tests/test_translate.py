@@ -3,17 +3,39 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 import pytest
 from sakura_echo.scripted import ReferenceEngine, ReferenceOptions
 
+from sakura_core.degeneration import Translation, translate_with
+from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
-from sakura_core.prompts import SYSTEM_V09
-from sakura_core.translate import SELF_CHECK_EXPECTED, SELF_CHECK_INPUT, self_check, translate, translation_prompt
-from sakura_core.types import Delta, ModelInfo, SamplingParams
+from sakura_core.prompts import SYSTEM_V09, GlossaryEntry, translation_prompt
+from sakura_core.self_check import SELF_CHECK_EXPECTED, SELF_CHECK_INPUT, self_check
+from sakura_core.types import Delta, GenerationRequest, GenerationResult, ModelInfo, SamplingParams
 
 MODEL = "sakura-7b-qwen2.5-v1.0-iq4xs.gguf"
+
+
+async def translate(
+    engine: ReferenceEngine,
+    registry: PluginRegistry,
+    model: ModelInfo,
+    text: str,
+    glossary: Sequence[GlossaryEntry | Mapping[str, Any]] = (),
+    history: str | None = None,
+    params: SamplingParams | None = None,
+) -> Translation:
+    """``translate_with`` through the model's generation path, as ``sakura translate --engine`` runs it."""
+    loaded = LoadedModel(engine, registry, model)
+
+    async def run(request: GenerationRequest) -> GenerationResult:
+        prepared = await loaded.prepare(request.prompt, request.params, max_tokens=request.params.max_tokens)
+        return await loaded.complete(prepared)
+
+    return await translate_with(run, loaded.prompt_format, text, glossary, history, params)
 
 
 class RecordingEngine(ReferenceEngine):
@@ -75,8 +97,12 @@ async def test_degeneration_is_retried_with_frequency_penalty_005_then_02(regist
     params = SamplingParams(max_tokens=20, temperature=0.3)
     translation = await translate(engine, registry, model, "やる気", params=params)
     assert [p.frequency_penalty for _, p in engine.calls] == [0.0, 0.05, 0.2]
-    # everything else the caller asked for is kept on every attempt
-    assert all(p.model_copy(update={"frequency_penalty": 0.0}) == params for _, p in engine.calls)
+    # everything else the caller asked for is kept on every attempt (the model's path adds its format's stops)
+    stop = ["<|im_end|>", "<|endoftext|>"]
+    assert all(
+        p.model_copy(update={"frequency_penalty": 0.0}) == params.model_copy(update={"stop": stop})
+        for _, p in engine.calls
+    )
     assert [a.finish_reason for a in translation.attempts] == ["length"] * 3
     assert translation.degenerated
     assert translation.text == translation.attempts[-1].text
@@ -113,8 +139,8 @@ async def test_self_check_passes_for_the_genuine_answer(
 ) -> None:
     engine = AnswerEngine(SELF_CHECK_EXPECTED)
     model = await load(engine, "sakura-14b-qwen2beta-v0.9.2-iq4xs.gguf")
-    with caplog.at_level(logging.INFO, logger="sakura_core.translate"):
-        check = await self_check(engine, registry, model)
+    with caplog.at_level(logging.INFO, logger="sakura_core.self_check"):
+        check = await self_check(LoadedModel(engine, registry, model))
     assert (check.output, check.passed) == ("干劲Mangoskin", True)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     [(prompt, params)] = engine.calls
@@ -130,8 +156,8 @@ async def test_self_check_mismatch_is_a_warning_not_an_error(
 ) -> None:
     engine = AnswerEngine("  something else \n")
     model = await load(engine)
-    with caplog.at_level(logging.WARNING, logger="sakura_core.translate"):
-        check = await self_check(engine, registry, model)
+    with caplog.at_level(logging.WARNING, logger="sakura_core.self_check"):
+        check = await self_check(LoadedModel(engine, registry, model))
     assert (check.output, check.passed) == ("something else", False)
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "'something else'" in warning.getMessage()
@@ -142,7 +168,7 @@ async def test_self_check_mismatch_is_a_warning_not_an_error(
 async def test_self_check_uses_the_v08_format_and_stops_at_its_end_token(registry: PluginRegistry) -> None:
     engine = AnswerEngine(SELF_CHECK_EXPECTED + "</s>garbage")
     model = await load(engine, "sakura-13b-lnovel-v0.8-Q4_K_M.gguf")
-    check = await self_check(engine, registry, model)
+    check = await self_check(LoadedModel(engine, registry, model))
     assert check.passed
     [(prompt, params)] = engine.calls
     assert prompt == "<reserved_106>将下面的日文文本翻译成中文：やる気マンゴスキン<reserved_107>"

@@ -6,15 +6,16 @@ from aiohttp import web
 
 from sakura_core import __version__
 from sakura_core.engine import Engine
+from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
-from sakura_core.server import routes_legacy, routes_llamacpp, routes_openai
-from sakura_core.server.health import engine_health_watch
+from sakura_core.server.generation.health import engine_health_watch
+from sakura_core.server.generation.state import ServerState
+from sakura_core.server.http.middleware import MIDDLEWARES, add_cors_headers
 from sakura_core.server.keys import OPENAPI, PUBLIC_PATHS, STATE
-from sakura_core.server.middleware import MIDDLEWARES, add_cors_headers
-from sakura_core.server.openapi import build_openapi
-from sakura_core.server.routespec import RouteSpec
+from sakura_core.server.routes import legacy, llamacpp, openai
+from sakura_core.server.routes.openapi import build_openapi
+from sakura_core.server.routes.spec import RouteSpec
 from sakura_core.server.settings import ServerSettings
-from sakura_core.server.state import ServerState
 from sakura_core.types import ModelInfo
 
 
@@ -30,7 +31,7 @@ OPENAPI_ROUTE = RouteSpec(
 
 def route_table() -> list[RouteSpec]:
     """Every route the server answers."""
-    return [*routes_openai.ROUTES, *routes_llamacpp.ROUTES, *routes_legacy.ROUTES, OPENAPI_ROUTE]
+    return [*openai.ROUTES, *llamacpp.ROUTES, *legacy.ROUTES, OPENAPI_ROUTE]
 
 
 def build_app(state: ServerState) -> web.Application:
@@ -64,9 +65,9 @@ def create_app(
 
     ``settings.alias`` is not applied here: pass the ModelInfo with the id to serve. Serve it as ``serve`` does:
     ``web.AppRunner(app, **sakura_core.server.runner.RUNNER_OPTIONS)`` (a client that disconnects cancels its
-    generation) and a ``sakura_core.server.connections.GuardedSite`` (timeouts, connection cap, JSON protocol
+    generation) and a ``sakura_core.server.http.connections.GuardedSite`` (timeouts, connection cap, JSON protocol
     errors).
     """
     state = ServerState(settings if settings is not None else ServerSettings(), engine, registry)
-    state.set_ready(model_info)
+    state.set_ready(LoadedModel(engine, registry, model_info))
     return build_app(state)

@@ -7,7 +7,7 @@ import socket
 
 from sakura_core import __version__
 from sakura_core.engine import Engine
-from sakura_core.server.auth import AuthPolicy
+from sakura_core.server.http.auth import AuthPolicy
 from sakura_core.types import ModelInfo
 
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}

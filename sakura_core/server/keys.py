@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sakura_core.server.metrics import GenerationRecord
-from sakura_core.server.state import ServerState
+from sakura_core.server.generation.metrics import GenerationRecord
+from sakura_core.server.generation.state import ServerState
 
 #: The shared server state.
 STATE = web.AppKey("sakura_state", ServerState)

@@ -12,15 +12,14 @@ from typing import Any
 from aiohttp import web
 
 from sakura_core.engine import Engine
-from sakura_core.engine_runner import EngineRunner
+from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
+from sakura_core.self_check import self_check
 from sakura_core.server.app import build_app
 from sakura_core.server.banner import banner, url_host
-from sakura_core.server.connections import GuardedSite, raise_open_file_limit
+from sakura_core.server.generation.state import ServerState
+from sakura_core.server.http.connections import GuardedSite, raise_open_file_limit
 from sakura_core.server.settings import ServerSettings
-from sakura_core.server.state import ServerState
-from sakura_core.translate import self_check
-from sakura_core.types import ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -107,17 +106,18 @@ async def run_server(
             LOADING_NOTICE_SECONDS, logger.info, "loading %s with the %s engine", model, engine.name
         )
         try:
-            info = await _load_unless_stopped(engine, model, model_version, stop)
+            loaded = await _load_unless_stopped(engine, registry, model, model_version, stop)
         finally:
             notice.cancel()
-        if info is None:
+        if loaded is None:
             logger.info("stopped while loading the model")
             return
         if settings.alias:
-            info = info.model_copy(update={"id": settings.alias})
+            loaded.with_id(settings.alias)
         if settings.self_check:
-            await _self_check(state.runner, registry, info)
-        state.set_ready(info)
+            await _self_check(loaded)
+        state.set_ready(loaded)
+        info = loaded.info
         logger.info("%s", banner(engine, info, host, port, state.auth))
         if state.auth.generated and not logger.isEnabledFor(logging.INFO):  # the key must be seen once
             logger.warning("requests need the generated API key: Authorization: Bearer %s", state.auth.api_key)
@@ -127,13 +127,13 @@ async def run_server(
     finally:
         await runner.cleanup()
         if load_started:
-            await _close_engine(state.runner, logging.INFO if state.service is not None else logging.DEBUG)
+            await _close_engine(state)
 
 
 async def _load_unless_stopped(
-    engine: Engine, model: str, model_version: str | None, stop: asyncio.Event
-) -> ModelInfo | None:
-    load = asyncio.ensure_future(engine.load(model, model_version))
+    engine: Engine, registry: PluginRegistry, model: str, model_version: str | None, stop: asyncio.Event
+) -> LoadedModel | None:
+    load = asyncio.ensure_future(LoadedModel.load(engine, registry, model, model_version))
     stopped = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({load, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -148,9 +148,9 @@ async def _load_unless_stopped(
     return load.result()  # a ModelLoadError propagates from here
 
 
-async def _self_check(runner: EngineRunner, registry: PluginRegistry, info: ModelInfo) -> None:
+async def _self_check(model: LoadedModel) -> None:
     try:
-        await self_check(runner, registry, info)
+        await self_check(model)
     except Exception as exc:
         logger.warning("self-check could not run: %s; serving anyway", exc)
 
@@ -184,10 +184,14 @@ async def _drain(state: ServerState, grace: float, force: asyncio.Event | None) 
         await scheduler.wait_idle(CANCEL_SETTLE_SECONDS)
 
 
-async def _close_engine(runner: EngineRunner, level: int) -> None:
+async def _close_engine(state: ServerState) -> None:
+    """Close the engine: through its loaded model when it loaded (streams still closing finish first)."""
     try:
-        await runner.close_engine()
+        if state.model is not None:
+            await state.model.close()
+        else:
+            await state.engine.close()
     except Exception:
         logger.warning("the engine failed to close cleanly", exc_info=True)
     else:
-        logger.log(level, "engine closed")
+        logger.log(logging.INFO if state.service is not None else logging.DEBUG, "engine closed")

@@ -27,6 +27,8 @@ from typing import Any, ClassVar
 import pytest
 
 from sakura_core.engine import Engine
+from sakura_core.plugins import PluginRegistry
+from sakura_core.prompts import PromptFormat, translation_prompt
 from sakura_core.testing.checks import (
     DEFAULT_BLOCK_LIMIT,
     DEFAULT_CONCURRENCY_LIMIT,
@@ -48,8 +50,6 @@ from sakura_core.testing.checks import (
     check_token_counts,
     run_generation,
 )
-from sakura_core.testing.model_format import ModelFormatError, model_prompt_format
-from sakura_core.translate import translation_prompt
 
 __all__ = [
     "DEFAULT_TEXTS",
@@ -86,21 +86,31 @@ DEFAULT_TEXTS = (
 )
 
 
+def _served_prompt_format(engine: Engine, registry: PluginRegistry | None) -> PromptFormat:
+    """The prompt format a server would serve the engine's model with (the installed plugins' formats included,
+    unless ``registry`` replaces them)."""
+    model = engine.model_info
+    if model is None:
+        raise ConformanceError("the engine fixture must yield a loaded engine: its model_info is None")
+    registry = registry if registry is not None else PluginRegistry.create()
+    if model.prompt_format is not None and model.prompt_format not in registry.prompt_formats():
+        raise ConformanceError(
+            f"the model's prompt format {model.prompt_format!r} is not registered; register it or override"
+            " conformance_prompts"
+        )
+    return registry.prompt_format_for(model)
+
+
 def default_prompts(engine: Engine, texts: tuple[str, ...] = DEFAULT_TEXTS) -> list[str]:
     """Translation prompts for ``texts``, rendered with the loaded model's prompt format."""
-    try:
-        prompt_format = model_prompt_format(engine)
-    except ModelFormatError as exc:
-        raise ConformanceError(str(exc)) from None
+    prompt_format = _served_prompt_format(engine, None)
     return [translation_prompt(prompt_format, text)[1] for text in texts]
 
 
-def end_texts(engine: Engine) -> tuple[str, ...]:
-    """The loaded model's end-of-sequence texts: its prompt format's stop strings (``<|im_end|>``, ``</s>``)."""
-    try:
-        return tuple(model_prompt_format(engine).stop)
-    except ModelFormatError as exc:
-        raise ConformanceError(str(exc)) from None
+def end_texts(engine: Engine, registry: PluginRegistry | None = None) -> tuple[str, ...]:
+    """The loaded model's end-of-sequence texts: the stop strings (``<|im_end|>``, ``</s>``) of the prompt format
+    it is served with. ``registry`` replaces the installed plugins (for tests that register formats in-process)."""
+    return tuple(_served_prompt_format(engine, registry).stop)
 
 
 class EngineConformance:

@@ -28,11 +28,11 @@ from sakura_echo.scripted import ReferenceEngine, ReferenceOptions
 from sakura_core import hookimpl
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server import create_app
-from sakura_core.server.connections import GuardedSite
+from sakura_core.server.generation.state import ServerState
+from sakura_core.server.http.connections import GuardedSite
 from sakura_core.server.keys import STATE
 from sakura_core.server.runner import RUNNER_OPTIONS
 from sakura_core.server.settings import ServerSettings
-from sakura_core.server.state import ServerState
 from sakura_core.testing.rawhttp import RawReply, exchange
 from sakura_core.types import Delta, SamplingParams
 

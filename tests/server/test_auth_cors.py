@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from sakura_core.cli import parse_cors_origins
-from sakura_core.server.auth import AuthMode, is_loopback, resolve_auth
+from sakura_core.server.http.auth import AuthMode, is_loopback, resolve_auth
 from sakura_core.server.settings import ServerSettings
 
 CHAT = {"messages": [{"role": "user", "content": "こんにちは"}], "max_tokens": 2}

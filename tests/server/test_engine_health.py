@@ -40,7 +40,7 @@ class FlakyBackend(ReferenceEngine):
 async def test_health_follows_the_engine_and_requests_get_503_while_it_is_down(
     start_server: StartServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="sakura_core.server.health")
+    caplog.set_level(logging.INFO, logger="sakura_core.server.generation.health")
     server = await start_server(engine_class=FlakyBackend)
     engine = server.engine
     assert isinstance(engine, FlakyBackend)
@@ -73,7 +73,7 @@ async def test_health_follows_the_engine_and_requests_get_503_while_it_is_down(
         assert time.perf_counter() - started < 2.0, "/health did not recover within 2 s"
         await asyncio.sleep(0.05)
     assert (await server.api.post("/v1/chat/completions", CHAT)).status == 200
-    changes = [r.getMessage() for r in caplog.records if r.name == "sakura_core.server.health"]
+    changes = [r.getMessage() for r in caplog.records if r.name == "sakura_core.server.generation.health"]
     assert changes == [
         "the engine cannot serve: backend at 127.0.0.1:1 does not answer; /health answers 503 until it recovers",
         "the engine serves again",
@@ -83,7 +83,7 @@ async def test_health_follows_the_engine_and_requests_get_503_while_it_is_down(
 async def test_an_engine_without_health_is_never_polled(start_server: StartServer) -> None:
     server = await start_server()
     await asyncio.sleep(1.2)
-    assert server.state.runner.problem is None
+    assert server.state.model.runner.problem is None
     assert (await server.api.get("/health")).status == 200
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sakura_core.server.httpio import to_json
-from sakura_core.server.jsontemplate import StringFieldTemplate
-from sakura_core.server.schemas.openai import (
+from sakura_core.server.http.httpio import to_json
+from sakura_core.server.http.jsontemplate import StringFieldTemplate
+from sakura_core.server.routes.schemas.openai import (
     ChatCompletionChunk,
     ChatCompletionChunkChoice,
     ChunkDelta,

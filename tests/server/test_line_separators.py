@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from sakura_core.server.jsonout import escape_line_breakers, to_json
-from sakura_core.server.schemas.openai import AssistantMessage
+from sakura_core.server.http.jsonout import escape_line_breakers, to_json
+from sakura_core.server.routes.schemas.openai import AssistantMessage
 from sakura_core.types import SamplingParams
 
 #: An answer full of the characters str.splitlines() breaks at, besides \n and \r.

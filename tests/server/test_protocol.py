@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from sakura_core.server.logtext import escape_for_log
+from sakura_core.server.http.logtext import escape_for_log
 from sakura_core.server.settings import ServerSettings
 
 HOST = "Host: 127.0.0.1\r\n"

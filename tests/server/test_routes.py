@@ -357,7 +357,7 @@ async def test_one_log_line_per_request_and_prompts_only_at_debug(api, caplog) -
     assert "prompt=" in line and re.search(r"\d+\.\d{3}s", line)
     assert SOURCE not in caplog.text
     caplog.clear()
-    caplog.set_level(logging.DEBUG, logger="sakura_core.server")
+    caplog.set_level(logging.DEBUG, logger="sakura_core")  # the model's generation path logs prompts
     await api.post("/v1/chat/completions", {"messages": [USER], "max_tokens": 5, "stream": True})
     assert SOURCE in caplog.text  # --log-level debug adds prompts
     assert any("stream" in r.getMessage() for r in caplog.records if r.name == "sakura_core.server.access")

@@ -18,9 +18,9 @@ import pytest
 from sakura_echo.scripted import ReferenceOptions
 
 from sakura_core.engine import ModelLoadError
+from sakura_core.self_check import SELF_CHECK_INPUT
 from sakura_core.server.runner import run_server
 from sakura_core.server.settings import ServerSettings
-from sakura_core.translate import SELF_CHECK_INPUT
 
 MODEL = "models/sakura-14b-qwen2beta-v0.9.2-iq4xs.gguf"
 CHAT = {"messages": [{"role": "user", "content": "こんにちは"}]}

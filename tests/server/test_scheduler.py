@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sakura_core.server.scheduler import QueueFullError, Scheduler, SchedulerClosedError
+from sakura_core.server.generation.scheduler import QueueFullError, Scheduler, SchedulerClosedError
 
 
 async def test_grants_up_to_capacity_then_queues_in_order() -> None:

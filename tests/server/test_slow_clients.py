@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from sakura_core.server.connections import ACCEPT_FAILED, AcceptErrors
+from sakura_core.server.http.connections import ACCEPT_FAILED, AcceptErrors
 from sakura_core.server.settings import ServerSettings
 
 #: Short timeouts, so that each test waits half a second, not the defaults' 10-30 seconds.
@@ -130,7 +130,7 @@ async def wait_for(condition) -> None:
 
 
 async def test_past_the_connection_cap_new_connections_get_a_503_at_once(start_server, caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="sakura_core.server.connections")
+    caplog.set_level(logging.WARNING, logger="sakura_core.server.http.connections")
     server = await start_server(settings=ServerSettings(max_connections=8))
     pooled = server.site.guard.open  # the test client's keep-alive connection
     held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(8 - pooled)]
@@ -195,7 +195,7 @@ def test_a_server_at_its_open_file_limit_refuses_cheaply_and_logs_little(run_sak
 
 
 async def test_failing_accepts_are_logged_once_per_interval(caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="sakura_core.server.connections")
+    caplog.set_level(logging.WARNING, logger="sakura_core.server.http.connections")
     loop = asyncio.get_running_loop()
     before = loop.get_exception_handler()
     seen: list[str] = []

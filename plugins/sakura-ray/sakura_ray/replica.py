@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sakura_core.engine import Engine, EngineOptions
-from sakura_core.engine_runner import EngineRunner
+from sakura_core.loaded_model import LoadedModel
+from sakura_core.plugins import PluginRegistry
 from sakura_core.types import FinishReason, ModelInfo, SamplingParams
 from sakura_ray.autoscaling import SLOTS_METRIC
 
@@ -63,12 +64,15 @@ class EngineReplica:
         logging.getLogger("sakura_core").setLevel(log_level)
         self.replica_id: str = serve.get_replica_context().replica_id.unique_id
         self.engine = engine_class(engine_options)
-        #: The engine run by the core's rules, as a server in one process runs it (counts, stop strings, length).
-        self.runner = EngineRunner(self.engine)
         self.waiting = 0
         self._closed = False
         # a ModelLoadError fails the replica's start: the front reports its message (see sakura_ray.deployment)
+        #: The identity as the engine reports it: the front chooses the prompt format, with its own plugins.
         self.model_info: ModelInfo = await self.engine.load(model, model_version)
+        #: The engine run by the core's rules, as a server in one process runs it (counts, stop strings, length);
+        #: the front renders, fits to the context and runs the plugin hooks, so only its runner is used here.
+        self.model = LoadedModel(self.engine, PluginRegistry.create(entry_points=False), self.model_info)
+        self.runner = self.model.runner
         self.parallelism = self.engine.parallelism
         self._slots = asyncio.Semaphore(self.parallelism)
 
@@ -111,4 +115,4 @@ class EngineReplica:
         """Called by Ray Serve when the replica stops: close the engine once."""
         if not self._closed:
             self._closed = True
-            await self.runner.close_engine()
+            await self.model.close()

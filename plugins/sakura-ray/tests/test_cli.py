@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from sakura_ray.plugin import HEADING
 from sakura_ray.testing import LocalRayCluster, free_port
 
-from sakura_core.cli import CliState, cli
+from sakura_core.cli import cli
+from sakura_core.engine_command import CliState
 from sakura_core.plugins import PluginRegistry
 
 SAKURA = [sys.executable, "-c", "from sakura_core.cli import main; main()"]

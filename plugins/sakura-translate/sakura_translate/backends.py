@@ -1,6 +1,6 @@
 """Where translations are generated: a running server over HTTP, or an engine loaded in this process.
 
-Both run one generation to its end (``complete``) for sakura_core.translate.translate_with, and say which model
+Both run one generation to its end (``complete``) for sakura_core.degeneration.translate_with, and say which model
 they serve (its id, and so its prompt format) and how many generations they run at once.
 """
 
@@ -14,13 +14,13 @@ import time
 from http import HTTPStatus
 from typing import Any
 
+from pydantic import ValidationError
+
 from sakura_core.engine import Engine, EngineError
-from sakura_core.engine_runner import EngineRunner
-from sakura_core.generation import complete
-from sakura_core.identity import parse_model_identity, prompt_format_for
+from sakura_core.identity import parse_model_identity
+from sakura_core.loaded_model import LoadedModel, PromptTooLongError
 from sakura_core.plugins import PluginRegistry
 from sakura_core.prompts import PromptFormat
-from sakura_core.server.sampling import combined_stop
 from sakura_core.types import GenerationRequest, GenerationResult, ModelInfo
 from sakura_translate.errors import GenerationError, InputError
 
@@ -55,12 +55,10 @@ class Backend(abc.ABC):
         """Release what the backend holds."""
 
 
-def format_for(registry: PluginRegistry, name: str, version: str | None, model_version: str | None) -> PromptFormat:
-    """The registered prompt format for a model's name and version (``model_version`` overrides the version)."""
-    try:
-        return registry.prompt_format(prompt_format_for(name, model_version or version))
-    except KeyError as exc:
-        raise InputError(exc.args[0]) from None
+def format_for(registry: PluginRegistry, model_id: str, name: str, version: str | None) -> PromptFormat:
+    """The registered prompt format for a served model's identity, as the server itself would choose it."""
+    identity = ModelInfo(id=model_id, name=name, version=version, path=model_id, context_length=1)
+    return registry.prompt_format_for(identity)
 
 
 class HttpBackend(Backend):
@@ -92,7 +90,7 @@ class HttpBackend(Backend):
             parsed = parse_model_identity(backend.model_id)
             name = entry.get("model_name") or parsed.name
             version = entry.get("model_version") or parsed.version
-            backend.prompt_format = format_for(registry, name, version, model_version)
+            backend.prompt_format = format_for(registry, backend.model_id, name, model_version or version)
             backend.parallelism = await backend._slots()
         except BaseException:
             await backend.close()
@@ -221,34 +219,34 @@ def _error_message(answer: Any) -> str:
 
 
 class EngineBackend(Backend):
-    """An engine loaded in this process; generations go through the core's generation path and plugin hooks."""
+    """An engine loaded in this process; generations go through its loaded model, as the server's do: the
+    same prompt format, context limit, stop strings and plugin hooks."""
 
-    def __init__(self, engine: Engine, registry: PluginRegistry, info: ModelInfo) -> None:
-        self.engine = engine
-        self.runner = EngineRunner(engine)  # one for all chunks: long prompts share its one counting thread
-        self.registry = registry
-        self.info = info
-        self.model_id = info.id
-        self.where = f"engine {engine.name}"
-        self.prompt_format = registry.prompt_format(info.prompt_format)
-        self.parallelism = engine.parallelism
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.model_id = model.info.id
+        self.where = f"engine {model.engine.name}"
+        self.prompt_format = model.prompt_format
+        self.parallelism = model.engine.parallelism
 
     @classmethod
     async def load(
         cls, engine: Engine, registry: PluginRegistry, model: str, model_version: str | None
     ) -> EngineBackend:
         """Load ``model``; a ModelLoadError propagates (its message is one line for the CLI)."""
-        info = await engine.load(model, model_version)
-        return cls(engine, registry, info)
+        return cls(await LoadedModel.load(engine, registry, model, model_version))
 
     async def complete(self, request: GenerationRequest) -> GenerationResult:
-        stop = combined_stop(request.params.stop, self.prompt_format.stop)
-        request = request.model_copy(update={"params": request.params.model_copy(update={"stop": stop})})
+        name = self.model.engine.name
         try:
-            return await complete(self.runner, self.registry, request, self.info)
+            prepared = await self.model.prepare(
+                request.prompt, request.params, max_tokens=request.params.max_tokens, messages=request.messages
+            )
+            return await self.model.complete(prepared)
+        except (PromptTooLongError, ValidationError) as exc:
+            raise GenerationError(f"the {name} engine cannot take this chunk: {exc}") from None
         except EngineError as exc:
-            raise GenerationError(f"the {self.engine.name} engine failed: {exc}") from None
+            raise GenerationError(f"the {name} engine failed: {exc}") from None
 
     async def close(self) -> None:
-        self.runner.close()
-        await self.runner.close_engine()
+        await self.model.close()

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from sakura_core.cli import CliState, OneLineUsageError, RunCommand, peek_engine_name
+from sakura_core.engine_command import CliState, EngineCommand, OneLineUsageError, peek_engine_name
 from sakura_core.cli_options import build_options
 from sakura_core.engine import ModelLoadError
 from sakura_core.types import SamplingParams
@@ -26,7 +26,7 @@ INTERRUPTED_EXIT_CODE = 130
 _ENGINE_FLAGS = ("--engine", "-e", "--model", "-m")
 
 
-class TranslateCommand(RunCommand):
+class TranslateCommand(EngineCommand):
     """Loads an engine (and takes its options) only when the command line names one with --engine or --model.
 
     The engine runs in this process: options plugins add to ``sakura run`` to host it elsewhere do not apply.

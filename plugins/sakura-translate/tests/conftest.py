@@ -20,7 +20,8 @@ from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 
 from sakura_core import hookimpl
-from sakura_core.cli import CliState, cli
+from sakura_core.cli import cli
+from sakura_core.engine_command import CliState
 from sakura_core.engine import Engine
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server import create_app

@@ -18,8 +18,8 @@ from sakura_echo.engine import EchoEngine, EchoOptions
 from sakura_translate.cache import ChunkCache
 
 from sakura_core.server.app import build_app
+from sakura_core.server.generation.state import ServerState
 from sakura_core.server.settings import ServerSettings
-from sakura_core.server.state import ServerState
 
 LINES = [f"　第{n}行。吾輩は猫である。名前はまだ無い。" for n in range(1, 41)]
 SENT = {line.strip("\u3000") for line in LINES}

@@ -14,7 +14,8 @@ from sakura_vllm.engine import VllmEngine
 from sakura_vllm.options import VllmOptions
 
 from sakura_core import hookimpl
-from sakura_core.cli import CliState, cli
+from sakura_core.cli import cli
+from sakura_core.engine_command import CliState
 from sakura_core.cli_options import build_options
 from sakura_core.plugins import PluginRegistry
 

@@ -19,9 +19,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 from pydantic import BaseModel, ValidationError
 
-from sakura_core.server.connections import GuardedRequestHandler
-from sakura_core.server.errors import APIError, from_validation_error, invalid_request
-from sakura_core.server.jsonout import to_json
+from sakura_core.server.http.connections import GuardedRequestHandler
+from sakura_core.server.http.errors import APIError, from_validation_error, invalid_request
+from sakura_core.server.http.jsonout import to_json
 
 __all__ = ["BodyLimits", "error_response", "json_response", "parse", "read_json", "to_json", "too_large"]
 

@@ -8,9 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from sakura_core.server.routespec import RouteSpec
-from sakura_core.server.sampling import SAKURA_EXTRAS
-from sakura_core.server.schemas.common import ErrorResponse
+from sakura_core.server.routes.sampling import SAKURA_EXTRAS
+from sakura_core.server.routes.schemas.common import ErrorResponse
+from sakura_core.server.routes.spec import RouteSpec
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 #: Key under a text/event-stream media type holding the schema of each ``data:`` event.

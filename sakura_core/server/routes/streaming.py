@@ -11,12 +11,12 @@ from typing import Protocol
 
 from aiohttp import web
 
-from sakura_core.server.errors import APIError, server_error, unavailable
+from sakura_core.server.generation.metrics import GenerationRecord
+from sakura_core.server.generation.scheduler import Ticket
+from sakura_core.server.http.errors import APIError, server_error, unavailable
+from sakura_core.server.http.logtext import escape_for_log
+from sakura_core.server.http.sse import EventStream
 from sakura_core.server.keys import ENDED_BY_SERVER, RECORD, STATE, STREAMED
-from sakura_core.server.logtext import escape_for_log
-from sakura_core.server.metrics import GenerationRecord
-from sakura_core.server.scheduler import Ticket
-from sakura_core.server.sse import EventStream
 from sakura_core.types import Delta, FinishReason, GenerationRequest
 
 logger = logging.getLogger(__name__)

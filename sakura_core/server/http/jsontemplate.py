@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pydantic_core
 from pydantic import BaseModel
 
-from sakura_core.server.jsonout import escape_line_breakers, to_json
+from sakura_core.server.http.jsonout import escape_line_breakers, to_json
 
 #: A value no client text contains, marking the open field while the template is made.
 PLACEHOLDER = "\x00sakura-template\x00"

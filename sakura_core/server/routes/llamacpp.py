@@ -7,14 +7,17 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sakura_core.server.errors import invalid_request
-from sakura_core.server.httpio import json_response, parse, read_json, to_json
+from sakura_core.loaded_model import UNTIL_CONTEXT_FULL
+from sakura_core.server.generation.metrics import GenerationRecord
+from sakura_core.server.generation.scheduler import Ticket
+from sakura_core.server.generation.service import GenerationService
+from sakura_core.server.generation.state import Phase
+from sakura_core.server.http.errors import invalid_request
+from sakura_core.server.http.httpio import json_response, to_json
 from sakura_core.server.keys import STATE
-from sakura_core.server.metrics import GenerationRecord
-from sakura_core.server.routes_openai import single_prompt
-from sakura_core.server.routespec import GENERATION_ERRORS, MODEL_ERRORS, RouteSpec
-from sakura_core.server.scheduler import Ticket
-from sakura_core.server.schemas.llamacpp import (
+from sakura_core.server.routes.handler import Admitted, Plan, generation_handler
+from sakura_core.server.routes.openai import single_prompt
+from sakura_core.server.routes.schemas.llamacpp import (
     HealthResponse,
     LlamaCompletionChunk,
     LlamaCompletionRequest,
@@ -23,31 +26,29 @@ from sakura_core.server.schemas.llamacpp import (
     SlotInfo,
     SlotList,
 )
-from sakura_core.server.state import Phase
-from sakura_core.server.streaming import run_as_events, run_to_end
+from sakura_core.server.routes.spec import GENERATION_ERRORS, MODEL_ERRORS, RouteSpec
+from sakura_core.server.routes.streaming import Completed
 from sakura_core.types import Delta, FinishReason
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-async def completion(request: web.Request) -> web.StreamResponse:
-    """llama-server's native completion: ``{content, model, stop, ...}``, or a stream of such objects."""
-    state = request.app[STATE]
-    service = state.require_service()
-    body = parse(LlamaCompletionRequest, await read_json(request, state.body_limits()))
-    prompt = single_prompt(body.prompt)
+def plan_completion(body: LlamaCompletionRequest, service: GenerationService) -> Plan:
+    """llama-server's native completion: ``n_predict`` (or ``max_tokens``) tokens, -1 or none for as many as fit."""
     n_predict = body.n_predict if body.n_predict is not None else body.max_tokens
     if n_predict == 0:
         raise invalid_request("n_predict must be at least 1 (or -1: as many tokens as fit)", param="n_predict")
-    generation = await service.prepare(
-        prompt, body.sampling_values(), max_tokens=n_predict if n_predict is not None and n_predict > 0 else None
-    )
-    model_id = service.model_info.id
-    ticket = service.admit()
-    if body.stream:
-        return await run_as_events(request, ticket, generation, LlamaEvents(model_id, ticket))
-    done = await run_to_end(request, ticket, generation)
-    return json_response(final_answer(done.text, model_id, ticket.slot or 0, done.finish_reason, done.record))
+    max_tokens = n_predict if n_predict is not None and n_predict > 0 else UNTIL_CONTEXT_FULL
+    return Plan(single_prompt(body.prompt), body.sampling_values(), max_tokens, body.stream)
+
+
+def completion_events(body: LlamaCompletionRequest, admitted: Admitted) -> LlamaEvents:
+    return LlamaEvents(admitted.model_id, admitted.ticket)
+
+
+def completion_answer(body: LlamaCompletionRequest, admitted: Admitted, done: Completed) -> LlamaCompletionResponse:
+    slot = admitted.ticket.slot or 0
+    return final_answer(done.text, admitted.model_id, slot, done.finish_reason, done.record)
 
 
 def final_answer(
@@ -121,6 +122,9 @@ class LlamaEvents:
         return self.ticket.slot or 0
 
 
+completion = generation_handler(LlamaCompletionRequest, plan_completion, completion_events, completion_answer)
+
+
 async def slots(request: web.Request) -> web.Response:
     """One entry per parallel sequence; AiNiee and LinguaGacha size their worker pools by the count."""
     state = request.app[STATE]
@@ -152,8 +156,9 @@ async def health(request: web.Request) -> web.Response:
         return json_response(HealthResponse(status="loading model"), status=503)
     if state.phase is Phase.STOPPING:
         return json_response(HealthResponse(status="shutting down"), status=503)
-    if state.runner.problem is not None:
-        return json_response(HealthResponse(status="engine unavailable", reason=state.runner.problem), status=503)
+    problem = state.model.runner.problem if state.model is not None else None
+    if problem is not None:
+        return json_response(HealthResponse(status="engine unavailable", reason=problem), status=503)
     active = state.scheduler.active
     return json_response(
         HealthResponse(status="ok", slots_idle=state.scheduler.capacity - active, slots_processing=active)

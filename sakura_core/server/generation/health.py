@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from sakura_core.server.generation.state import Phase, ServerState
 from sakura_core.server.keys import STATE
-from sakura_core.server.state import Phase, ServerState
 
 logger = logging.getLogger(__name__)
 
@@ -20,11 +20,11 @@ HEALTH_POLL_SECONDS = 1.0
 
 async def watch_engine_health(state: ServerState, interval: float = HEALTH_POLL_SECONDS) -> None:
     """Poll the engine while the server is ready; ``/health`` and new requests answer 503 while it is down."""
-    runner = state.runner
-    if not runner.reports_health:
-        return
     while True:
-        if state.phase is Phase.READY:
+        if state.phase is Phase.READY and state.model is not None:
+            runner = state.model.runner
+            if not runner.reports_health:
+                return
             before = runner.problem
             problem = await runner.check_health(within=interval)
             if problem is not None and before is None:

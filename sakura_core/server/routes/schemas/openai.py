@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from sakura_core.prompts import ROLES
-from sakura_core.server.schemas.common import Prompt, RequestModel, ResponseModel, SamplingFields, Usage, is_none
+from sakura_core.server.routes.schemas.common import Prompt, RequestModel, ResponseModel, SamplingFields, Usage, is_none
 from sakura_core.types import FinishReason
 
 #: Turns one chat request may hold. Clients send a system prompt, some history and the text (GalTransl four turns,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from sakura_core.server.schemas.common import ErrorDetail, ErrorResponse
+from sakura_core.server.routes.schemas.common import ErrorDetail, ErrorResponse
 
 #: How many validation problems one error message lists.
 MAX_LISTED_PROBLEMS = 3

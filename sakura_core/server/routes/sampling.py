@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 #: Sakura's extra sampling fields, which clients send three ways.
@@ -29,8 +29,3 @@ def merge_sakura_extras(body: Mapping[str, Any], query: Mapping[str, str]) -> di
                 merged[name] = value
                 break
     return merged
-
-
-def combined_stop(requested: Sequence[str], format_stop: Sequence[str]) -> list[str]:
-    """The client's stop strings followed by the prompt format's, without empty strings or repeats."""
-    return list(dict.fromkeys(s for s in (*requested, *format_stop) if s))

@@ -6,15 +6,15 @@ import time
 from enum import StrEnum
 
 from sakura_core.engine import Engine
-from sakura_core.engine_runner import EngineRunner
+from sakura_core.limits import max_body_bytes
+from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
-from sakura_core.server.auth import AuthPolicy, resolve_auth
-from sakura_core.server.errors import unavailable
-from sakura_core.server.httpio import BodyLimits
-from sakura_core.server.limits import max_body_bytes
-from sakura_core.server.metrics import Gauges, ServerMetrics
-from sakura_core.server.scheduler import Scheduler
-from sakura_core.server.service import GenerationService
+from sakura_core.server.generation.metrics import Gauges, ServerMetrics
+from sakura_core.server.generation.scheduler import Scheduler
+from sakura_core.server.generation.service import GenerationService
+from sakura_core.server.http.auth import AuthPolicy, resolve_auth
+from sakura_core.server.http.errors import unavailable
+from sakura_core.server.http.httpio import BodyLimits
 from sakura_core.server.settings import ServerSettings
 from sakura_core.types import ModelInfo
 
@@ -42,21 +42,26 @@ class ServerState:
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.runner = EngineRunner(engine)
         self.registry = registry
         self.auth = auth if auth is not None else resolve_auth(settings)
         self.metrics = ServerMetrics()
         self.phase = Phase.LOADING
         self.created = int(time.time())
-        self.model_info: ModelInfo | None = None
+        #: The loaded model's generation path (None while loading).
+        self.model: LoadedModel | None = None
         self.scheduler: Scheduler | None = None
         self.service: GenerationService | None = None
 
-    def set_ready(self, model_info: ModelInfo) -> None:
+    @property
+    def model_info(self) -> ModelInfo | None:
+        """The served model's identity (None while loading)."""
+        return self.model.info if self.model is not None else None
+
+    def set_ready(self, model: LoadedModel) -> None:
         """The model is loaded: admit requests up to the engine's parallelism."""
-        self.model_info = model_info
+        self.model = model
         self.scheduler = Scheduler(self.engine.parallelism, self.settings.max_queue)
-        self.service = GenerationService(self.runner, self.registry, model_info, self.scheduler, self.metrics)
+        self.service = GenerationService(model, self.scheduler, self.metrics)
         self.phase = Phase.READY
 
     def begin_stopping(self) -> None:
@@ -67,7 +72,8 @@ class ServerState:
 
     def close(self) -> None:
         """Release what the state holds (the engine runner's counting thread)."""
-        self.runner.close()
+        if self.model is not None:
+            self.model.runner.close()
 
     def body_limits(self) -> BodyLimits:
         """How much of a request body to read: ``--max-body-size``, or less when the model's context could not

@@ -7,19 +7,20 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sakura_core.server.httpio import json_response, parse, read_json, to_json
+from sakura_core.server.generation.metrics import GenerationRecord
+from sakura_core.server.generation.service import GenerationService
+from sakura_core.server.http.httpio import json_response, to_json
 from sakura_core.server.keys import STATE
-from sakura_core.server.metrics import GenerationRecord
-from sakura_core.server.routespec import GENERATION_ERRORS, MODEL_ERRORS, RouteSpec
-from sakura_core.server.schemas.sakura import (
+from sakura_core.server.routes.handler import Admitted, Plan, generation_handler
+from sakura_core.server.routes.schemas.sakura import (
     CoreVersionResponse,
     LegacyGenerateRequest,
     LegacyGenerateResponse,
     LegacyResult,
     ModelInfoResponse,
 )
-from sakura_core.server.service import DEFAULT_MAX_TOKENS
-from sakura_core.server.streaming import run_as_events, run_to_end
+from sakura_core.server.routes.spec import GENERATION_ERRORS, MODEL_ERRORS, RouteSpec
+from sakura_core.server.routes.streaming import Completed
 from sakura_core.types import Delta
 
 
@@ -39,29 +40,22 @@ async def core_version(request: web.Request) -> web.Response:
     return json_response(CoreVersionResponse(name=info.name, version=info.version, quant=info.quant))
 
 
-async def generate(request: web.Request) -> web.StreamResponse:
+def plan_generate(body: LegacyGenerateRequest, service: GenerationService) -> Plan:
     """Legacy generate: a raw prompt → ``{results: [{text, new_token}]}``."""
-    return await _generate(request, stream=False)
+    return Plan(body.prompt, body.sampling_values(), body.max_new_tokens, stream=False)
 
 
-async def stream_generate(request: web.Request) -> web.StreamResponse:
+def plan_stream_generate(body: LegacyGenerateRequest, service: GenerationService) -> Plan:
     """Legacy streaming generate: server-sent events, each ``{results: [{text, new_token}]}`` for a new piece."""
-    return await _generate(request, stream=True)
+    return Plan(body.prompt, body.sampling_values(), body.max_new_tokens, stream=True)
 
 
-async def _generate(request: web.Request, *, stream: bool) -> web.StreamResponse:
-    state = request.app[STATE]
-    service = state.require_service()
-    body = parse(LegacyGenerateRequest, await read_json(request, state.body_limits()))
-    generation = await service.prepare(
-        body.prompt, body.sampling_values(), max_tokens=body.max_new_tokens or DEFAULT_MAX_TOKENS
-    )
-    if stream:
-        return await run_as_events(request, service.admit(), generation, LegacyEvents())
-    done = await run_to_end(request, service.admit(), generation)
-    return json_response(
-        LegacyGenerateResponse(results=[LegacyResult(text=done.text, new_token=done.record.completion_tokens)])
-    )
+def generate_events(body: LegacyGenerateRequest, admitted: Admitted) -> LegacyEvents:
+    return LegacyEvents()
+
+
+def generate_answer(body: LegacyGenerateRequest, admitted: Admitted, done: Completed) -> LegacyGenerateResponse:
+    return LegacyGenerateResponse(results=[LegacyResult(text=done.text, new_token=done.record.completion_tokens)])
 
 
 @dataclass
@@ -88,6 +82,9 @@ class LegacyEvents:
         self.tokens_sent = record.completion_tokens
         return [to_json(LegacyGenerateResponse(results=[LegacyResult(text="", new_token=remaining)]))]
 
+
+generate = generation_handler(LegacyGenerateRequest, plan_generate, generate_events, generate_answer)
+stream_generate = generation_handler(LegacyGenerateRequest, plan_stream_generate, generate_events, generate_answer)
 
 ROUTES = [
     RouteSpec(

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, RootModel
 
-from sakura_core.server.schemas.common import Prompt, RequestModel, ResponseModel, StopStrings, is_none
+from sakura_core.server.routes.schemas.common import Prompt, RequestModel, ResponseModel, StopStrings, is_none
 
 
 class LlamaCompletionRequest(RequestModel):

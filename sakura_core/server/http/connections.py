@@ -4,7 +4,7 @@ errors answered in the JSON error shape.
 ``GuardedSite`` listens for a runner. Each accepted connection gets a ``GuardedRequestHandler`` (aiohttp's
 protocol with a header timeout and JSON protocol errors), or, past ``--max-connections``, a fixed 503 and a close,
 before any parsing. aiohttp's keep-alive timer closes idle connections between requests; the request body's read
-timeout is ``sakura_core.server.httpio``'s.
+timeout is ``sakura_core.server.http.httpio``'s.
 
 What aiohttp decides itself and cannot be changed here: the status of a malformed request (always 400), closing
 the connection after it, and connections it closes without an answer (a client that disconnects, data after an
@@ -25,9 +25,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 
 from sakura_core.server.banner import url_host
-from sakura_core.server.errors import APIError, server_error, unavailable
-from sakura_core.server.jsonout import to_json
-from sakura_core.server.logtext import escape_for_log
+from sakura_core.server.http.errors import APIError, server_error, unavailable
+from sakura_core.server.http.jsonout import to_json
+from sakura_core.server.http.logtext import escape_for_log
 from sakura_core.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)

@@ -9,13 +9,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from sakura_core.server import cors
-from sakura_core.server.connections import GuardedRequestHandler
-from sakura_core.server.errors import APIError, server_error
-from sakura_core.server.httpio import error_response
+from sakura_core.server.generation.metrics import GenerationRecord
+from sakura_core.server.http import cors
+from sakura_core.server.http.connections import GuardedRequestHandler
+from sakura_core.server.http.errors import APIError, server_error
+from sakura_core.server.http.httpio import error_response
+from sakura_core.server.http.logtext import escape_for_log
 from sakura_core.server.keys import ENDED_BY_SERVER, PUBLIC_PATHS, RECORD, STATE, STREAMED
-from sakura_core.server.logtext import escape_for_log
-from sakura_core.server.metrics import GenerationRecord
 
 logger = logging.getLogger("sakura_core.server.access")
 error_logger = logging.getLogger(__name__)

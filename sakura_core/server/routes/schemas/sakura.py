@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from sakura_core.server.schemas.common import RequestModel, ResponseModel
+from sakura_core.server.routes.schemas.common import RequestModel, ResponseModel
 
 
 class ModelInfoResponse(ResponseModel):

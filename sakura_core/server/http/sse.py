@@ -10,8 +10,8 @@ from types import TracebackType
 from aiohttp import web
 from pydantic import BaseModel
 
-from sakura_core.server.errors import APIError
-from sakura_core.server.httpio import to_json
+from sakura_core.server.http.errors import APIError
+from sakura_core.server.http.httpio import to_json
 
 PING = b": ping\n\n"
 DONE = b"data: [DONE]\n\n"
