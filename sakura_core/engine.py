@@ -67,8 +67,6 @@ class Engine(abc.ABC):
     description: ClassVar[str] = ""
     #: The engine's options model (a subclass of EngineOptions).
     Options: ClassVar[type[EngineOptions]] = EngineOptions
-    #: What a user runs to install this engine, shown when it is asked for but missing.
-    install_hint: ClassVar[str] = ""
     #: True when ``generate`` itself ends on ``params.stop`` and never emits a stop string (llama.cpp, vLLM); the
     #: core then skips its own stop-string filter. Leave it False and the core does the matching.
     handles_stop_strings: ClassVar[bool] = False
