@@ -2,9 +2,10 @@
 
 Every check takes a loaded engine and one or more raw prompts. Generations run as the server runs them: through
 ``sakura_core.engine_runner.EngineRunner``, which applies the rules every engine shares (the finish rules, the
-token counts an engine leaves out). What is checked is what only the engine can get right: the text it generates,
-determinism, seeds, concurrency, token counts it reports, stop strings when it matches them itself, and that a
-cancelled generation frees what the engine holds.
+token counts an engine leaves out). What is checked is what only the engine can get right: the text it generates
+(whole characters, no end-of-sequence text), determinism, seeds, concurrency, token counts it reports, stop strings
+when it matches them itself, that a cancelled generation frees what the engine holds, and that the event loop stays
+free while it generates.
 
 They are written for tiny random-weight models too: outputs may be gibberish and may end early, so a check that
 needs a long enough output picks, among the prompts it is given, one whose greedy output is long enough, and says
