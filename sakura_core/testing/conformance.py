@@ -96,7 +96,7 @@ def _served_prompt_format(engine: Engine, registry: PluginRegistry | None) -> Pr
     if model.prompt_format is not None and model.prompt_format not in registry.prompt_formats():
         raise ConformanceError(
             f"the model's prompt format {model.prompt_format!r} is not registered; register it or override"
-            " conformance_prompts"
+            " conformance_prompts (and conformance_end_texts)"
         )
     return registry.prompt_format_for(model)
 
@@ -118,7 +118,7 @@ class EngineConformance:
 
     Class attributes tune the checks: ``conformance_max_tokens`` (tokens per generation, default 16),
     ``conformance_time_limit`` (seconds one generation may take), ``conformance_concurrency_limit`` (most
-    generations run at once by the concurrency check; it runs ``engine.parallelism`` up to this limit) and
+    generations run at once by the concurrency check; it runs ``engine.parallelism`` up to this limit),
     ``conformance_block_limit`` (most seconds the event loop may stay blocked while the engine generates) and
     ``conformance_allow_replacement_character`` (True only for a random-weight model, whose output may hold bytes
     that are no UTF-8).
