@@ -116,8 +116,9 @@ class Engine(abc.ABC):
     def active_generations(self) -> int:
         """Generations the engine itself still holds resources for (a sequence, a request upstream).
 
-        Optional: the core counts the generations it runs on its own. Report the engine's internal count here so
-        that the conformance kit can check that a cancelled generation frees what it held. Default 0.
+        Optional: the core counts the generations it runs on its own and never reads this. Report the engine's
+        internal count here so that the conformance kit can check that a stopped generation frees what it held.
+        Default 0, which means "nothing reported": the kit passes an engine that reports 0 throughout.
         """
         return 0
 
