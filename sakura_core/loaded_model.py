@@ -22,12 +22,18 @@ from sakura_core.limits import max_prompt_chars
 from sakura_core.plugins import PluginRegistry
 from sakura_core.prompts import Message, PromptFormat, validate_messages
 from sakura_core.think_filter import LeadingThinkFilter
-from sakura_core.types import Delta, FinishReason, GenerationRequest, GenerationResult, ModelInfo, SamplingParams
+from sakura_core.types import (
+    DEFAULT_MAX_TOKENS,
+    Delta,
+    FinishReason,
+    GenerationRequest,
+    GenerationResult,
+    ModelInfo,
+    SamplingParams,
+)
 
 logger = logging.getLogger(__name__)
 
-#: max_tokens when a client sends none (Sakura's recommended max_new_tokens).
-DEFAULT_MAX_TOKENS = 512
 #: ``max_tokens`` that asks for as many tokens as the context leaves (llama-server's ``n_predict: -1``).
 UNTIL_CONTEXT_FULL = -1
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sakura_core.format_choice import is_galtransl, version_between
 from sakura_core.types import ModelInfo
+from sakura_core.versions import is_galtransl, version_between
 
 logger = logging.getLogger(__name__)
 

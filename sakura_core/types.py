@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FinishReason = Literal["stop", "length"]
+#: max_tokens when a client sends none (Sakura's recommended max_new_tokens).
+DEFAULT_MAX_TOKENS = 512
 
 
 class SamplingParams(BaseModel):
@@ -15,7 +17,7 @@ class SamplingParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    max_tokens: int = Field(512, ge=1, description="Most tokens to generate.")
+    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, description="Most tokens to generate.")
     temperature: float = Field(0.1, ge=0.0, le=2.0)
     top_p: float = Field(0.3, gt=0.0, le=1.0)
     top_k: int = Field(40, ge=0, description="0 disables top-k.")

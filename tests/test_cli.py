@@ -295,3 +295,11 @@ def test_a_command_may_ask_for_no_engine() -> None:
     help_text = invoke_engine_when_asked("--help").output
     assert "Engine options" not in help_text
     assert "Engines: reference; see their options with: job --engine NAME --help" in " ".join(help_text.split())
+
+
+def test_an_unknown_model_version_is_a_one_line_usage_error_naming_the_known_ones() -> None:
+    result = invoke("run", "--engine", "reference", "--model", "m.gguf", "--model-version", "2.0")
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: unknown model version '2.0'; the known versions are: 0.8, 0.9, 0.10, 1.0, 1.5, galtransl\n"
+    )

@@ -14,6 +14,8 @@ from sakura_llamacpp.options import LlamaCppOptions
 from sakura_llamacpp.tiny_model import write_tiny_gguf
 
 from sakura_core.engine import ModelLoadError
+from sakura_core.plugins import PluginRegistry
+from sakura_core.types import ModelInfo
 
 
 def copy(source: Path, target: Path, *, limit: int | None = None) -> None:
@@ -39,7 +41,7 @@ def test_identity_and_true_meta(engine: LlamaCppEngine, tiny_gguf: Path) -> None
     assert info.id == "sakura-tiny-qwen2-v1.0-f32"
     assert (info.name, info.version, info.quant) == ("sakura-tiny-qwen2", "1.0", "f32")
     assert info.path == str(tiny_gguf)
-    assert info.prompt_format == "v1.0"
+    assert served_format(info) == "v1.0"
     assert info.context_length == 512
     reader = gguf.GGUFReader(str(tiny_gguf))
     tokens = reader.fields["tokenizer.ggml.tokens"]
@@ -76,7 +78,7 @@ async def test_v15_from_a_general_name_written_with_spaces(tmp_path: Path) -> No
     engine = LlamaCppEngine(LlamaCppOptions(n_parallel=1, n_ctx=128))
     info = await engine.load(str(path))
     await engine.close()
-    assert (info.name, info.version, info.prompt_format, info.id) == ("Sakura 14B Qwen3", "1.5", "v1.5", "model-v1.5")
+    assert (info.name, info.version, served_format(info), info.id) == ("Sakura 14B Qwen3", "1.5", "v1.5", "model-v1.5")
 
 
 async def test_model_version_option_wins(tiny_gguf: Path) -> None:
@@ -84,7 +86,7 @@ async def test_model_version_option_wins(tiny_gguf: Path) -> None:
     info = await engine.load(str(tiny_gguf), model_version="0.9")
     await engine.close()
     assert info.version == "0.9"
-    assert info.prompt_format == "v0.9"
+    assert served_format(info) == "v0.9"
     assert "0.9" in info.id
 
 
@@ -222,3 +224,9 @@ async def test_use_gpu_without_gpu_support_warns_how_to_get_it(
         assert engine.gpu_layers == 0
         warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert any("cannot offload to a GPU" in w and "-DGGML_CUDA=on" in w for w in warnings), warnings
+
+
+def served_format(info: ModelInfo | None) -> str:
+    """The prompt format the core serves a model of this identity with (engines report identity only)."""
+    assert info is not None
+    return PluginRegistry.create(entry_points=False).prompt_format_for(info).name

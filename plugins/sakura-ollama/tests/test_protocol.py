@@ -22,7 +22,8 @@ from sakura_ollama.testing.api_server import OllamaAPIServer, free_port, running
 
 from sakura_core.engine import EngineError, ModelLoadError
 from sakura_core.engine_runner import EngineRunner
-from sakura_core.types import SamplingParams
+from sakura_core.plugins import PluginRegistry
+from sakura_core.types import ModelInfo, SamplingParams
 
 PROMPT = chatml("やる気マンゴスキン")
 LONG_PROMPT = chatml("彼女は窓の外を眺めながら、小さくため息をついた。")
@@ -77,7 +78,7 @@ async def test_local_gguf_is_uploaded_and_created_from_files(
         "1.0",
         "f32",
     )
-    assert info.prompt_format == "v1.0"
+    assert served_format(info) == "v1.0"
     assert info.path == str(tiny_gguf)
     # the model is loaded into memory at start: an empty prompt with the context size every request uses
     load = [body for _, path, body in api_server.requests if path == "/api/generate"][-1]
@@ -159,7 +160,7 @@ async def test_a_tag_the_server_has_is_served_with_its_identity(
     assert not any(path == "/api/pull" for _, path, _ in api_server.requests)
     info = engine.model_info
     assert info is not None
-    assert (info.id, info.name, info.version, info.quant, info.prompt_format) == (
+    assert (info.id, info.name, info.version, info.quant, served_format(info)) == (
         "sakura-13b-lnovel-v0.9b-q2_k",
         "sakura-13b-lnovel",
         "0.9b",
@@ -174,7 +175,7 @@ async def test_model_version_and_num_ctx_options(
     api_server.add_model("translator:latest", tiny_gguf)
     engine = await make_engine(api_server, "translator", model_version="0.10", num_ctx=512)
     assert engine.model_info is not None
-    assert engine.model_info.version == "0.10" and engine.model_info.prompt_format == "v0.10"
+    assert engine.model_info.version == "0.10" and served_format(engine.model_info) == "v0.10"
     assert engine.model_info.id == "translator-v0.10"
     assert engine.model_info.context_length == 512
     assert engine.model_info.quant == "F32"  # from /api/show's details: the tag names none
@@ -532,3 +533,9 @@ def test_pull_progress_is_written_to_stderr_by_default(monkeypatch: pytest.Monke
     progress.update({"status": "pulling manifest"})
     progress.finish()
     assert buffer.getvalue() == "pulling manifest\n"
+
+
+def served_format(info: ModelInfo | None) -> str:
+    """The prompt format the core serves a model of this identity with (engines report identity only)."""
+    assert info is not None
+    return PluginRegistry.create(entry_points=False).prompt_format_for(info).name

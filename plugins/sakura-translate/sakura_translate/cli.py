@@ -10,9 +10,10 @@ from typing import Any
 
 import click
 
-from sakura_core.engine_command import CliState, EngineCommand, OneLineUsageError, peek_engine_name
 from sakura_core.cli_options import build_options
 from sakura_core.engine import ModelLoadError
+from sakura_core.engine_command import CliState, EngineCommand, OneLineUsageError, peek_engine_name
+from sakura_core.format_choice import UnknownModelVersionError
 from sakura_core.types import SamplingParams
 from sakura_translate.backends import DEFAULT_SERVER, Backend, EngineBackend, HttpBackend
 from sakura_translate.cache import CACHE_SUFFIX
@@ -108,6 +109,10 @@ def translate(ctx: click.Context, **params: Any) -> None:
         raise OneLineUsageError("--server and --engine/--model contradict each other: choose one")
     if state.engine_error:
         raise OneLineUsageError(state.engine_error)
+    try:
+        state.registry.check_model_version(params["model_version"])
+    except UnknownModelVersionError as exc:
+        raise OneLineUsageError(str(exc)) from None
     job = _job(params)
     try:
         prepared = prepare(job)

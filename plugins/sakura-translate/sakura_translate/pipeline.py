@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass, field
 
 from sakura_core.degeneration import DEGENERATION_RETRY_PENALTIES, Translation, translate_with
-
 from sakura_core.prompts import GlossaryEntry, format_glossary
 from sakura_core.types import SamplingParams
 from sakura_translate.backends import Backend

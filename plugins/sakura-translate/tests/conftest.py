@@ -21,8 +21,8 @@ from click.testing import CliRunner
 
 from sakura_core import hookimpl
 from sakura_core.cli import cli
-from sakura_core.engine_command import CliState
 from sakura_core.engine import Engine
+from sakura_core.engine_command import CliState
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server import create_app
 from sakura_core.server.settings import ServerSettings
@@ -52,6 +52,9 @@ class Generation:
     messages: list[dict[str, Any]]
     text: str
     finish_reason: str
+    #: The token budget the engine was given, and the prompt's length.
+    max_tokens: int = 0
+    prompt_tokens: int = 0
 
     @property
     def user(self) -> str:
@@ -68,7 +71,11 @@ class Recorder:
     def after_generate(self, request: GenerationRequest, result: GenerationResult, model: ModelInfo) -> None:
         """Record finished generations only: a cancelled one was not generated."""
         if result.finish_reason in ("stop", "length"):
-            self.generations.append(Generation(list(request.messages or []), result.text, result.finish_reason))
+            messages = list(request.messages or [])
+            generation = Generation(
+                messages, result.text, result.finish_reason, request.params.max_tokens, result.prompt_tokens
+            )
+            self.generations.append(generation)
 
     @property
     def texts(self) -> list[str]:

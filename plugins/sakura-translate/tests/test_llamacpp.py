@@ -53,6 +53,30 @@ def test_in_process_subtitles_and_text(
     assert "read as EUC-JP" in result.output
 
 
+def test_in_process_answers_are_fitted_to_the_context_as_the_server_fits_them(
+    tiny_gguf: Path, tmp_path: Path, files: Any, translate_cli: Any, recorder: Any
+) -> None:
+    source = files.novel(tmp_path / "novel.txt", "utf-8", ["吾輩は猫である。"])  # one chunk: no history to grow
+    engine = ("--engine", "llamacpp", "--model", tiny_gguf, "--n-ctx", "512", "--n-parallel", "1", "--threads", "1")
+    result = translate_cli(source, *engine, "--chunk-chars", "24", "--max-tokens", "1000", "--greedy")
+    assert result.exit_code == 0, result.output
+    assert recorder.generations  # the first try and its retries (the noise model's answers run to the limit)
+    for generation in recorder.generations:  # asked for 1000 tokens, given what the context leaves
+        assert generation.max_tokens + generation.prompt_tokens == 512, generation
+
+
+def test_in_process_a_chunk_longer_than_the_context_gets_the_servers_error(
+    tiny_gguf: Path, tmp_path: Path, files: Any, translate_cli: Any
+) -> None:
+    source = files.novel(tmp_path / "novel.txt", "utf-8", ["吾輩は猫である。" * 30])
+    engine = ("--engine", "llamacpp", "--model", tiny_gguf, "--n-ctx", "256", "--n-parallel", "1", "--threads", "1")
+    result = translate_cli(source, *engine, "--chunk-chars", "500", "--greedy")
+    assert result.exit_code == 1
+    [line] = result.output.splitlines()
+    assert line.startswith("Error: the llamacpp engine cannot take this chunk: the prompt is ")
+    assert "tokens but the model's context is 256 tokens per sequence; send a shorter text" in line
+
+
 @pytest.fixture(scope="module")
 async def llama_engine(tiny_gguf: Path) -> AsyncIterator[LlamaCppEngine]:
     engine = LlamaCppEngine(LlamaCppOptions(n_ctx=1024, n_parallel=2, threads=1))

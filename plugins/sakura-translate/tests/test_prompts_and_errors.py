@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from sakura_echo.backend import EchoModel
 
-from sakura_core.identity import prompt_format_for
 from sakura_core.plugins import PluginRegistry
 
 
@@ -27,7 +26,8 @@ def test_the_model_version_chooses_the_prompt(
     args = ("--engine", "echo", "--model", model, "--greedy", "--chunk-chars", "1", "--slots", "1", "-g", glossary)
     result = translate_cli(source, *args)
     assert result.exit_code == 0, result.output
-    expected_format = PluginRegistry.create().prompt_format(prompt_format_for("sakura-echo", version))
+    expected_name = {"0.8": "v0.8", "0.9": "v0.9", "0.10": "v0.10", "1.0": "v1.0", "1.5": "v1.5"}.get(version, version)
+    expected_format = PluginRegistry.create().prompt_format(expected_name)
     assert f"({expected_format.name} prompt)" in result.output
     first, second = recorder.generations
     assert first.messages == expected_format.translation_messages(lines[0], "吾輩->我", None)

@@ -17,6 +17,7 @@ from ebooklib import epub
 from sakura_echo.engine import EchoEngine, EchoOptions
 from sakura_translate.cache import ChunkCache
 
+from sakura_core.loaded_model import LoadedModel
 from sakura_core.server.app import build_app
 from sakura_core.server.generation.state import ServerState
 from sakura_core.server.settings import ServerSettings
@@ -148,7 +149,7 @@ async def test_a_server_still_loading_its_model_is_waited_for(
         process = await translate_process.start(source, "--server", url, "--greedy")
         await asyncio.sleep(2.0)
         assert process.returncode is None
-        state.set_ready(echo_server.engine.model_info)
+        state.set_ready(LoadedModel(echo_server.engine, echo_server.registry, echo_server.engine.model_info))
         code, stdout, stderr = await translate_process.finish(process)
         assert code == 0, stderr
         assert f"{url} is loading its model; waiting" in stderr

@@ -163,12 +163,13 @@ class VllmEngine(Engine):
             async for output in stream:
                 piece = output.outputs[0]
                 completion_tokens += len(piece.token_ids)
+                cached = output.num_cached_tokens  # the prompt's tokens vLLM's prefix cache held
                 if output.finished:
                     finish, completion_tokens = final_count(piece.finish_reason, piece.stop_reason, completion_tokens)
-                    yield Delta(piece.text, prompt_tokens, completion_tokens, finish)
+                    yield Delta(piece.text, prompt_tokens, completion_tokens, finish, cached)
                     return
                 if piece.text:
-                    yield Delta(piece.text, prompt_tokens, completion_tokens)
+                    yield Delta(piece.text, prompt_tokens, completion_tokens, None, cached)
         except EngineError:
             raise
         except Exception as exc:

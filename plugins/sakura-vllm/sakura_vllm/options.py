@@ -146,7 +146,9 @@ class VllmOptions(EngineOptions):
 
         A named option the user set wins over the same key in ``--vllm-arg``; unset ones leave vLLM's defaults.
         """
-        values: dict[str, Any] = {"model": model, "disable_log_stats": True}
+        # prefix caching on whatever vLLM's default for the platform: translation clients repeat their system
+        # prompt and glossary in front of every request (``--vllm-arg enable_prefix_caching=false`` turns it off)
+        values: dict[str, Any] = {"model": model, "disable_log_stats": True, "enable_prefix_caching": True}
         values.update(self.extra_engine_args())
         for name in _DIRECT_ENGINE_ARGS:
             value = getattr(self, name)

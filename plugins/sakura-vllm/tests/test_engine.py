@@ -11,7 +11,8 @@ import pytest
 from sakura_vllm.engine import VllmEngine
 from tokenizers import Tokenizer
 
-from sakura_core.types import Delta, SamplingParams
+from sakura_core.plugins import PluginRegistry
+from sakura_core.types import Delta, ModelInfo, SamplingParams
 
 
 async def eventually(condition: Callable[[], bool], seconds: float = 10.0) -> None:
@@ -29,7 +30,7 @@ async def test_identity_comes_from_config_json(vllm_engine: VllmEngine, tiny_mod
     # the directory name says nothing; config.json's sakura_* fields do
     assert info.id == "tiny-random-qwen2-v1.0"
     assert (info.name, info.version, info.quant) == ("sakura-tiny-qwen2", "1.0", "bf16")
-    assert info.prompt_format == "v1.0"
+    assert served_format(info) == "v1.0"
     assert info.path == str(tiny_model)
     assert info.context_length == 1024  # --max-model-len
     assert info.meta == {"n_vocab": 640, "n_ctx_train": 2048, "n_embd": 128}
@@ -209,3 +210,24 @@ async def test_answer_may_fill_the_context(vllm_engine: VllmEngine, running_prom
     assert last.finish_reason in ("stop", "length")
     assert last.completion_tokens <= room
     assert (last.finish_reason == "length") == (last.completion_tokens == room)
+
+
+async def test_a_repeated_prefix_is_taken_from_vllms_prefix_cache(vllm_engine: VllmEngine, generate_all) -> None:
+    glossary = "\n".join(f"用語{i}->术语{i}" for i in range(60))  # a long shared prefix, as clients send
+    prefix = f"<|im_start|>system\n{glossary}<|im_end|>\n"
+    first = prefix + "<|im_start|>user\n一行目<|im_end|>\n<|im_start|>assistant\n"
+    second = prefix + "<|im_start|>user\n二行目<|im_end|>\n<|im_start|>assistant\n"
+    shared = vllm_engine.count_tokens(prefix + "<|im_start|>user\n")  # the two prompts part after this
+    _, cold, _ = await generate_all(vllm_engine, first, SamplingParams(do_sample=False, max_tokens=4))
+    _, warm, _ = await generate_all(vllm_engine, second, SamplingParams(do_sample=False, max_tokens=4))
+    assert cold.cached_tokens is not None and warm.cached_tokens is not None
+    block = vllm_engine.llm.vllm_config.cache_config.block_size
+    # whole blocks of the shared prefix come from the cache; the rest of the prompt is read
+    assert shared - block < warm.cached_tokens <= shared, (shared, block, warm.cached_tokens)
+    assert warm.cached_tokens >= 0.9 * shared or shared < 10 * block
+
+
+def served_format(info: ModelInfo | None) -> str:
+    """The prompt format the core serves a model of this identity with (engines report identity only)."""
+    assert info is not None
+    return PluginRegistry.create(entry_points=False).prompt_format_for(info).name

@@ -15,8 +15,8 @@ from sakura_vllm.options import VllmOptions
 
 from sakura_core import hookimpl
 from sakura_core.cli import cli
-from sakura_core.engine_command import CliState
 from sakura_core.cli_options import build_options
+from sakura_core.engine_command import CliState
 from sakura_core.plugins import PluginRegistry
 
 
@@ -30,6 +30,8 @@ def test_defaults_leave_vllms_defaults() -> None:
     args = VllmOptions().engine_args("some/model")
     assert args["model"] == "some/model"
     assert args["disable_log_stats"] is True
+    assert args["enable_prefix_caching"] is True  # clients repeat their system prompt and glossary
+    assert VllmOptions(vllm_arg=["enable_prefix_caching=false"]).engine_args("m")["enable_prefix_caching"] is False
     for unset in ("gpu_memory_utilization", "quantization", "max_model_len", "max_num_seqs", "tokenizer"):
         assert unset not in args
 
@@ -55,6 +57,7 @@ def test_every_named_option_is_a_vllm_engine_argument() -> None:
     assert args == {
         "model": "m",
         "disable_log_stats": True,
+        "enable_prefix_caching": True,
         "tensor_parallel_size": 4,
         "pipeline_parallel_size": 2,
         "distributed_executor_backend": "ray",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
@@ -59,16 +59,20 @@ def plan_chat(body: ChatCompletionRequest, service: GenerationService) -> Plan:
     )
 
 
+def envelope(prefix: str, admitted: Admitted) -> dict[str, Any]:
+    """The fields every answer and chunk of a completion carries: its id, creation time and model."""
+    return {"id": f"{prefix}-{admitted.request_id}", "created": admitted.created, "model": admitted.model_id}
+
+
 def chat_events(body: ChatCompletionRequest, admitted: Admitted) -> ChatChunks:
-    return ChatChunks(f"chatcmpl-{admitted.request_id}", admitted.created, admitted.model_id, include_usage(body))
+    return ChatChunks(**envelope("chatcmpl", admitted), include_usage=include_usage(body))
 
 
 def chat_answer(body: ChatCompletionRequest, admitted: Admitted, done: Completed) -> ChatCompletionResponse:
+    message = AssistantMessage(content=done.text)
     return ChatCompletionResponse(
-        id=f"chatcmpl-{admitted.request_id}",
-        created=admitted.created,
-        model=admitted.model_id,
-        choices=[ChatCompletionChoice(message=AssistantMessage(content=done.text), finish_reason=done.finish_reason)],
+        **envelope("chatcmpl", admitted),
+        choices=[ChatCompletionChoice(message=message, finish_reason=done.finish_reason)],
         usage=usage_of(done.record),
     )
 
@@ -79,17 +83,12 @@ def plan_completion(body: CompletionRequest, service: GenerationService) -> Plan
 
 
 def completion_events(body: CompletionRequest, admitted: Admitted) -> CompletionChunks:
-    return CompletionChunks(f"cmpl-{admitted.request_id}", admitted.created, admitted.model_id, include_usage(body))
+    return CompletionChunks(**envelope("cmpl", admitted), include_usage=include_usage(body))
 
 
 def completion_answer(body: CompletionRequest, admitted: Admitted, done: Completed) -> CompletionResponse:
-    return CompletionResponse(
-        id=f"cmpl-{admitted.request_id}",
-        created=admitted.created,
-        model=admitted.model_id,
-        choices=[CompletionChoice(text=done.text, finish_reason=done.finish_reason)],
-        usage=usage_of(done.record),
-    )
+    choice = CompletionChoice(text=done.text, finish_reason=done.finish_reason)
+    return CompletionResponse(**envelope("cmpl", admitted), choices=[choice], usage=usage_of(done.record))
 
 
 def single_prompt(prompt: str | list[str]) -> str:

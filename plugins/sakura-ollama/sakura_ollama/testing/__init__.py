@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from sakura_core.engine_runner import EngineRunner
+from sakura_core.loaded_model import LoadedModel
+from sakura_core.plugins import PluginRegistry
 
 if TYPE_CHECKING:
     from sakura_core.types import Delta, SamplingParams
@@ -23,7 +24,8 @@ def chatml(text: str) -> str:
 
 async def collect(engine: OllamaEngine, prompt: str, params: SamplingParams) -> list[Delta]:
     """Every delta of one generation as the server sees it: through the core's rules around the engine."""
-    runner = EngineRunner(engine)
+    assert engine.model_info is not None, "load the engine first"
+    runner = LoadedModel(engine, PluginRegistry.create(entry_points=False), engine.model_info).runner
     prompt_tokens = await runner.count_tokens(prompt)
     return [delta async for delta in runner.stream(prompt, params, prompt_tokens=prompt_tokens)]
 
