@@ -50,7 +50,6 @@ from sakura_core.testing.checks import (
     check_token_counts,
     run_generation,
 )
-from sakura_core.types import ModelInfo
 
 __all__ = [
     "DEFAULT_TEXTS",
