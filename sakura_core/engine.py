@@ -67,8 +67,6 @@ class Engine(abc.ABC):
     description: ClassVar[str] = ""
     #: The engine's options model (a subclass of EngineOptions).
     Options: ClassVar[type[EngineOptions]] = EngineOptions
-    #: What a user runs to install this engine, shown when it is asked for but missing.
-    install_hint: ClassVar[str] = ""
     #: True when ``generate`` itself ends on ``params.stop`` and never emits a stop string (llama.cpp, vLLM); the
     #: core then skips its own stop-string filter. Leave it False and the core does the matching.
     handles_stop_strings: ClassVar[bool] = False
@@ -118,8 +116,9 @@ class Engine(abc.ABC):
     def active_generations(self) -> int:
         """Generations the engine itself still holds resources for (a sequence, a request upstream).
 
-        Optional: the core counts the generations it runs on its own. Report the engine's internal count here so
-        that the conformance kit can check that a cancelled generation frees what it held. Default 0.
+        Optional: the core counts the generations it runs on its own and never reads this. Report the engine's
+        internal count here so that the conformance kit can check that a stopped generation frees what it held.
+        Default 0, which means "nothing reported": the kit passes an engine that reports 0 throughout.
         """
         return 0
 

@@ -1,6 +1,13 @@
 """Running a blocking iterator (a synchronous library's decode loop) in its own thread, as an async iterator.
 
-For engines whose library blocks: ``async for token in iterate_in_thread(lambda: model.decode(prompt)): yield token``.
+For engines whose library blocks, inside an async generator::
+
+    async with contextlib.aclosing(iterate_in_thread(lambda: model.decode(prompt))) as tokens:
+        async for token in tokens:
+            yield token
+
+(``async for`` alone does not close what it iterates: an engine's stream closed mid-generation would leave the
+thread running until the garbage collector closes the abandoned iterator, so ``aclosing`` is part of the idiom.)
 The event loop never waits on the library; items reach it in batches (the loop is woken once per batch, not once
 per item); closing the async iterator stops the thread after its current item and closes the blocking iterator
 (its ``finally`` blocks run in the thread).

@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 from sakura_echo.scripted import ReferenceEngine, ReferenceOptions
 
+from sakura_core import hookimpl
 from sakura_core.engine import Engine, EngineError
 from sakura_core.engine_runner import EngineRunner
+from sakura_core.plugins import PluginRegistry
+from sakura_core.prompts import PromptFormat, render_chatml, translation_messages_v10
 from sakura_core.testing.conformance import (
     ConformanceError,
     EngineConformance,
@@ -21,13 +24,16 @@ from sakura_core.testing.conformance import (
     check_concurrent_generations,
     check_deltas_join,
     check_engine_basics,
+    check_event_loop_responsive,
     check_finish_reasons,
     check_greedy_deterministic,
     check_max_tokens,
+    check_output_text,
     check_seeded_sampling,
     check_stop_strings,
     check_token_counts,
     default_prompts,
+    end_texts,
     run_generation,
 )
 from sakura_core.types import Delta, ModelInfo, SamplingParams
@@ -62,6 +68,25 @@ class TestReferenceEngineConformance(EngineConformance):
     @classmethod
     async def engine(cls) -> AsyncIterator[Engine]:
         engine = await loaded(parallel=4)
+        yield engine
+        await engine.close()
+
+
+class ReportsNoActiveGenerations(ReferenceEngine):
+    """Overrides active_generations and always says 0: as the docs say, 0 is "nothing reported"."""
+
+    @property
+    def active_generations(self) -> int:
+        return 0
+
+
+class TestReportsNoActiveGenerationsConformance(EngineConformance):
+    """An engine whose active_generations is always 0 passes the kit (it reports nothing, like the default)."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    async def engine(cls) -> AsyncIterator[Engine]:
+        engine = await loaded(ReportsNoActiveGenerations, parallel=2)
         yield engine
         await engine.close()
 
@@ -136,14 +161,6 @@ class NeverFreesOnCancel(ReferenceEngine):
             await asyncio.sleep(0)
             yield char
         self.active -= 1
-
-
-class ActiveAlwaysZero(ReferenceEngine):
-    """Reports its running generations, but wrongly: always none."""
-
-    @property
-    def active_generations(self) -> int:
-        return 0
 
 
 class CorruptedByCancel(ReferenceEngine):
@@ -272,6 +289,56 @@ class Unhealthy(ReferenceEngine):
         return "backend gone"
 
 
+class BlocksTheLoop(ReferenceEngine):
+    """Decodes on the event loop: its blocking backend runs in generate() itself, not in a worker thread."""
+
+    async def load(self, model: str, model_version: str | None = None) -> ModelInfo:
+        info = await super().load(model, model_version)
+        self.model.token_delay = 0.02  # 16 tokens block the loop for about 0.3 s
+        return info
+
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
+        self.active += 1
+        try:
+            for token in self.model.emit(self.answer_for(prompt, params), params.max_tokens):
+                yield token
+        finally:
+            self.active -= 1
+
+
+class CountsThePrompt(ReferenceEngine):
+    """Reports the backend's total token count (prompt included) as completion_tokens."""
+
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        produced = 0
+        async for char in super().generate(prompt, params):
+            produced += 1
+            yield Delta(char, len(prompt), len(prompt) + produced)
+
+
+class SplitsCharacters(ReferenceEngine):
+    """One token per UTF-8 byte, each decoded on its own: a character of several bytes becomes U+FFFD pieces."""
+
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
+        async for char in super().generate(prompt, params):
+            for byte in char.encode():
+                yield bytes([byte]).decode(errors="replace")
+
+
+class EmitsTheEndOfText(ReferenceEngine):
+    """Yields the end-of-sequence token's text when its answer ends (its answers end before the token budget)."""
+
+    async def load(self, model: str, model_version: str | None = None) -> ModelInfo:
+        info = await super().load(model, model_version)
+        self.model.answer_length = 10
+        return info
+
+    async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
+        async for char in super().generate(prompt, params):
+            yield char
+        yield "<|im_end|>"
+
+
 class BusyWhenIdle(ReferenceEngine):
     """Reports one active generation too many."""
 
@@ -285,7 +352,6 @@ Check = Callable[..., Awaitable[None]]
 BROKEN_ENGINES: list[tuple[type[ReferenceEngine], Check, str]] = [
     (ClaimsStopStringsButEmitsThem, check_stop_strings, "was emitted"),
     (NeverFreesOnCancel, check_cancellation, "after aclose\\(\\) mid-stream, the engine still reports 1 active"),
-    (ActiveAlwaysZero, check_cancellation, "active_generations is 0 while"),
     (CorruptedByCancel, check_cancellation, "after cancelled generations the engine's greedy output changed"),
     (NotAnAsyncGenerator, check_cancellation, "must return an async generator"),
     (WrongPromptTokens, check_token_counts, "prompt_tokens=\\d+, but count_tokens\\(prompt\\) is"),
@@ -298,12 +364,18 @@ BROKEN_ENGINES: list[tuple[type[ReferenceEngine], Check, str]] = [
     (CountsNegative, check_engine_basics, "count_tokens\\(''\\) raised EngineError: .*counted -1 tokens"),
     (Unhealthy, check_engine_basics, "must report itself healthy .*'backend gone'"),
     (BusyWhenIdle, check_engine_basics, "idle engine must report active_generations == 0, got 1"),
+    (BlocksTheLoop, check_event_loop_responsive, r"the event loop was blocked for [\d.]+ s at a stretch"),
+    (CountsThePrompt, check_output_text, r"reports completion_tokens=\d+, above max_tokens=16"),
+    (SplitsCharacters, check_output_text, "a piece of text holds U\\+FFFD"),
+    (EmitsTheEndOfText, check_output_text, "the output contains the end-of-sequence text '<\\|im_end\\|>'"),
 ]
 
 
 async def run_check(check: Check, engine: Engine) -> None:
     if check is check_engine_basics:
         await check(engine)
+    elif check is check_output_text:
+        await check(engine, DISTINCT_PROMPTS, end_texts=end_texts(engine))
     else:
         await check(engine, DISTINCT_PROMPTS)
 
@@ -491,3 +563,57 @@ async def test_the_stop_string_check_spans_two_deltas() -> None:
     stops = [stop for stop in seen[-1] if "never" not in stop]
     assert len(stops) == 1 and len(stops[0]) == 2
     assert stops[0] in DISTINCT_PROMPTS[0]
+
+
+async def test_an_engine_that_blocks_the_loop_is_blamed_for_the_blocking_not_its_counter() -> None:
+    """Its counter is right (the cancellation check passes); only the loop check fails, and says why."""
+    engine = await loaded(BlocksTheLoop, parallel=2)
+    await check_cancellation(engine, DISTINCT_PROMPTS)
+    with pytest.raises(ConformanceError, match="generate\\(\\) runs blocking work on the event loop"):
+        await check_event_loop_responsive(engine, DISTINCT_PROMPTS)
+
+
+async def test_the_loop_check_allows_what_its_limit_allows() -> None:
+    await check_event_loop_responsive(await loaded(BlocksTheLoop), DISTINCT_PROMPTS, block_limit=30.0)
+
+
+async def test_the_core_hides_what_the_output_text_check_finds() -> None:
+    """Run as the server runs them, the other checks pass these engines: only the new check catches them."""
+    await check_token_counts(await loaded(CountsThePrompt), DISTINCT_PROMPTS[3:])
+    await check_max_tokens(await loaded(CountsThePrompt), DISTINCT_PROMPTS[3:])
+    await check_deltas_join(await loaded(SplitsCharacters), DISTINCT_PROMPTS)
+    await check_finish_reasons(await loaded(EmitsTheEndOfText), DISTINCT_PROMPTS)
+
+
+async def test_end_texts_are_the_models_prompt_format_stop_strings() -> None:
+    assert "<|im_end|>" in end_texts(await loaded())
+    engine = ReferenceEngine()
+    await engine.load("sakura-13b-lnovel-v0.8-Q4_K_M.gguf")
+    assert end_texts(engine) == ("</s>",)
+
+
+async def test_the_end_texts_follow_the_format_that_chooses_itself_for_the_model() -> None:
+    v20 = PromptFormat(
+        "v2.0", render_chatml, translation_messages_v10, ("<|v2_end|>",), matches=lambda info: info.version == "2.0"
+    )
+
+    class V20Plugin:
+        @hookimpl
+        def register_prompt_formats(self, register: Callable[[PromptFormat], None]) -> None:
+            register(v20)
+
+    registry = PluginRegistry.create(entry_points=False, plugins=[("v20", V20Plugin())])
+    engine = ReferenceEngine()
+    await engine.load("sakura-14b-qwen3-v2.0-q4km.gguf")
+    assert end_texts(engine, registry) == ("<|v2_end|>",)
+    assert "<|im_end|>" in end_texts(await loaded(), registry)
+
+
+async def test_a_random_weight_model_may_be_allowed_u_fffd_but_nothing_else() -> None:
+    """allow_replacement_character lets a model's undecodable bytes through; the other rules of the check stay."""
+    await check_output_text(await loaded(SplitsCharacters), DISTINCT_PROMPTS, allow_replacement_character=True)
+    with pytest.raises(ConformanceError, match="above max_tokens"):
+        await check_output_text(await loaded(CountsThePrompt), DISTINCT_PROMPTS, allow_replacement_character=True)
+    ending = await loaded(EmitsTheEndOfText)
+    with pytest.raises(ConformanceError, match="end-of-sequence text"):
+        await check_output_text(ending, DISTINCT_PROMPTS, end_texts=end_texts(ending), allow_replacement_character=True)

@@ -15,6 +15,7 @@ from sakura_echo.scripted import ReferenceEngine
 from sakura_core import hookimpl
 from sakura_core.cli import cli
 from sakura_core.engine_command import CliState
+from sakura_core.format_choice import UnknownModelVersionError
 from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
 from sakura_core.testing.checks import check_cancellation, check_concurrent_generations, check_engine_basics
@@ -69,12 +70,30 @@ def registry(hook_examples: list[types.ModuleType]) -> PluginRegistry:
 
 
 def test_the_prompt_format_example_registers_and_renders(registry: PluginRegistry) -> None:
-    llama3 = registry.prompt_format("llama3")
-    assert llama3.render([{"role": "user", "content": "你好"}]) == (
+    v20 = registry.prompt_format("v2.0")
+    assert v20.render([{"role": "user", "content": "你好"}]) == (
         "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n你好<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n"
     )
-    assert [m["role"] for m in llama3.translation_messages("テキスト", "", "前文")] == ["system", "assistant", "user"]
+    assert [m["role"] for m in v20.translation_messages("テキスト", "", "前文")] == ["system", "assistant", "user"]
+
+
+async def test_the_prompt_format_example_is_chosen_for_v2_models_with_no_engine_change(
+    registry: PluginRegistry,
+) -> None:
+    engine = ReferenceEngine()  # an engine that names no prompt format, as engines should
+    for model, expected in (
+        ("sakura-14b-v2.0-q4km.gguf", "v2.0"),
+        ("GalTransl-7B-v2.6-IQ4_XS.gguf", "galtransl"),
+        ("sakura-7b-qwen2.5-v1.0-iq4xs.gguf", "v1.0"),
+    ):
+        info = await engine.load(model)
+        assert info.prompt_format is None
+        assert LoadedModel(engine, registry, info).prompt_format.name == expected, model
+    loaded = await LoadedModel.load(engine, registry, "sakura-echo", model_version="2.0")
+    assert loaded.prompt_format.name == "v2.0" and loaded.info.prompt_format == "v2.0"
+    with pytest.raises(UnknownModelVersionError, match=r"unknown model version '2\.0'; the known versions are: .*1\.5"):
+        PluginRegistry.create(entry_points=False).check_model_version("2.0")
 
 
 def test_the_command_example_adds_a_command(registry: PluginRegistry) -> None:

@@ -2,9 +2,10 @@
 
 Every check takes a loaded engine and one or more raw prompts. Generations run as the server runs them: through
 ``sakura_core.engine_runner.EngineRunner``, which applies the rules every engine shares (the finish rules, the
-token counts an engine leaves out). What is checked is what only the engine can get right: the text it generates,
-determinism, seeds, concurrency, token counts it reports, stop strings when it matches them itself, and that a
-cancelled generation frees what the engine holds.
+token counts an engine leaves out). What is checked is what only the engine can get right: the text it generates
+(whole characters, no end-of-sequence text), determinism, seeds, concurrency, token counts it reports, stop strings
+when it matches them itself, that a cancelled generation frees what the engine holds, and that the event loop stays
+free while it generates.
 
 They are written for tiny random-weight models too: outputs may be gibberish and may end early, so a check that
 needs a long enough output picks, among the prompts it is given, one whose greedy output is long enough, and says
@@ -19,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sakura_core.engine import Engine
 from sakura_core.engine_runner import EngineRunner
@@ -42,6 +43,10 @@ UNLIKELY_STOP = "\u2603never\u2603"
 #: Sampling settings of the seeded-sampling check: wide enough that the seed matters.
 SAMPLED = {"do_sample": True, "temperature": 1.0, "top_p": 0.95, "top_k": 0}
 REPLACEMENT_CHARACTER = "\ufffd"
+#: Seconds between the ticks of the task that watches the event loop while an engine generates.
+LOOP_TICK = 0.005
+#: Most seconds the event loop may stay blocked at a stretch while an engine generates.
+DEFAULT_BLOCK_LIMIT = 0.2
 
 
 class ConformanceError(AssertionError):
@@ -415,19 +420,6 @@ async def _wait_until_idle(engine: Engine, after: str) -> None:
         await asyncio.sleep(0.01)
 
 
-def _reports_active(engine: Engine) -> bool:
-    """True when the engine reports its own running generations (the default property always says 0)."""
-    return type(engine).active_generations is not Engine.active_generations
-
-
-def _expect_running(engine: Engine, run: str) -> None:
-    if _reports_active(engine) and engine.active_generations < 1:
-        raise ConformanceError(
-            f"active_generations is {engine.active_generations} while {run} is running; it must count running "
-            f"generations truthfully"
-        )
-
-
 async def _cancel_with_aclose(engine: Engine, prompt: str, params: SamplingParams, time_limit: float) -> None:
     raw = engine.generate(prompt, params)
     if getattr(raw, "aclose", None) is None:
@@ -448,7 +440,6 @@ async def _cancel_with_aclose(engine: Engine, prompt: str, params: SamplingParam
         raise ConformanceError(
             f"the first delta already finished the generation ({first!r}) although its greedy output is longer"
         )
-    _expect_running(engine, "a generation whose first delta arrived")
     await aclose()
     await _wait_until_idle(engine, "after aclose() mid-stream")
 
@@ -482,7 +473,6 @@ async def _cancel_task(engine: Engine, prompt: str, params: SamplingParams, time
     if not first_delta.is_set():
         task.cancel()
         raise ConformanceError(f"no delta within {time_limit:g} s (prompt {_short(prompt)})")
-    _expect_running(engine, "a generation whose first delta arrived")
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -504,7 +494,8 @@ async def check_cancellation(
     while that task pauses between deltas (the abandoned stream is closed by asyncio's finalizer); and ``cancel()``
     while the task waits for the engine's next delta (tried up to three times, since an engine may have the whole
     output ready before the task can be cancelled). Each time ``active_generations`` must be back to 0 within a
-    second, and a greedy run afterwards must give the same output as before.
+    second (0 throughout is an engine that reports nothing: it passes), and a greedy run afterwards must give the
+    same output as before.
     """
     if engine.active_generations != 0:
         raise ConformanceError(f"the engine reports {engine.active_generations} active generation(s) before the check")
@@ -589,3 +580,143 @@ async def check_token_counts(
                 if delta.completion_tokens > params.max_tokens:
                     raise ConformanceError(f"{where}: completion_tokens exceeds max_tokens: {run.describe()}")
                 previous = delta.completion_tokens
+
+
+class _LoopWatch:
+    """A task on the event loop that wakes every ``interval`` seconds and keeps its worst lateness: the longest the
+    loop was kept from running it, which is how long anything else on the loop (every other request) waited."""
+
+    def __init__(self, interval: float = LOOP_TICK) -> None:
+        self.interval = interval
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _LoopWatch:
+        self._task = asyncio.create_task(self._tick())
+        await asyncio.sleep(0)  # the first tick is scheduled before the caller's work starts
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            self.worst = max(self.worst, loop.time() - due)
+
+
+async def check_event_loop_responsive(
+    engine: Engine,
+    prompts: str | Sequence[str],
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    time_limit: float = DEFAULT_TIME_LIMIT,
+    block_limit: float = DEFAULT_BLOCK_LIMIT,
+) -> None:
+    """The event loop stays responsive while the engine generates: an engine that decodes on the loop fails.
+
+    A task on the loop ticks every few milliseconds while greedy generations of the first two prompts run, alone
+    and then together, and keeps how late its worst tick came. Later than ``block_limit`` seconds means that
+    something in ``generate`` (or what it calls) blocked the loop for that long: in the server, every other
+    request, stream and ``/health`` would have waited as long.
+    """
+    chosen = _prompt_list(prompts)[:2]
+    async with _LoopWatch() as watch:
+        for prompt in chosen:
+            await run_generation(engine, prompt, greedy(max_tokens), time_limit=time_limit)
+        await asyncio.gather(
+            *(run_generation(engine, prompt, greedy(max_tokens), time_limit=time_limit) for prompt in chosen)
+        )
+    if watch.worst > block_limit:
+        raise ConformanceError(
+            f"the event loop was blocked for {watch.worst:.3f} s at a stretch while the engine generated (at most "
+            f"{block_limit:g} s allowed; prompt {_short(chosen[0])}): generate() runs blocking work on the event "
+            f"loop, which stalls every other request meanwhile. Decode with a synchronous library in a worker "
+            f"thread (sakura_core.threaded.iterate_in_thread) or await an asynchronous one"
+        )
+
+
+class _Observed:
+    """An engine whose raw stream is recorded while the core runs it as the server does.
+
+    The core hides some of what an engine yields (it stops reading at ``max_tokens``, clamps the counts it reports
+    and fills in missing ones); the checks of the engine's own figures look at what the engine yielded.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.items: list[object] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[object]:
+        self.items = []
+        return self._record(self._engine.generate(prompt, params))
+
+    async def _record(self, stream: AsyncIterator[object]) -> AsyncGenerator[object, None]:
+        try:
+            async for item in stream:
+                self.items.append(item)
+                yield item
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def _end_text_in(text: str, end_texts: Sequence[str]) -> str | None:
+    return next((end for end in end_texts if end and end in text), None)
+
+
+async def check_output_text(
+    engine: Engine,
+    prompts: str | Sequence[str],
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    time_limit: float = DEFAULT_TIME_LIMIT,
+    end_texts: Sequence[str] = (),
+    allow_replacement_character: bool = False,
+) -> None:
+    """What the engine outputs is text a client can use, and its counts are within the request's limit.
+
+    For greedy and sampled runs of the first three prompts (no stop strings asked for): no piece of text holds
+    U+FFFD (a UTF-8 character split across pieces, decoded piece by piece); no ``end_texts`` appear in the output
+    (the model's end-of-sequence text, such as ``<|im_end|>`` or ``</s>``: an engine stops at the end token and
+    emits nothing for it); and no delta the engine yields reports ``completion_tokens`` above ``max_tokens``
+    (which the core would hide by clamping: counting the end token or the prompt in it, say).
+
+    ``allow_replacement_character`` is for a random-weight test model only: its tokens are arbitrary bytes, so its
+    output holds byte sequences that are no UTF-8 at all, which a correct engine does turn into U+FFFD. A trained
+    model's translation never does.
+    """
+    observed = _Observed(engine)
+    as_engine = cast(Engine, observed)
+    for prompt in _prompt_list(prompts)[:3]:
+        for params in (greedy(max_tokens), SamplingParams(max_tokens=max_tokens, seed=5, **SAMPLED)):
+            run = await run_generation(as_engine, prompt, params, time_limit=time_limit)
+            _expect_finished(run)
+            for index, item in enumerate(observed.items):
+                if isinstance(item, Delta) and item.completion_tokens > params.max_tokens:
+                    raise ConformanceError(
+                        f"item {index} the engine yielded ({item!r}) reports completion_tokens="
+                        f"{item.completion_tokens}, above max_tokens={params.max_tokens}: count only the tokens "
+                        f"generated, without the end-of-sequence token or the prompt: {run.describe()}"
+                    )
+            split = next((d for d in run.deltas if REPLACEMENT_CHARACTER in d.text), None)
+            if split is not None and not allow_replacement_character:
+                raise ConformanceError(
+                    f"a piece of text holds U+FFFD ({split.text!r}): a UTF-8 character was split across tokens and "
+                    f"decoded piece by piece; hold back a character's bytes until it is complete: {run.describe()}"
+                )
+            end = _end_text_in(run.text, end_texts)
+            if end is not None:
+                raise ConformanceError(
+                    f"the output contains the end-of-sequence text {end!r}: stop when the model emits its end "
+                    f"token and yield nothing for it: {run.describe()}"
+                )

@@ -41,7 +41,6 @@ class OllamaEngine(Engine):
     name: ClassVar[str] = "ollama"
     description: ClassVar[str] = "Models an Ollama server runs: library tags, or a local GGUF imported into it"
     Options = OllamaOptions
-    install_hint: ClassVar[str] = "pip install ./plugins/sakura-ollama  (in a sakura checkout)"
     options: OllamaOptions
 
     def __init__(self, options: EngineOptions | None = None) -> None:
@@ -66,7 +65,10 @@ class OllamaEngine(Engine):
         try:
             import ollama  # noqa: F401 - fail early with the fix, not deep inside a call
         except ImportError:
-            raise ModelLoadError(f"the ollama engine needs the `ollama` package: {self.install_hint}") from None
+            raise ModelLoadError(
+                "the ollama engine needs the `ollama` package: "
+                "pip install ./plugins/sakura-ollama  (in a sakura checkout)"
+            ) from None
         self._api = OllamaAPI(self.address)
         try:
             return await self._load(self._api, model, model_version)

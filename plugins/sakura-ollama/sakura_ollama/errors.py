@@ -8,10 +8,6 @@ from sakura_core.engine import EngineError, EngineUnavailableError, ModelLoadErr
 _OUT_OF_MEMORY_HINTS = ("more system memory", "out of memory", "cudamalloc failed", "insufficient memory", "oom")
 
 
-class OllamaUnreachableError(ConnectionError):
-    """No Ollama server answers at the address."""
-
-
 def is_response_error(exc: BaseException) -> bool:
     """True for an error Ollama answered (``ollama.ResponseError``): an HTTP error status or an error line."""
     from ollama import ResponseError

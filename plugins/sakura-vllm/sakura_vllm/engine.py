@@ -36,10 +36,6 @@ class VllmEngine(Engine):
     name: ClassVar[str] = "vllm"
     description: ClassVar[str] = "Transformers/GPTQ/AWQ models on vLLM (GPUs, tensor/pipeline parallel, Ray; CPU build)"
     Options = VllmOptions
-    install_hint: ClassVar[str] = (
-        "pip install './plugins/sakura-vllm[gpu]'  (in a sakura checkout; CPU only: "
-        "pip install './plugins/sakura-vllm[cpu]')"
-    )
     #: vLLM ends on stop strings itself (and never emits them).
     handles_stop_strings: ClassVar[bool] = True
     options: VllmOptions
