@@ -33,10 +33,10 @@ from dataclasses import dataclass
 
 import aiohttp
 from pydantic import Field
-from sakura_core.loaded_model import LoadedModel
 
 from sakura_core.engine import Engine, EngineOptions
 from sakura_core.identity import make_model_info
+from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
 from sakura_core.types import GenerationRequest, ModelInfo, SamplingParams
 

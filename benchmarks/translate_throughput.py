@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llamacpp_support import benchmark_model, default_model_folder, describe_machine, median, sakura_server
-from sakura_core.degeneration import DEGENERATION_RETRY_PENALTIES
 from sakura_translate.cache import CACHE_SUFFIX
 from sakura_translate.chunking import chunk_lines
 
+from sakura_core.degeneration import DEGENERATION_RETRY_PENALTIES
 from sakura_core.plugins import PluginRegistry
 
 SENTENCES = (

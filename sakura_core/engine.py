@@ -32,7 +32,8 @@ class EngineUnavailableError(EngineError):
 class ModelLoadError(EngineError):
     """The model could not be loaded. The message is one line that says what to do.
 
-    ``sakura run`` prints it as ``Error: <message>``, alone (exit code 1).
+    ``sakura run`` prints it as ``Error: <message>``, its last line (exit code 1); before it, only a load that took
+    over a second has printed one ``loading …`` line.
     """
 
 

@@ -68,6 +68,31 @@ def register_engines(register):
     raise RuntimeError("this plugin's registration is broken")
 """
 
+SLOW_FAILING = """
+import asyncio
+
+from sakura_core import Engine, ModelLoadError, hookimpl
+
+
+class SlowFailEngine(Engine):
+    name = "slowfail"
+
+    async def load(self, model, model_version=None):
+        await asyncio.sleep(1.5)  # past the second after which the load is announced
+        raise ModelLoadError("the model file is truncated: download it again")
+
+    def count_tokens(self, text):
+        return len(text)
+
+    async def generate(self, prompt, params):
+        yield prompt
+
+
+@hookimpl
+def register_engines(register):
+    register(SlowFailEngine)
+"""
+
 LAZY = """
 from sakura_core import hookimpl
 
@@ -92,7 +117,13 @@ def hello(name):
     click.echo(f"hello {name}")
 '''
 
-PLUGINS = {"collide": COLLIDING, "halfdone": HALF_DONE, "raising": RAISING, "lazy": LAZY}
+PLUGINS = {
+    "collide": COLLIDING,
+    "halfdone": HALF_DONE,
+    "raising": RAISING,
+    "lazy": LAZY,
+    "slowfail": SLOW_FAILING,
+}
 
 
 def install(site: Path, name: str, source: str) -> None:
@@ -176,6 +207,15 @@ def test_a_model_that_cannot_load_prints_only_the_error() -> None:
     assert result.returncode == 1
     assert result.stdout == ""
     assert sorted(result.stderr.splitlines()) == ["Error: --model is empty: pass a model name such as sakura-echo-v1.0"]
+
+
+def test_a_slow_load_that_fails_was_announced_once_and_ends_with_the_error(site: Path) -> None:
+    result = sakura(site, "run", "--engine", "slowfail", "--model", "m.gguf", "--port", "0", plugins="slowfail")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[-1] == "Error: the model file is truncated: download it again"
+    [notice] = lines[:-1]  # as the docs say: one line that tells a waiting user what is loading, nothing else
+    assert notice.endswith("loading m.gguf with the slowfail engine")
 
 
 def test_the_same_failure_at_debug_level_shows_what_happened_before() -> None:
