@@ -245,7 +245,7 @@ SAKURA_FORMATS = (
         render_chatml,
         translation_messages_v10,
         CHATML_STOP,
-        "Sakura v1.0 to v1.4 (ChatML)",
+        "Sakura v1.0 (ChatML)",
         matches=version_between((1, 0), (1, 5)),
     ),
     PromptFormat(
@@ -253,7 +253,7 @@ SAKURA_FORMATS = (
         render_qwen3,
         translation_messages_v15,
         CHATML_STOP,
-        "Sakura v1.5 and later 1.x (Qwen3 ChatML, thinking off)",
+        "Sakura v1.5 (Qwen3 ChatML, thinking off)",
         strip_think=True,
         matches=version_between((1, 5), (2, 0)),
     ),
