@@ -58,12 +58,14 @@ def generation_handler(
     events: Callable[[Body, Admitted], EventRenderer],
     answer: Callable[[Body, Admitted, Completed], BaseModel],
     *,
+    doc: str,
     sakura_extras: bool = False,
 ) -> Handler:
     """A route handler: the shared path, with the route's ``plan``, ``events`` and ``answer``.
 
-    ``sakura_extras``: Sakura's extra sampling fields may also come nested or in the URL query
-    (``merge_sakura_extras``), as the OpenAI-compatible routes accept them.
+    ``doc`` is the handler's docstring (the OpenAPI document's description of the route). ``sakura_extras``:
+    Sakura's extra sampling fields may also come nested or in the URL query (``merge_sakura_extras``), as the
+    OpenAI-compatible routes accept them.
     """
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -86,4 +88,5 @@ def generation_handler(
         done = await run_to_end(request, ticket, generation)
         return json_response(answer(body, admitted, done))
 
+    handle.__doc__ = doc
     return handle

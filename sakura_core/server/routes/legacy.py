@@ -83,8 +83,20 @@ class LegacyEvents:
         return [to_json(LegacyGenerateResponse(results=[LegacyResult(text="", new_token=remaining)]))]
 
 
-generate = generation_handler(LegacyGenerateRequest, plan_generate, generate_events, generate_answer)
-stream_generate = generation_handler(LegacyGenerateRequest, plan_stream_generate, generate_events, generate_answer)
+generate = generation_handler(
+    LegacyGenerateRequest,
+    plan_generate,
+    generate_events,
+    generate_answer,
+    doc="Legacy generate: a raw prompt → ``{results: [{text, new_token}]}``.",
+)
+stream_generate = generation_handler(
+    LegacyGenerateRequest,
+    plan_stream_generate,
+    generate_events,
+    generate_answer,
+    doc="Legacy streaming generate: server-sent events, each ``{results: [{text, new_token}]}`` for a new piece.",
+)
 
 ROUTES = [
     RouteSpec(

@@ -122,7 +122,13 @@ class LlamaEvents:
         return self.ticket.slot or 0
 
 
-completion = generation_handler(LlamaCompletionRequest, plan_completion, completion_events, completion_answer)
+completion = generation_handler(
+    LlamaCompletionRequest,
+    plan_completion,
+    completion_events,
+    completion_answer,
+    doc="llama-server's native completion: ``{content, model, stop, ...}``, or a stream of such objects.",
+)
 
 
 async def slots(request: web.Request) -> web.Response:

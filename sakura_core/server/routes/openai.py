@@ -175,9 +175,21 @@ class CompletionChunks(OpenAIChunks[CompletionChunk]):
         return CompletionChunk(id=self.id, created=self.created, model=self.model, choices=[], usage=usage)
 
 
-chat_completions = generation_handler(ChatCompletionRequest, plan_chat, chat_events, chat_answer, sakura_extras=True)
+chat_completions = generation_handler(
+    ChatCompletionRequest,
+    plan_chat,
+    chat_events,
+    chat_answer,
+    doc="Render the messages with the model's prompt format and generate, as JSON or as a chunk stream.",
+    sakura_extras=True,
+)
 completions = generation_handler(
-    CompletionRequest, plan_completion, completion_events, completion_answer, sakura_extras=True
+    CompletionRequest,
+    plan_completion,
+    completion_events,
+    completion_answer,
+    doc="Generate from a raw prompt (already in the model's format), as JSON or as a chunk stream.",
+    sakura_extras=True,
 )
 
 
