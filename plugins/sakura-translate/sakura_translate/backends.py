@@ -22,7 +22,7 @@ from sakura_core.loaded_model import LoadedModel, PromptTooLongError
 from sakura_core.plugins import PluginRegistry
 from sakura_core.prompts import PromptFormat
 from sakura_core.types import GenerationRequest, GenerationResult, ModelInfo
-from sakura_translate.errors import GenerationError, InputError
+from sakura_translate.errors import ContextOverflow, GenerationError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0)
 #: How long a run waits for a server that is still loading its model, and how often it asks.
 LOADING_WAIT_SECONDS = 300.0
 LOADING_POLL_SECONDS = 1.0
+#: Error codes a server answers a prompt too long for its context with (Sakura's and OpenAI's; llama-server's).
+CONTEXT_ERROR_CODES = ("context_length_exceeded", "exceed_context_size_error")
 
 
 class ServerLoading(InputError):
@@ -194,6 +196,8 @@ class HttpBackend(Backend):
                 raise GenerationError(f"the server at {self.url} stopped answering ({problem})")
             logger.warning("%s: %s; trying again in %.1f s (%d)", self.url, problem, delay, attempt + 1)
             await asyncio.sleep(delay)
+        if status == HTTPStatus.BAD_REQUEST and _error_code(answer) in CONTEXT_ERROR_CODES:
+            raise ContextOverflow(f"the server at {self.url} cannot take this chunk: {_error_message(answer)}")
         if status != HTTPStatus.OK or not isinstance(answer, dict) or not answer.get("choices"):
             raise GenerationError(f"the server at {self.url} answered {status}: {_error_message(answer)}")
         choice = answer["choices"][0]
@@ -209,6 +213,14 @@ class HttpBackend(Backend):
 
     async def close(self) -> None:
         await self.session.close()
+
+
+def _error_code(answer: Any) -> str | None:
+    """The ``code`` (or llama-server's ``type``) of an OpenAI-style error body."""
+    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+        error = answer["error"]
+        return str(error.get("code") or error.get("type") or "")
+    return None
 
 
 def _error_message(answer: Any) -> str:
@@ -243,7 +255,9 @@ class EngineBackend(Backend):
                 request.prompt, request.params, max_tokens=request.params.max_tokens, messages=request.messages
             )
             return await self.model.complete(prepared)
-        except (PromptTooLongError, ValidationError) as exc:
+        except PromptTooLongError as exc:
+            raise ContextOverflow(f"the {name} engine cannot take this chunk: {exc}") from None
+        except ValidationError as exc:
             raise GenerationError(f"the {name} engine cannot take this chunk: {exc}") from None
         except EngineError as exc:
             raise GenerationError(f"the {name} engine failed: {exc}") from None

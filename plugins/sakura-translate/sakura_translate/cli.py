@@ -17,6 +17,7 @@ from sakura_core.format_choice import UnknownModelVersionError
 from sakura_core.types import SamplingParams
 from sakura_translate.backends import DEFAULT_SERVER, Backend, EngineBackend, HttpBackend
 from sakura_translate.cache import CACHE_SUFFIX
+from sakura_translate.checks import OPTIONAL_CHECKS, CheckSettings, Reason
 from sakura_translate.chunking import DEFAULT_CHUNK_CHARS
 from sakura_translate.errors import GenerationError, InputError
 from sakura_translate.pipeline import Settings
@@ -78,6 +79,19 @@ class TranslateCommand(EngineCommand):
 @click.option("--traditional", is_flag=True, help="Also write a Traditional Chinese copy (NAME.zh-Hant.SUFFIX).")
 @click.option("--opencc-config", type=click.Choice(OPENCC_CONFIGS), default="s2t", help="OpenCC conversion.")
 @click.option("--titles", is_flag=True, help="EPUB: also translate the book title and table of contents.")
+@click.option(
+    "--no-check",
+    "no_checks",
+    multiple=True,
+    type=click.Choice([str(reason) for reason in OPTIONAL_CHECKS]),
+    help="Turn a check off (repeatable). A line failing a check is retried, split, then kept in the source.",
+)
+@click.option(
+    "--kana-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of a line's letters that may stay kana (glossary names aside) before the line is retried.",
+)
 @click.option("--keep-cache", is_flag=True, help=f"Keep the resume cache (*{CACHE_SUFFIX}) after success.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Also save the report as JSON.")
 @click.option(
@@ -151,7 +165,12 @@ def _job(params: dict[str, Any]) -> Job:
     sampling = SamplingParams(
         temperature=params["temperature"], top_p=params["top_p"], do_sample=not params["greedy"], seed=params["seed"]
     )
-    settings = Settings(chunk_chars=params["chunk_chars"], params=sampling, max_tokens=params["max_tokens"])
+    checks = CheckSettings(
+        kana_threshold=params["kana_threshold"], disabled=frozenset(Reason(name) for name in params["no_checks"])
+    )
+    settings = Settings(
+        chunk_chars=params["chunk_chars"], params=sampling, max_tokens=params["max_tokens"], checks=checks
+    )
     return Job(
         source=params["source"],
         output=params["output"],

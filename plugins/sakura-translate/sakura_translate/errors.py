@@ -12,3 +12,7 @@ class InputError(ValueError):
 class GenerationError(RuntimeError):
     """Generating failed part-way (the server went away, the engine failed). Finished chunks are in the cache; the
     message says so, and the command exits with code 1."""
+
+
+class ContextOverflow(GenerationError):
+    """A chunk's prompt does not fit the model's context: the pipeline splits the chunk instead of failing."""

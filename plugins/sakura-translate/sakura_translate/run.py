@@ -93,7 +93,7 @@ async def translate_files(
                     progress.describe(plan.source.name)
                     cache = ChunkCache(cache_path_for(plan.output))
                     caches.append(cache)
-                    translations, stats, mismatches = await translator.translate(document, cache)
+                    translations, stats, flagged = await translator.translate(document, cache)
                     write_atomic(plan.output, document.render(translations, bilingual=job.bilingual))
                     traditional = None
                     if converter is not None:
@@ -110,7 +110,7 @@ async def translate_files(
                             kind=document.kind,
                             encoding=document.encoding,
                             stats=stats,
-                            mismatches=mismatches,
+                            flagged=flagged,
                             notes=document.notes(),
                         )
                     )

@@ -10,8 +10,7 @@ from typing import ClassVar
 
 from sakura_translate.glossary import Glossary
 
-#: Per group, per segment: the translation, or None where a chunk's lines did not match and the whole chunk's
-#: translation went to its last segment (see sakura_translate.pipeline).
+#: Per group, per segment: the translation (None only for a segment no chunk covered).
 Translations = list[list[str | None]]
 Convert = Callable[[str], str]
 
