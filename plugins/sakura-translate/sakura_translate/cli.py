@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,16 @@ class TranslateCommand(EngineCommand):
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path),
-    help="Output file (or folder). Default: NAME.zh.SUFFIX beside a file; NAME-zh beside a folder.",
+    help="Output file, or folder (an existing one, or a name ending with /). Default: NAME.zh.SUFFIX beside a file; "
+    "NAME-zh beside a folder.",
 )
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="GLOB",
+    help="In a folder, leave out files matching this pattern (path inside the folder or name). Repeatable.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist (otherwise they are kept).")
 @click.option("--server", metavar="URL", help=f"A running sakura or llama-server.  [default: {DEFAULT_SERVER}]")
 @click.option("--api-key", metavar="KEY", envvar="SAKURA_API_KEY", help="The server's key (env SAKURA_API_KEY).")
 @click.option("--engine", "-e", metavar="NAME", help="Translate in-process with this engine (see `sakura engines`).")
@@ -171,9 +179,14 @@ def _job(params: dict[str, Any]) -> Job:
     settings = Settings(
         chunk_chars=params["chunk_chars"], params=sampling, max_tokens=params["max_tokens"], checks=checks
     )
+    output = params["output"]
     return Job(
         source=params["source"],
-        output=params["output"],
+        output=Path(output) if output else None,
+        output_is_folder=bool(output) and output.endswith(("/", os.sep)),
+        overwrite=params["overwrite"],
+        exclude=tuple(params["exclude"]),
+        report=params["report_path"],
         glossaries=tuple(params["glossaries"]),
         settings=settings,
         slots=params["slots"],

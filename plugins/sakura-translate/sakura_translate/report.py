@@ -67,6 +67,8 @@ class RunReport(BaseModel):
     where: str
     slots: int
     files: list[FileReport] = Field(default_factory=list)
+    kept: list[str] = Field(default_factory=list, description="Outputs that existed and were kept (no --overwrite).")
+    notes: list[str] = Field(default_factory=list, description="Files of a folder left out, and why.")
     stats: ChunkStats = Field(default_factory=ChunkStats)
     seconds: float = 0.0
 
@@ -96,6 +98,8 @@ class RunReport(BaseModel):
                     f"{_shown(line.source)} → {_shown(line.output)}"
                 )
             out.extend(f"  {note}" for note in file.notes)
+        out.extend(f"{path}: exists, kept (pass --overwrite to translate its source again)" for path in self.kept)
+        out.extend(self.notes)
         flagged = sum(len(file.flagged) for file in self.files)
         by_reason = ", ".join(f"{reason} {count}" for reason, count in self.flagged_by_reason.items())
         out.append(

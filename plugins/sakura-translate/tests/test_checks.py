@@ -230,7 +230,8 @@ def test_mangled_control_codes_in_a_galtransl_script_recover_or_are_flagged(tmp_
         return translated(line).replace("\\C[3]", "C3")
 
     recorder.generations.clear()
-    result = run_scripted(recorder, per_line(always_mangles), source, "--report", tmp_path / "report.json")
+    report = tmp_path / "report.json"
+    result = run_scripted(recorder, per_line(always_mangles), source, "--report", report, "--overwrite")
     assert result.exit_code == 0, result.output
     [flag] = report_of(tmp_path)["files"][0]["flagged"]
     assert flag["reasons"] == ["markup"] and flag["output"].startswith("先輩「C3")

@@ -67,3 +67,104 @@ def test_11_web_novel_ruby_is_not_sent(tmp_path: Path, files: Any, translate_cli
     result = translate_cli(source, *ECHO, "--slots", "1")
     assert result.exit_code == 0, result.output
     assert recorder.texts == ["吾輩は猫である。", "名前はまだ無い。", "《》と括弧。"]
+
+
+def one_error_line(result: Any) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def test_5_an_srt_with_a_broken_timing_is_an_error_naming_the_line(tmp_path: Path, translate_cli: Any) -> None:
+    import pysubs2
+
+    subs = pysubs2.SSAFile()
+    for number, text in enumerate(["おはよう", "こんにちは", "さようなら"]):
+        subs.append(pysubs2.SSAEvent(start=number * 2000, end=number * 2000 + 1000, text=text))
+    good = subs.to_string("srt")
+    broken = good.replace("00:00:02,000 --> 00:00:03,000", "00:00:0x,000 --> 00:00:03,000")
+    assert broken != good
+    (tmp_path / "ep.srt").write_text(broken, encoding="utf-8")
+    line = one_error_line(translate_cli(tmp_path / "ep.srt", *ECHO))
+    assert "ep.srt:6: timing line '00:00:0x,000 --> 00:00:03,000' does not parse" in line
+    assert "00:01:02,345 --> 00:01:04,000" in line
+    assert not (tmp_path / "ep.zh.srt").exists()
+    vtt = subs.to_string("vtt").replace("00:00:04.000 --> 00:00:05.000", "00:00:04 --> 00:00:05")
+    (tmp_path / "ep.vtt").write_text(vtt, encoding="utf-8")
+    assert "timing line '00:00:04 --> 00:00:05' does not parse" in one_error_line(
+        translate_cli(tmp_path / "ep.vtt", *ECHO)
+    )
+
+
+def test_6_unwritable_outputs_are_found_before_generating(
+    tmp_path: Path, files: Any, translate_cli: Any, recorder: Any
+) -> None:
+    source = files.novel(tmp_path / "neko.txt", "utf-8")
+    (tmp_path / "blocker").write_text("a file, not a folder", encoding="utf-8")
+    line = one_error_line(translate_cli(source, *ECHO, "-o", tmp_path / "blocker" / "out.txt"))
+    assert "out.txt: cannot be written" in line and "is a file and not a folder" in line
+    line = one_error_line(translate_cli(source, *ECHO, "--report", tmp_path / "blocker" / "report.json"))
+    assert "report.json: cannot be written" in line
+    (tmp_path / "folder").mkdir()
+    assert "is a folder" in one_error_line(translate_cli(source, *ECHO, "--report", tmp_path / "folder"))
+    assert recorder.generations == [] and not (tmp_path / "neko.zh.txt").exists()
+    # -o NEWDIR/ is a folder to create, even for one file
+    result = translate_cli(source, *ECHO, "-o", f"{tmp_path / 'newdir'}/")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "newdir" / "neko.txt").read_bytes() == source.read_bytes().decode("utf-8").encode()
+
+
+def test_10_an_existing_output_is_kept_unless_overwrite(
+    tmp_path: Path, files: Any, translate_cli: Any, recorder: Any
+) -> None:
+    books = tmp_path / "books"
+    books.mkdir()
+    source = files.novel(books / "neko.txt", "utf-8", ["吾輩は猫である。"])
+    proofread = books / "neko.zh.txt"
+    proofread.write_text("我是猫（校对过）。\n", encoding="utf-8")
+    line = one_error_line(translate_cli(source, *ECHO))
+    assert "neko.zh.txt: exists" in line and "--overwrite" in line
+    assert proofread.read_text(encoding="utf-8") == "我是猫（校对过）。\n" and recorder.generations == []
+    # in a folder, the file already translated is kept and the others are translated
+    out = tmp_path / "books-zh"
+    out.mkdir()
+    (out / "neko.txt").write_text("校对过\n", encoding="utf-8")
+    files.novel(books / "new.txt", "utf-8", ["名前はまだ無い。"])
+    result = translate_cli(books, *ECHO, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "neko.txt").read_text(encoding="utf-8") == "校对过\n"
+    assert (out / "new.txt").read_text(encoding="utf-8").strip() == "名前はまだ無い。"
+    assert f"{out / 'neko.txt'}: exists, kept (pass --overwrite" in result.output
+    assert not (out / "neko.zh.txt").exists()  # the earlier output beside its source is no source
+    result = translate_cli(source, *ECHO, "--overwrite")
+    assert result.exit_code == 0 and proofread.read_text(encoding="utf-8").strip() == "吾輩は猫である。"
+
+
+def test_8_a_folder_leaves_out_other_json_earlier_outputs_and_excluded_files(
+    tmp_path: Path, files: Any, translate_cli: Any, recorder: Any
+) -> None:
+    import json
+
+    import pysubs2
+
+    folder = tmp_path / "game"
+    folder.mkdir()
+    files.galtransl(folder / "script.json")
+    (folder / "glossary.json").write_text(json.dumps({"先輩": "前辈"}, ensure_ascii=False), encoding="utf-8")
+    (folder / "mtool.json").write_text(json.dumps([{"key": "value"}]), encoding="utf-8")
+    subs = pysubs2.SSAFile()
+    subs.append(pysubs2.SSAEvent(start=0, end=1000, text="おはよう"))
+    subs.save(str(folder / "op.srt"))
+    subs.save(str(folder / "op.zh.srt"))  # written by an earlier run
+    (folder / "drafts").mkdir()
+    files.novel(folder / "drafts" / "draft.txt", "utf-8", ["下書き。"])
+    result = translate_cli(folder, *ECHO, "--no-check", "glossary", "--exclude", "drafts/*")
+    assert result.exit_code == 0, result.output
+    written = sorted(p.relative_to(tmp_path / "game-zh").as_posix() for p in (tmp_path / "game-zh").rglob("*"))
+    assert written == ["op.srt", "script.json"]
+    assert "glossary.json: not a GalTransl script" in result.output and "mtool.json: not a GalTransl" in result.output
+    assert "下書き。" not in recorder.texts
+    # a single non-script JSON is still an error
+    line = one_error_line(translate_cli(folder / "glossary.json", *ECHO))
+    assert "not a GalTransl script" in line

@@ -113,7 +113,7 @@ def test_epub_titles_and_toc_only_with_titles(
     chapters = [("第一章　头发", ["吾輩は猫である。"]), ("第二章　书生", ["名前はまだ無い。"])]
     source = files.epub(tmp_path / "book.epub", chapters, ruby=False, title="猫的书")
     for flags, converted in (((), False), (("--titles",), True)):
-        result = translate_cli(source, *echo_args, "--traditional", *flags)
+        result = translate_cli(source, *echo_args, "--traditional", "--overwrite", *flags)
         assert result.exit_code == 0, result.output
         book = epub.read_epub(str(tmp_path / "book.zh-Hant.epub"))
         toc = [link.title for link in book.toc]

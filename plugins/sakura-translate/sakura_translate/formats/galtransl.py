@@ -20,6 +20,10 @@ from sakura_translate.glossary import Glossary
 ESCAPED_NEWLINE = "\\n"
 
 
+class NotAScript(InputError):
+    """A JSON file that is no GalTransl script at all (a glossary, MTool's file): a folder's run leaves it out."""
+
+
 class GalTranslScript(Document):
     """A GalTransl JSON script."""
 
@@ -47,8 +51,8 @@ class GalTranslScript(Document):
             items = json.loads(decoded.text)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(items, list):
-            raise InputError(f'{path}: a GalTransl script is a JSON list of {{"name", "message"}} objects')
+        if not isinstance(items, list) or not any(isinstance(item, dict) and "message" in item for item in items):
+            raise NotAScript(f'{path}: not a GalTransl script (a JSON list of {{"name", "message"}} objects)')
         for index, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("message"), str):
                 raise InputError(f"{path}: item {index} of the script has no text 'message'")
