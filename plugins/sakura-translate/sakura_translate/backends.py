@@ -57,6 +57,22 @@ class Backend(abc.ABC):
         """Release what the backend holds."""
 
 
+def server_url(address: str) -> str:
+    """The base URL of a server from what a user types: ``127.0.0.1:8080`` gets ``http://``, and the OpenAI
+    address ``…/v1`` that ``sakura run`` prints for clients loses its ``/v1``. InputError for another scheme."""
+    from urllib.parse import urlsplit
+
+    address = address.strip()
+    if "://" not in address:
+        address = "http://" + address
+    parts = urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InputError(f"--server {address}: not a server address; pass e.g. --server http://127.0.0.1:8080")
+    path = parts.path.rstrip("/")
+    path = path.removesuffix("/v1")
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
 def format_for(registry: PluginRegistry, model_id: str, name: str, version: str | None) -> PromptFormat:
     """The registered prompt format for a served model's identity, as the server itself would choose it."""
     identity = ModelInfo(id=model_id, name=name, version=version, path=model_id, context_length=1)
@@ -67,7 +83,7 @@ class HttpBackend(Backend):
     """A Sakura server, or llama.cpp's llama-server, through ``/v1/chat/completions``."""
 
     def __init__(self, url: str, api_key: str | None, session: Any) -> None:
-        self.url = url.rstrip("/")
+        self.url = server_url(url)
         self.where = self.url
         self.api_key = api_key
         self.session = session
@@ -81,6 +97,7 @@ class HttpBackend(Backend):
         import aiohttp
 
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+        url = server_url(url)  # before the session opens: a bad address leaves nothing to close
         backend = cls(url, api_key, aiohttp.ClientSession(timeout=timeout))
         try:
             models = await backend._wait_for_model()
@@ -131,6 +148,8 @@ class HttpBackend(Backend):
         if status == HTTPStatus.SERVICE_UNAVAILABLE:
             raise ServerLoading(f"{self.url}{path} answered 503")
         if status in (401, 403):
+            if self.api_key:
+                raise InputError(f"{self.url} refused the key ({status}); check --api-key or SAKURA_API_KEY")
             raise InputError(f"{self.url} refused the request ({status}); pass its key with --api-key")
         if status >= 400:
             raise InputError(f"{self.url}{path} answered {status}; is this a Sakura server?")

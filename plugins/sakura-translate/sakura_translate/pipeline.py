@@ -147,16 +147,22 @@ class Translator:
         results: dict[int, CachedChunk] = {}
         stats = ChunkStats()
         running: dict[str, asyncio.Task[CachedChunk]] = {}
+        earlier = set(cache.chunks)  # finished by an earlier run; the rest of the cache is this run's
 
         async def one(chunk: Chunk, history: str | None) -> CachedChunk:
+            # the progress bar counts the segments' characters, as its total does (not the newlines joining them)
+            chars = len(chunk.text) - (len(chunk.segments) - 1)
             cached = cache.get(chunk.key)
             if cached is not None and not _complete(cached, chunk):
                 cached = None  # from a version that kept mismatched chunks whole: translate it again
-            if cached is None and chunk.key in running:  # the same text elsewhere in the file, being translated
+            if cached is None and chunk.key in running:  # the same text earlier in the file, being translated
                 cached = await running[chunk.key]
             if cached is not None:
-                stats.cached += 1
-                self.progress.advance(len(chunk.text))
+                if chunk.key in earlier:
+                    stats.cached += 1
+                else:
+                    stats.repeated += 1
+                self.progress.advance(chars)
                 return cached
             task = asyncio.ensure_future(self._generate(chunk, history, stats))
             running[chunk.key] = task
@@ -165,7 +171,7 @@ class Translator:
             finally:
                 running.pop(chunk.key, None)
             cache.put(done)
-            self.progress.advance(len(chunk.text), done.completion_tokens)
+            self.progress.advance(chars, done.completion_tokens)
             return done
 
         async def section(chunks: list[Chunk]) -> None:

@@ -32,7 +32,8 @@ class ChunkStats(BaseModel):
     """Counts that add up over chunks, files and the run."""
 
     chunks: int = 0
-    cached: int = Field(0, description="Chunks taken from the resume cache (or repeated in the file).")
+    cached: int = Field(0, description="Chunks taken from the resume cache of an earlier run.")
+    repeated: int = Field(0, description="Chunks whose text occurs earlier in the run: translated once.")
     generations: int = 0
     degeneration_retries: int = 0
     line_retries: int = Field(0, description="Retries with a higher frequency penalty after a failed check.")
@@ -103,7 +104,9 @@ class RunReport(BaseModel):
         flagged = sum(len(file.flagged) for file in self.files)
         by_reason = ", ".join(f"{reason} {count}" for reason, count in self.flagged_by_reason.items())
         out.append(
-            f"{stats.chunks} chunks ({stats.cached} from cache), {stats.generations} generations, "
+            f"{stats.chunks} chunks ({stats.cached} from cache"
+            + (f", {stats.repeated} repeated" if stats.repeated else "")
+            + f"), {stats.generations} generations, "
             f"{stats.degeneration_retries} degeneration retries, {stats.line_retries} check retries, "
             f"{stats.splits} splits, {flagged} lines flagged" + (f" ({by_reason})" if by_reason else "")
         )

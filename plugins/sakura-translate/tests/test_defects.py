@@ -168,3 +168,69 @@ def test_8_a_folder_leaves_out_other_json_earlier_outputs_and_excluded_files(
     # a single non-script JSON is still an error
     line = one_error_line(translate_cli(folder / "glossary.json", *ECHO))
     assert "not a GalTransl script" in line
+
+
+def test_7_server_addresses_as_users_type_them() -> None:
+    from sakura_translate.backends import server_url
+
+    assert server_url("127.0.0.1:8080") == "http://127.0.0.1:8080"
+    assert server_url("http://127.0.0.1:8080/v1") == "http://127.0.0.1:8080"
+    assert server_url("https://example.org/sakura/v1/") == "https://example.org/sakura"
+    assert server_url(" http://localhost:8080/ ") == "http://localhost:8080"
+
+
+async def test_7_and_9_a_server_without_scheme_or_with_v1_and_a_wrong_key(
+    app_server: Any, translate_process: Any, tmp_path: Path, files: Any
+) -> None:
+    from sakura_echo.engine import EchoEngine, EchoOptions
+
+    from sakura_core.server.settings import ServerSettings
+
+    engine = EchoEngine(EchoOptions(parallel=2))
+    await engine.load("sakura-echo-v1.0")
+    server = await app_server(engine, ServerSettings(api_key="right"))
+    source = files.novel(tmp_path / "neko.txt", "utf-8", ["吾輩は猫である。"])
+    checks_off = ECHO[-6:]
+    code, _, stderr = await translate_process.run(source, "--server", server.url, "--api-key", "wrong", *checks_off)
+    assert code == 2 and "refused the key (401); check --api-key or SAKURA_API_KEY" in stderr
+    address = server.url.removeprefix("http://")
+    for given in (address, f"{server.url}/v1"):
+        code, stdout, stderr = await translate_process.run(
+            source, "--server", given, "--api-key", "right", "--overwrite", *checks_off
+        )
+        assert code == 0, stderr
+        assert f"via {server.url}," in stdout
+    await engine.close()
+
+
+def test_9_repeated_chunks_are_not_from_cache_and_the_progress_ends_at_100(
+    tmp_path: Path, files: Any, translate_cli: Any, capsys: Any
+) -> None:
+    import asyncio
+
+    from sakura_echo.engine import EchoEngine, EchoOptions
+    from sakura_translate.backends import EngineBackend
+    from sakura_translate.checks import CheckSettings, Reason
+    from sakura_translate.pipeline import Settings
+    from sakura_translate.run import Job, prepare, translate_files
+
+    from sakura_core.plugins import PluginRegistry
+    from sakura_core.types import SamplingParams
+
+    lines = ["はい。", "吾輩は猫である。", "はい。", "名前はまだ無い。", "はい。"]
+    source = files.novel(tmp_path / "neko.txt", "utf-8", lines)
+    result = translate_cli(source, *ECHO)
+    assert result.exit_code == 0, result.output
+    assert "5 chunks (0 from cache, 2 repeated)" in result.output
+    # the bar counts characters of the texts, as its total does: it ends at 100%, not above
+    off = frozenset({Reason.KANA, Reason.UNTRANSLATED})
+    settings = Settings(chunk_chars=20, params=SamplingParams(do_sample=False), checks=CheckSettings(disabled=off))
+    job = Job(source=source, output=tmp_path / "bar.txt", settings=settings, progress=True)
+
+    async def connect() -> EngineBackend:
+        return await EngineBackend.load(EchoEngine(EchoOptions()), PluginRegistry.create(), "sakura-echo-v1.0", None)
+
+    capsys.readouterr()
+    asyncio.run(translate_files(job, prepare(job), connect))
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "100%" in bar and "25.0/25.0" in bar, bar

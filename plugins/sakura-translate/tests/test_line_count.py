@@ -62,3 +62,4 @@ def test_a_chunk_too_long_for_the_context_is_split_and_a_line_too_long_is_kept(
     assert [(f["position"], f["source"], f["reasons"]) for f in flagged] == [(5, long_line, ["context_overflow"])]
     assert "line 5 kept in the source [context_overflow]" in result.output
     assert "(context_overflow 1)" in result.output
+    assert "larger context (--n-ctx)" in result.output and "--chunk-chars" in result.output  # not "run it again"
