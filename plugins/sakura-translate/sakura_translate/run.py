@@ -89,7 +89,10 @@ def prepare(job: Job) -> Prepared:
     notes = []
     for plan in list(plans):
         try:
-            documents.append(load_document(plan.source, options))
+            document = load_document(plan.source, options)
+            if not any(document.groups):
+                raise NotAScript(f"{plan.source}: has no text to translate")
+            documents.append(document)
         except NotAScript as exc:
             if not job.source.is_dir():
                 raise

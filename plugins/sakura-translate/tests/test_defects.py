@@ -234,3 +234,21 @@ def test_9_repeated_chunks_are_not_from_cache_and_the_progress_ends_at_100(
     asyncio.run(translate_files(job, prepare(job), connect))
     bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert "100%" in bar and "25.0/25.0" in bar, bar
+
+
+def test_10_utf16_without_bom_short_shift_jis_and_an_empty_file(
+    tmp_path: Path, translate_cli: Any, recorder: Any
+) -> None:
+    cases = {
+        "utf16.txt": "吾輩は猫である。\n名前はまだ無い。\n".encode("utf-16-le"),
+        "short.txt": "はい。\r\n".encode("shift_jis"),
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        result = translate_cli(tmp_path / name, *ECHO)
+        assert result.exit_code == 0, result.output
+        translated = (tmp_path / name.replace(".txt", ".zh.txt")).read_text(encoding="utf-8")
+        assert translated.split() == data.decode("utf-16-le" if "16" in name else "shift_jis").split()
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert "empty.txt: has no text to translate" in one_error_line(translate_cli(tmp_path / "empty.txt", *ECHO))
+    assert not (tmp_path / "empty.zh.txt").exists()

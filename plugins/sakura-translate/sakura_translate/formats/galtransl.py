@@ -21,7 +21,8 @@ ESCAPED_NEWLINE = "\\n"
 
 
 class NotAScript(InputError):
-    """A JSON file that is no GalTransl script at all (a glossary, MTool's file): a folder's run leaves it out."""
+    """A file with nothing to translate: JSON that is no GalTransl script at all (a glossary, MTool's file), or
+    an empty text. An error for a file given alone; a folder's run leaves it out."""
 
 
 class GalTranslScript(Document):
