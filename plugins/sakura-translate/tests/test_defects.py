@@ -292,3 +292,43 @@ def test_4_ass_and_srt_keep_mid_line_tags_line_breaks_karaoke_and_the_header(
     assert result.exit_code == 0, result.output
     assert "普通の<i>斜体</i>です\n" in (tmp_path / "ep.zh.srt").read_text(encoding="utf-8")
     assert "一行目\n二行目\n" in (tmp_path / "ep.zh.srt").read_text(encoding="utf-8")
+
+
+VTT = """WEBVTT - 第一話
+Kind: captions
+Language: ja
+
+NOTE 翻訳メモ：このブロックは残る
+
+STYLE
+::cue(.yellow) { color: yellow; }
+
+intro
+00:00:01.000 --> 00:00:03.000 align:start position:10% line:0 size:50%
+<v 佐藤>おはようございます、先輩。</v>
+
+00:00:04.000 --> 00:00:06.000
+一行目です
+<i>二行目</i>です
+
+00:00:07.000 --> 00:00:08.000 align:end
+<c.yellow>黄色い文字</c>
+"""
+
+
+def test_3_webvtt_keeps_settings_ids_header_notes_styles_and_voices(
+    tmp_path: Path, translate_cli: Any, recorder: Any
+) -> None:
+    import pysubs2
+
+    (tmp_path / "ep.vtt").write_text(VTT, encoding="utf-8")
+    assert len(pysubs2.load(str(tmp_path / "ep.vtt"))) == 3  # what users' players read
+    result = translate_cli(tmp_path / "ep.vtt", *ECHO, "--slots", "1")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ep.zh.vtt").read_text(encoding="utf-8") == VTT  # the echo's answer is its input
+    assert recorder.texts == ["おはようございます、先輩。", r"一行目です\N<i>二行目</i>です", "黄色い文字"]
+    result = translate_cli(tmp_path / "ep.vtt", *ECHO, "--bilingual", "-o", tmp_path / "bi.vtt")
+    assert result.exit_code == 0, result.output
+    assert "<v 佐藤>おはようございます、先輩。</v>\nおはようございます、先輩。\n" in (tmp_path / "bi.vtt").read_text(
+        encoding="utf-8"
+    )

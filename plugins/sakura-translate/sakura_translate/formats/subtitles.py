@@ -66,7 +66,7 @@ class SubtitleDocument(Document):
             subs = pysubs2.SSAFile.from_string(decoded.text, format_=format_)
         except Exception as exc:  # pysubs2 raises several kinds for a broken file
             raise InputError(f"{path}: not a readable {format_} subtitle file ({exc})") from None
-        _check_timings(decoded.text, format_, path)
+        check_timings(decoded.text, format_, path)
         if not subs.events:
             raise InputError(f"{path}: no subtitle events found in this {format_} file")
         return cls(path, subs, format_, decoded.encoding, decoded.text)
@@ -97,7 +97,7 @@ class SubtitleDocument(Document):
 _TIMING_EXAMPLES = {"srt": "00:01:02,345 --> 00:01:04,000", "vtt": "00:01:02.345 --> 00:01:04.000"}
 
 
-def _check_timings(text: str, format_: str, path: Path) -> None:
+def check_timings(text: str, format_: str, path: Path) -> None:
     """InputError for the first SRT/WebVTT timing line pysubs2 would not read: it would skip the cue, or join it
     to the one before (text, timing line and all)."""
     if format_ not in _TIMING_EXAMPLES:
