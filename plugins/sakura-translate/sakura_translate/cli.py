@@ -21,7 +21,7 @@ from sakura_translate.cache import CACHE_SUFFIX
 from sakura_translate.checks import OPTIONAL_CHECKS, CheckSettings, Reason
 from sakura_translate.chunking import DEFAULT_CHUNK_CHARS
 from sakura_translate.errors import GenerationError, InputError
-from sakura_translate.pipeline import Settings
+from sakura_translate.pipeline import CONTEXT_MODES, Settings
 from sakura_translate.run import OPENCC_CONFIGS, Job, prepare, translate_files
 
 #: Exit code after Ctrl-C, as shells report a process ended by SIGINT.
@@ -100,6 +100,17 @@ class TranslateCommand(EngineCommand):
     default=0.0,
     help="Share of a line's letters that may stay kana (glossary names aside) before the line is retried.",
 )
+@click.option(
+    "--context",
+    type=click.Choice(CONTEXT_MODES),
+    default="translation",
+    help="What precedes each chunk in its prompt: the previous chunk's translation, its source text, or nothing.",
+)
+@click.option(
+    "--halfwidth-digits/--keep-digits",
+    default=True,
+    help="Send full-width digits (０-９) as 0-9, as books.fishhawk.top does.",
+)
 @click.option("--keep-cache", is_flag=True, help=f"Keep the resume cache (*{CACHE_SUFFIX}) after success.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Also save the report as JSON.")
 @click.option(
@@ -177,7 +188,12 @@ def _job(params: dict[str, Any]) -> Job:
         kana_threshold=params["kana_threshold"], disabled=frozenset(Reason(name) for name in params["no_checks"])
     )
     settings = Settings(
-        chunk_chars=params["chunk_chars"], params=sampling, max_tokens=params["max_tokens"], checks=checks
+        chunk_chars=params["chunk_chars"],
+        params=sampling,
+        max_tokens=params["max_tokens"],
+        checks=checks,
+        context=params["context"],
+        halfwidth_digits=params["halfwidth_digits"],
     )
     output = params["output"]
     return Job(

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from sakura_core.degeneration import DEGENERATION_RETRY_PENALTIES, Translation, translate_with
 from sakura_core.prompts import GlossaryEntry, format_glossary
@@ -36,6 +37,9 @@ from sakura_translate.report import ChunkStats, FlaggedLine
 logger = logging.getLogger(__name__)
 
 _MAX_TOKENS_SLACK = 32
+_HALFWIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
+ContextMode = Literal["translation", "source", "none"]
+CONTEXT_MODES: tuple[ContextMode, ...] = ("translation", "source", "none")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,23 @@ class Settings:
     max_tokens: int | None = None
     line_retry: bool = True
     checks: CheckSettings = field(default_factory=CheckSettings)
+    #: What precedes each chunk in its prompt: the previous chunk's translation, its source text, or nothing.
+    context: ContextMode = "translation"
+    #: Full-width digits (０-９) sent as ASCII digits, as books.fishhawk.top's Sakura worker sends them.
+    halfwidth_digits: bool = True
+
+    def sent_text(self, line: str) -> str:
+        """``line`` as the model gets it."""
+        return line.translate(_HALFWIDTH_DIGITS) if self.halfwidth_digits else line
+
+    def context_after(self, sources: list[str], translations: list[str]) -> str | None:
+        """The context for what follows these source lines, translated as ``translations``."""
+        if self.context == "none":
+            return None
+        text = (
+            "\n".join(self.sent_text(line) for line in sources) if self.context == "source" else "\n".join(translations)
+        )
+        return text or None
 
     def max_tokens_for(self, text: str) -> int:
         if self.max_tokens is not None:
@@ -58,9 +79,15 @@ class Settings:
     def key_settings(self) -> dict[str, object]:
         params = self.params.model_dump(exclude={"max_tokens", "stop"})
         key: dict[str, object] = {"chunk_chars": self.chunk_chars, "max_tokens": self.max_tokens, "params": params}
+        # settings added later enter the key only when they differ from their defaults: keys of chunks finished
+        # before they existed stay valid
         checks = self.checks.key()
-        if checks is not None:  # only then: keys of chunks finished with the default checks stay the same
+        if checks is not None:
             key["checks"] = checks
+        if self.context != "translation":
+            key["context"] = self.context
+        if not self.halfwidth_digits:
+            key["halfwidth_digits"] = False
         return key
 
 
@@ -179,7 +206,7 @@ class Translator:
             for chunk in chunks:
                 result = await one(chunk, history)
                 results[chunk.number] = result
-                history = result.translation or None
+                history = self.settings.context_after(chunk.text.split("\n"), [result.translation])
 
         tasks = [asyncio.ensure_future(section(chunks)) for chunks in self.sections(planned)]
         try:
@@ -240,7 +267,8 @@ class Translator:
         """Translate ``sources`` (consecutive lines) through the cascade: a try; after a failed check one more with
         a higher frequency penalty; then each half on its own, down to single lines; a single line that still
         fails keeps its source text and is flagged."""
-        text = "\n".join(sources)
+        sent = [self.settings.sent_text(line) for line in sources]  # what the model sees, and is checked against
+        text = "\n".join(sent)
         params = self.settings.params.model_copy(update={"max_tokens": self.settings.max_tokens_for(text)})
         # a retry with a frequency penalty, so that a greedy setting answers differently (as Sakura's tools do)
         penalty = max(params.frequency_penalty, DEGENERATION_RETRY_PENALTIES[0])
@@ -269,7 +297,7 @@ class Translator:
             spent.add(translation, stats)
             outputs = split_translation(translation.text)
             failed = check_chunk(
-                sources,
+                sent,
                 outputs,
                 reached_max_tokens=translation.degenerated,
                 glossary=glossary,
@@ -283,7 +311,8 @@ class Translator:
             stats.splits += 1
             middle = len(sources) // 2
             first = await self._solve(sources[:middle], self._entries(sources[:middle]), history, stats, spent)
-            context = "\n".join(first.lines)  # the second half follows the first, as a chunk its predecessor
+            # the second half follows the first, as a chunk follows its predecessor
+            context = self.settings.context_after(sources[:middle], first.lines)
             second = await self._solve(sources[middle:], self._entries(sources[middle:]), context, stats, spent)
             moved = [flag.model_copy(update={"line": flag.line + middle}) for flag in second.flags]
             return _Piece(first.lines + second.lines, first.flags + moved)

@@ -235,3 +235,53 @@ def test_mangled_control_codes_in_a_galtransl_script_recover_or_are_flagged(tmp_
     assert result.exit_code == 0, result.output
     [flag] = report_of(tmp_path)["files"][0]["flagged"]
     assert flag["reasons"] == ["markup"] and flag["output"].startswith("先輩「C3")
+
+
+# --- parity with books.fishhawk.top's worker: half-width digits, what precedes a chunk ----------------------------
+
+
+def test_full_width_digits_are_sent_half_width_unless_kept(tmp_path: Path, files: Any, recorder: Any) -> None:
+    lines = ["第１２話、２０２４年です。"]
+    source = novel(tmp_path, files, lines)
+    result = run_scripted(recorder, per_line(lambda line, params: translated(line)), source)
+    assert result.exit_code == 0, result.output
+    assert [sources_in(g.messages[-1]["content"]) for g in recorder.generations] == [["第12話、2024年です。"]]
+    assert output_lines(tmp_path) == [translated("第12話、2024年です。")]
+    recorder.generations.clear()
+    result = run_scripted(
+        recorder, per_line(lambda line, params: translated(line)), source, "--keep-digits", "--overwrite"
+    )
+    assert result.exit_code == 0, result.output
+    assert [sources_in(g.messages[-1]["content"]) for g in recorder.generations] == [lines]
+
+
+@pytest.mark.parametrize("mode", ["translation", "source", "none"])
+def test_context_is_the_previous_translation_its_source_or_nothing(
+    mode: str, tmp_path: Path, files: Any, recorder: Any
+) -> None:
+    source = novel(tmp_path, files)
+    result = run_scripted(recorder, per_line(lambda line, params: translated(line)), source, "--context", mode)
+    assert result.exit_code == 0, result.output
+    contexts = [
+        next((m["content"] for m in g.messages if m["role"] == "assistant"), None) for g in recorder.generations
+    ]
+    before = {"translation": translated(LINES[0]), "source": LINES[0], "none": None}[mode]
+    # one chunk of four lines: only a split would have a context; --chunk-chars 1 gives each line its own chunk
+    assert contexts == [None]
+    recorder.generations.clear()
+    again = run_scripted(
+        recorder,
+        per_line(lambda line, params: translated(line)),
+        source,
+        "--context",
+        mode,
+        "--chunk-chars",
+        "1",
+        "--overwrite",
+    )
+    assert again.exit_code == 0, again.output
+    contexts = [
+        next((m["content"] for m in g.messages if m["role"] == "assistant"), None) for g in recorder.generations
+    ]
+    assert contexts[:2] == [None, before]
+    assert output_lines(tmp_path) == [translated(line) for line in LINES]
