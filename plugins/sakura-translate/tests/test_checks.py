@@ -285,3 +285,36 @@ def test_context_is_the_previous_translation_its_source_or_nothing(
     ]
     assert contexts[:2] == [None, before]
     assert output_lines(tmp_path) == [translated(line) for line in LINES]
+
+
+def test_12_a_model_leaving_japanese_has_every_such_line_flagged(tmp_path: Path, files: Any, recorder: Any) -> None:
+    lines = [f"{n}番目の文です。" for n in range(1, 21)]
+
+    def half_japanese(line: str, params: SamplingParams) -> str:
+        number = int(re.match(r"\d+", line).group(0))  # type: ignore[union-attr]
+        return f"第{number}句です。" if number % 2 else f"第{number}句。"
+
+    source = novel(tmp_path, files, lines)
+    result = run_scripted(recorder, per_line(half_japanese), source, "--report", tmp_path / "report.json")
+    assert result.exit_code == 0, result.output
+    flagged = report_of(tmp_path)["files"][0]["flagged"]
+    assert [flag["position"] for flag in flagged] == list(range(1, 21, 2))
+    assert all(flag["reasons"] == ["kana"] for flag in flagged)
+    assert "10 lines flagged (kana 10)" in result.output
+    assert output_lines(tmp_path) == [line if n % 2 else f"第{n}句。" for n, line in enumerate(lines, start=1)]
+
+
+def test_a_cache_from_before_the_split_is_translated_again(tmp_path: Path, files: Any, recorder: Any) -> None:
+    from sakura_translate.cache import CachedChunk, ChunkCache
+
+    source = novel(tmp_path, files, LINES[:2])
+    script = per_line(lambda line, params: translated(line))
+    assert run_scripted(recorder, script, source, "--keep-cache").exit_code == 0
+    cache_file = tmp_path / "neko.zh.txt.sakura-cache.jsonl"
+    (key,) = ChunkCache(cache_file).chunks
+    # what an earlier version saved for a chunk whose answer had one line: kept whole, lines_match false
+    cache_file.write_text(CachedChunk(key=key, translation="一行", lines_match=False).model_dump_json() + "\n")
+    recorder.generations.clear()
+    result = run_scripted(recorder, script, source, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert len(recorder.generations) == 1 and output_lines(tmp_path) == [translated(line) for line in LINES[:2]]

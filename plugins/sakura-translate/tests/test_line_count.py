@@ -63,3 +63,25 @@ def test_a_chunk_too_long_for_the_context_is_split_and_a_line_too_long_is_kept(
     assert "line 5 kept in the source [context_overflow]" in result.output
     assert "(context_overflow 1)" in result.output
     assert "larger context (--n-ctx)" in result.output and "--chunk-chars" in result.output  # not "run it again"
+
+
+async def test_through_a_server_an_overflowing_chunk_is_split_too(
+    app_server: Any, translate_process: Any, tmp_path: Path, files: Any
+) -> None:
+    from sakura_echo.engine import EchoEngine, EchoOptions
+
+    engine = EchoEngine(EchoOptions(n_ctx=300))
+    await engine.load("sakura-echo-v1.0")
+    server = await app_server(engine)
+    long_line = "とても長い一行です。" * 40
+    lines = ["一行目の文章です。", "二行目の文章です。", long_line, "四行目の文章です。"]
+    source = files.novel(tmp_path / "long.txt", "utf-8", lines)
+    report = tmp_path / "report.json"
+    code, _, stderr = await translate_process.run(
+        source, "--server", server.url, *ECHO_WHOLE[4:], "--chunk-chars", "200", "--report", report
+    )
+    assert code == 0, stderr
+    assert (tmp_path / "long.zh.txt").read_bytes().decode().split("\r\n")[:-1] == lines
+    flagged = json.loads(report.read_text(encoding="utf-8"))["files"][0]["flagged"]
+    assert [(f["position"], f["reasons"]) for f in flagged] == [(3, ["context_overflow"])]
+    await engine.close()
