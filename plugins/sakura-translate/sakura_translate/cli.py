@@ -177,7 +177,12 @@ def translate(ctx: click.Context, **params: Any) -> None:
     for line in report.lines():
         click.echo(line)
     if params["report_path"] is not None:
-        params["report_path"].write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        try:
+            params["report_path"].write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot write the report {params['report_path']} ({exc.strerror or exc})"
+            ) from None
 
 
 def _job(params: dict[str, Any]) -> Job:
