@@ -22,7 +22,7 @@ from sakura_core.loaded_model import LoadedModel, PromptTooLongError
 from sakura_core.plugins import PluginRegistry
 from sakura_core.prompts import PromptFormat
 from sakura_core.types import GenerationRequest, GenerationResult, ModelInfo
-from sakura_translate.errors import ContextOverflow, GenerationError, InputError
+from sakura_translate.errors import ContextOverflow, GenerationError, InputError, zh
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,12 @@ def server_url(address: str) -> str:
         address = "http://" + address
     parts = urlsplit(address)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InputError(f"--server {address}: not a server address; pass e.g. --server http://127.0.0.1:8080")
+        raise InputError(
+            zh(
+                f"--server {address}: not a server address; pass e.g. --server http://127.0.0.1:8080",
+                "服务地址无效",
+            )
+        )
     path = parts.path.rstrip("/")
     path = path.removesuffix("/v1")
     return f"{parts.scheme}://{parts.netloc}{path}"
@@ -142,15 +147,25 @@ class HttpBackend(Backend):
                 text = await response.text()
         except aiohttp.ClientError as exc:
             raise InputError(
-                f"cannot reach a server at {self.url} ({exc}); start one with `sakura run --model MODEL` or pass "
-                "--server URL, or translate in-process with --engine NAME --model MODEL"
+                zh(
+                    f"cannot reach a server at {self.url} ({exc}); start one with `sakura run --model MODEL` or "
+                    "pass --server URL, or translate in-process with --engine NAME --model MODEL",
+                    "连不上服务：请先用 sakura run 启动服务，或用 --engine/--model 在本进程翻译",
+                )
             ) from None
         if status == HTTPStatus.SERVICE_UNAVAILABLE:
             raise ServerLoading(f"{self.url}{path} answered 503")
         if status in (401, 403):
             if self.api_key:
-                raise InputError(f"{self.url} refused the key ({status}); check --api-key or SAKURA_API_KEY")
-            raise InputError(f"{self.url} refused the request ({status}); pass its key with --api-key")
+                raise InputError(
+                    zh(
+                        f"{self.url} refused the key ({status}); check --api-key or SAKURA_API_KEY",
+                        "服务拒绝了这个密钥",
+                    )
+                )
+            raise InputError(
+                zh(f"{self.url} refused the request ({status}); pass its key with --api-key", "服务需要密钥")
+            )
         if status >= 400:
             raise InputError(f"{self.url}{path} answered {status}; is this a Sakura server?")
         try:

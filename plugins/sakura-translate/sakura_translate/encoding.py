@@ -7,7 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from sakura_translate.errors import InputError
+from sakura_translate.errors import InputError, zh
 
 #: Encodings tried when none is given, as Python names them (cp932 is Windows' superset of Shift_JIS).
 CANDIDATE_ENCODINGS = ("utf_8", "cp932", "euc_jp", "utf_16", "utf_32", "iso2022_jp")
@@ -58,8 +58,11 @@ def _decode(data: bytes, path: Path, encoding: str | None) -> DecodedText:
             decoded = _most_japanese(data) or decoded
     if not decoded.encoding or not _looks_like_text(decoded.text):
         raise InputError(
-            f"{path}: cannot tell its text encoding (tried UTF-8, Shift_JIS, EUC-JP, UTF-16); "
-            "pass it with --encoding, e.g. --encoding shift_jis"
+            zh(
+                f"{path}: cannot tell its text encoding (tried UTF-8, Shift_JIS, EUC-JP, UTF-16); "
+                "pass it with --encoding, e.g. --encoding shift_jis",
+                "无法识别文本编码，请用 --encoding 指定",
+            )
         )
     return decoded
 

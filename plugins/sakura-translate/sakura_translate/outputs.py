@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from sakura_translate.cache import cache_path_for
-from sakura_translate.errors import InputError
+from sakura_translate.errors import InputError, zh
 
 
 def writable_problem(path: Path) -> str | None:
@@ -32,7 +32,7 @@ def check_writable(paths: list[Path]) -> None:
     for path in paths:
         problem = writable_problem(path)
         if problem is not None:
-            raise InputError(problem)
+            raise InputError(zh(problem, "无法写入输出；请换一个 --output 或 --report 位置"))
 
 
 def is_finished_output(path: Path) -> bool:

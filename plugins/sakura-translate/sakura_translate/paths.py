@@ -7,7 +7,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from sakura_translate.cache import CACHE_SUFFIX
-from sakura_translate.errors import InputError
+from sakura_translate.errors import InputError, zh
 from sakura_translate.formats import SUPPORTED_SUFFIXES
 
 #: Inserted before the suffix of a translated file written beside its source: book.txt → book.zh.txt.
@@ -41,11 +41,16 @@ def plan_files(
     ``output_is_folder``) or beside itself as ``NAME.zh.SUFFIX``; a folder's supported files (recursively, hidden
     ones and ``skip`` left out) go to ``output`` or a sibling folder ``NAME-zh``, keeping their relative paths."""
     if not source.exists():
-        raise InputError(f"{source}: no such file or folder")
+        raise InputError(zh(f"{source}: no such file or folder", "没有这个文件或文件夹"))
     if source.is_dir():
         return _plan_folder(source, output, {p.resolve() for p in skip}, exclude)
     if source.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise InputError(f"{source}: unsupported file type; sakura translate reads {', '.join(SUPPORTED_SUFFIXES)}")
+        raise InputError(
+            zh(
+                f"{source}: unsupported file type; sakura translate reads {', '.join(SUPPORTED_SUFFIXES)}",
+                "不支持的文件类型",
+            )
+        )
     if output is None:
         target = source.with_name(source.stem + TRANSLATED_MARK + source.suffix)
     elif output.is_dir() or output_is_folder:
@@ -53,7 +58,9 @@ def plan_files(
     else:
         target = output
     if target.resolve() == source.resolve():
-        raise InputError(f"{target}: the output would overwrite the input; choose another --output")
+        raise InputError(
+            zh(f"{target}: the output would overwrite the input; choose another --output", "输出会覆盖原文")
+        )
     return [FilePlan(source, target)]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from sakura_translate.atomic import write_atomic
 from sakura_translate.backends import Backend
 from sakura_translate.cache import ChunkCache, cache_path_for
-from sakura_translate.errors import InputError
+from sakura_translate.errors import InputError, zh
 from sakura_translate.formats import Document, LoadOptions, load_document
 from sakura_translate.formats.galtransl import NotAScript
 from sakura_translate.glossary import Glossary, load_glossaries
@@ -72,8 +72,11 @@ def prepare(job: Job) -> Prepared:
     kept = [] if job.overwrite else [plan for plan in plans if is_finished_output(plan.output)]
     if kept and len(kept) == len(plans):
         raise InputError(
-            f"{kept[0].output}: exists (perhaps proofread by hand) and is kept; pass --overwrite to translate "
-            "again, or -o to write elsewhere"
+            zh(
+                f"{kept[0].output}: exists (perhaps proofread by hand) and is kept; pass --overwrite to translate "
+                "again, or -o to write elsewhere",
+                "输出文件已存在，不会覆盖；重新翻译请加 --overwrite，或用 -o 换个位置",
+            )
         )
     plans = [plan for plan in plans if plan not in kept]
     outputs = [plan.output for plan in plans]
@@ -91,7 +94,7 @@ def prepare(job: Job) -> Prepared:
         try:
             document = load_document(plan.source, options)
             if not any(document.groups):
-                raise NotAScript(f"{plan.source}: has no text to translate")
+                raise NotAScript(zh(f"{plan.source}: has no text to translate", "没有需要翻译的文字"))
             documents.append(document)
         except NotAScript as exc:
             if not job.source.is_dir():

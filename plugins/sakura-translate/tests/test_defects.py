@@ -125,6 +125,7 @@ def test_10_an_existing_output_is_kept_unless_overwrite(
     proofread.write_text("我是猫（校对过）。\n", encoding="utf-8")
     line = one_error_line(translate_cli(source, *ECHO))
     assert "neko.zh.txt: exists" in line and "--overwrite" in line
+    assert "（输出文件已存在，不会覆盖" in line  # in Chinese too, as the documentation is
     assert proofread.read_text(encoding="utf-8") == "我是猫（校对过）。\n" and recorder.generations == []
     # in a folder, the file already translated is kept and the others are translated
     out = tmp_path / "books-zh"

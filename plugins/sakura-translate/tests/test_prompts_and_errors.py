@@ -117,7 +117,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, files:
     glossary.write_text("// names\n佐藤->佐藤\nthis line has no arrow\n", encoding="utf-8")
     line = one_error_line(translate_cli(books, *ECHO, "-g", glossary))
     assert "glossary.txt:3: cannot read glossary line 'this line has no arrow'" in line
-    assert "missing.txt: no such file or folder" in one_error_line(translate_cli(tmp_path / "missing.txt", *ECHO))
+    line = one_error_line(translate_cli(tmp_path / "missing.txt", *ECHO))
+    assert "missing.txt: no such file or folder（没有这个文件或文件夹）" in line
     assert "no such glossary file" in one_error_line(translate_cli(books, *ECHO, "-g", tmp_path / "nope.txt"))
     (tmp_path / "notes.docx").write_bytes(b"PK")
     assert "notes.docx: unsupported file type" in one_error_line(translate_cli(tmp_path / "notes.docx", *ECHO))

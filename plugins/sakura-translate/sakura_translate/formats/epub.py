@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sakura_translate.errors import InputError
+from sakura_translate.errors import InputError, zh
 from sakura_translate.formats.base import INDENT_CHARS, Convert, Document, LoadOptions, Translations, merged_text
 
 BLOCK_TAGS = frozenset(
@@ -217,7 +217,9 @@ class EpubDocument(Document):
             book = reader.load()
             reader.process()
         except Exception as exc:  # ebooklib raises many kinds (zip, XML, KeyError) for a broken book
-            raise InputError(f"{path}: not a readable epub ({type(exc).__name__}: {exc})") from None
+            raise InputError(
+                zh(f"{path}: not a readable epub ({type(exc).__name__}: {exc})", "epub 文件已损坏或无法读取")
+            ) from None
         with zipfile.ZipFile(io.BytesIO(archive)) as zf:
             names = set(zf.namelist())
 

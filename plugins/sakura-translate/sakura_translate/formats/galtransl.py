@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sakura_translate.encoding import decode_text
-from sakura_translate.errors import InputError
+from sakura_translate.errors import InputError, zh
 from sakura_translate.formats.base import Convert, Document, LoadOptions, Translations, merged_text
 from sakura_translate.glossary import Glossary
 
@@ -53,7 +53,12 @@ class GalTranslScript(Document):
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         if not isinstance(items, list) or not any(isinstance(item, dict) and "message" in item for item in items):
-            raise NotAScript(f'{path}: not a GalTransl script (a JSON list of {{"name", "message"}} objects)')
+            raise NotAScript(
+                zh(
+                    f'{path}: not a GalTransl script (a JSON list of {{"name", "message"}} objects)',
+                    "不是 GalTransl 脚本",
+                )
+            )
         for index, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("message"), str):
                 raise InputError(f"{path}: item {index} of the script has no text 'message'")

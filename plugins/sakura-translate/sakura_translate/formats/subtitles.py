@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from sakura_translate.encoding import decode_text
-from sakura_translate.errors import InputError
+from sakura_translate.errors import InputError, zh
 from sakura_translate.formats.base import Convert, Document, LoadOptions, Translations, merged_text
 
 SUBTITLE_FORMATS = {".srt": "srt", ".ass": "ass", ".ssa": "ssa", ".vtt": "vtt"}
@@ -109,7 +109,11 @@ def check_timings(text: str, format_: str, path: Path) -> None:
     for number, line in enumerate(text.splitlines(), start=1):
         if "-->" in line and len(stamp.findall(line)) != 2:
             raise InputError(
-                f"{path}:{number}: timing line {line.strip()!r} does not parse; write it as {_TIMING_EXAMPLES[format_]}"
+                zh(
+                    f"{path}:{number}: timing line {line.strip()!r} does not parse; "
+                    f"write it as {_TIMING_EXAMPLES[format_]}",
+                    "这一行的时间轴格式不对",
+                )
             )
 
 
