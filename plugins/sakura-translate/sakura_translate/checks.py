@@ -79,12 +79,13 @@ class CheckSettings:
         }
 
 
-def kana_share(text: str, glossary: Sequence[GlossaryEntry] = ()) -> float:
-    """The share of ``text``'s letters that are kana, glossary terms (names kept as they are) removed first."""
-    for entry in glossary:
-        for term in (entry.src, entry.dst):
-            if term:
-                text = text.replace(term, "")
+def kana_share(text: str, glossary: Sequence[GlossaryEntry] = (), names: Sequence[str] = ()) -> float:
+    """The share of ``text``'s letters that are kana, glossary terms and ``names`` (kept as they are) removed
+    first."""
+    terms = [term for entry in glossary for term in (entry.src, entry.dst)] + list(names)
+    for term in sorted(terms, key=len, reverse=True):  # the longest first: a short term inside a long one
+        if term:
+            text = text.replace(term, "")
     letters = len(_LETTERS.findall(text))
     return len(_KANA.findall(text)) / letters if letters else 0.0
 
@@ -103,11 +104,18 @@ def has_kana(text: str) -> bool:
     return _KANA.search(text) is not None
 
 
-def check_line(source: str, output: str, glossary: Sequence[GlossaryEntry], settings: CheckSettings) -> list[Reason]:
-    """What is wrong with ``output`` as the translation of ``source`` (empty: nothing)."""
+def check_line(
+    source: str,
+    output: str,
+    glossary: Sequence[GlossaryEntry],
+    settings: CheckSettings,
+    names: Sequence[str] = (),
+) -> list[Reason]:
+    """What is wrong with ``output`` as the translation of ``source`` (empty: nothing). ``names`` are kept as they
+    are (a script's speakers without a glossary entry): their kana do not count."""
     reasons: list[Reason] = []
     on = settings.enabled
-    if on(Reason.KANA) and kana_share(output, glossary) > settings.kana_threshold:
+    if on(Reason.KANA) and kana_share(output, glossary, names) > settings.kana_threshold:
         reasons.append(Reason.KANA)
     if on(Reason.HANGUL) and _HANGUL.search(output) and not _HANGUL.search(source):
         reasons.append(Reason.HANGUL)
@@ -133,6 +141,7 @@ def check_chunk(
     reached_max_tokens: bool,
     glossary: Sequence[GlossaryEntry],
     settings: CheckSettings,
+    names: Sequence[str] = (),
 ) -> dict[int, list[Reason]]:
     """The failed checks of a chunk's reply, by line index (every line for a chunk-wide failure); empty: all pass."""
     everywhere: list[Reason] = []
@@ -145,7 +154,7 @@ def check_chunk(
     failed = {}
     for index, (source, output) in enumerate(zip(sources, outputs, strict=True)):
         entries = [entry for entry in glossary if entry.src in source]
-        reasons = check_line(source, output, entries, settings)
+        reasons = check_line(source, output, entries, settings, [name for name in names if name in source])
         if reasons:
             failed[index] = reasons
     return failed

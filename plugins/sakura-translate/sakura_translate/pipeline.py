@@ -174,6 +174,7 @@ class Translator:
         results: dict[int, CachedChunk] = {}
         stats = ChunkStats()
         running: dict[str, asyncio.Task[CachedChunk]] = {}
+        names = tuple(document.kept_names())
         earlier = set(cache.chunks)  # finished by an earlier run; the rest of the cache is this run's
 
         async def one(chunk: Chunk, history: str | None) -> CachedChunk:
@@ -191,7 +192,7 @@ class Translator:
                     stats.repeated += 1
                 self.progress.advance(chars)
                 return cached
-            task = asyncio.ensure_future(self._generate(chunk, history, stats))
+            task = asyncio.ensure_future(self._generate(chunk, history, stats, names))
             running[chunk.key] = task
             try:
                 done = await task
@@ -241,8 +242,10 @@ class Translator:
                     )
         return translations, stats, flagged
 
-    async def _generate(self, chunk: Chunk, history: str | None, stats: ChunkStats) -> CachedChunk:
-        spent = _Spent()
+    async def _generate(
+        self, chunk: Chunk, history: str | None, stats: ChunkStats, names: tuple[str, ...]
+    ) -> CachedChunk:
+        spent = _Spent(names)
         piece = await self._solve(chunk.text.split("\n"), chunk.glossary, history, stats, spent)
         stats.generations += spent.generations
         stats.prompt_tokens += spent.prompt_tokens
@@ -302,6 +305,7 @@ class Translator:
                 reached_max_tokens=translation.degenerated,
                 glossary=glossary,
                 settings=self.settings.checks,
+                names=spent.names,
             )
             if not failed:
                 return _Piece(outputs, [])
@@ -342,8 +346,10 @@ class _Piece:
 
 @dataclass
 class _Spent:
-    """What one chunk's generations cost, all tries and pieces together."""
+    """What one chunk's generations cost, all tries and pieces together (and the document's kept names, which
+    every piece is checked with)."""
 
+    names: tuple[str, ...] = ()
     generations: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -318,3 +318,18 @@ def test_a_cache_from_before_the_split_is_translated_again(tmp_path: Path, files
     result = run_scripted(recorder, script, source, "--overwrite")
     assert result.exit_code == 0, result.output
     assert len(recorder.generations) == 1 and output_lines(tmp_path) == [translated(line) for line in LINES[:2]]
+
+
+def test_a_script_speaker_kept_in_katakana_is_no_kana_left(tmp_path: Path, recorder: Any) -> None:
+    script = [{"name": "アリス", "message": "おはよう。"}, {"name": "アリス", "message": "またね。"}]
+    source = tmp_path / "script.json"
+    source.write_text(json.dumps(script, ensure_ascii=False), encoding="utf-8")
+
+    def keeps_the_name(line: str, params: SamplingParams) -> str:
+        name, bracket, message = line.partition("「")
+        return name + bracket + translated(message)
+
+    result = run_scripted(recorder, per_line(keeps_the_name), source, "--report", tmp_path / "report.json")
+    assert result.exit_code == 0, result.output
+    assert report_of(tmp_path)["files"][0]["flagged"] == []
+    assert len(recorder.generations) == 1  # one chunk, accepted at once

@@ -47,6 +47,11 @@ class Document(abc.ABC):
         """The translated file's bytes. ``translations`` matches ``groups``; ``bilingual`` keeps each source line
         before its translation; ``convert`` is applied to every piece of Chinese written (Traditional Chinese)."""
 
+    def kept_names(self) -> list[str]:
+        """Names the translation keeps as they are (a script's speakers without a glossary entry): the kana check
+        does not count them."""
+        return []
+
     def notes(self) -> list[str]:
         """Lines for the report about this file (things the user may want to fix)."""
         return []

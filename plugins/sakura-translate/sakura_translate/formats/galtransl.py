@@ -71,6 +71,9 @@ class GalTranslScript(Document):
         names = dict.fromkeys(str(item["name"]) for item in self.items if item.get("name"))
         return [name for name in names if self.glossary.lookup(name) is None]
 
+    def kept_names(self) -> list[str]:
+        return self.speakers_without_glossary()
+
     def notes(self) -> list[str]:
         missing = self.speakers_without_glossary()
         if not missing:
