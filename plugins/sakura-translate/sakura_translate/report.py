@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 #: How the report names the encodings users know by other names.
 ENCODING_NAMES = {"cp932": "Shift_JIS (cp932)", "euc_jp": "EUC-JP", "utf-8-sig": "UTF-8 with BOM", "utf-8": "UTF-8"}
@@ -73,6 +73,7 @@ class RunReport(BaseModel):
     stats: ChunkStats = Field(default_factory=ChunkStats)
     seconds: float = 0.0
 
+    @computed_field  # type: ignore[prop-decorator]  # pydantic documents this pairing
     @property
     def flagged_by_reason(self) -> dict[str, int]:
         """Flagged lines of the run counted by reason (a line with two reasons counts under both)."""

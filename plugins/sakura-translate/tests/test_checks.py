@@ -165,6 +165,7 @@ def test_a_line_that_keeps_failing_is_split_out_kept_in_the_source_and_reported(
     }
     assert f"line 3 kept in the source [kana, untranslated]: {LINES[2]} → 我是{LINES[2]}" in result.output
     assert "1 lines flagged (kana 1, untranslated 1)" in result.output
+    assert report_of(tmp_path)["flagged_by_reason"] == {"kana": 1, "untranslated": 1}
 
 
 @pytest.mark.parametrize("change", ["drop", "add"])
