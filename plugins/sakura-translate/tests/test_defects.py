@@ -301,6 +301,7 @@ Language: ja
 
 NOTE 翻訳メモ：このブロックは残る
 
+
 STYLE
 ::cue(.yellow) { color: yellow; }
 

@@ -19,7 +19,8 @@ from sakura_translate.formats.subtitles import check_timings
 
 LINE_BREAK = "\\N"
 _NEWLINES = re.compile(r"\r\n|\r|\n")
-_BLOCK_GAP = re.compile(r"\n[ \t]*\n")
+#: The blank lines between blocks (captured: written back as they were).
+_BLOCK_GAP = re.compile(r"(\n(?:[ \t]*\n)+)")
 _LEADING_TAGS = re.compile(r"^(?:<[^<>\n]*>)+")
 _TRAILING_TAGS = re.compile(r"(?:</[^<>\n]*>)+$")
 _TAGS = re.compile(r"<[^<>\n]*>")
@@ -50,7 +51,9 @@ class WebVttDocument(Document):
         self.frames: list[tuple[str, str]] = []
         self._translated: list[Cue] = []
         segments = []
-        for block in _BLOCK_GAP.split(normalized.rstrip("\n")):
+        parts = _BLOCK_GAP.split(normalized.rstrip("\n"))
+        self.gaps = parts[1::2]
+        for block in parts[::2]:
             lines = block.split("\n")
             timing = next((n for n, line in enumerate(lines) if "-->" in line), None)
             if timing is None or lines[0].startswith(("WEBVTT", "NOTE", "STYLE", "REGION")):
@@ -101,5 +104,5 @@ class WebVttDocument(Document):
             else:
                 lines += block.text
             out.append("\n".join(lines))
-        text = "\n\n".join(out) + self.trailing
+        text = "".join(block + gap for block, gap in zip(out, [*self.gaps, ""], strict=True)) + self.trailing
         return text.replace("\n", self.newline).encode("utf-8")
