@@ -11,12 +11,14 @@ from sakura_translate.formats.epub import EpubDocument
 from sakura_translate.formats.galtransl import GalTranslScript
 from sakura_translate.formats.subtitles import SUBTITLE_FORMATS, SubtitleDocument
 from sakura_translate.formats.text import TextDocument
+from sakura_translate.formats.webvtt import WebVttDocument
 
 LOADERS: dict[str, Callable[[Path, LoadOptions], Document]] = {
     ".txt": TextDocument.load,
     ".epub": EpubDocument.load,
     ".json": GalTranslScript.load,
     **{suffix: SubtitleDocument.load for suffix in SUBTITLE_FORMATS},
+    ".vtt": WebVttDocument.load,  # pysubs2 would drop what a .vtt holds beyond timings and text
 }
 SUPPORTED_SUFFIXES = tuple(LOADERS)
 
