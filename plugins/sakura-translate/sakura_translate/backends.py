@@ -108,7 +108,12 @@ class HttpBackend(Backend):
             models = await backend._wait_for_model()
             data = models.get("data") if isinstance(models, dict) else None
             if not data or not isinstance(data[0], dict) or not data[0].get("id"):
-                raise InputError(f"{backend.url}/v1/models names no model; is this a Sakura or llama.cpp server?")
+                raise InputError(
+                    zh(
+                        f"{backend.url}/v1/models names no model; is this a Sakura or llama.cpp server?",
+                        "服务没有列出模型，请确认它是 Sakura 或 llama.cpp 服务",
+                    )
+                )
             entry = data[0]
             backend.model_id = str(entry["id"])
             parsed = parse_model_identity(backend.model_id)
@@ -130,7 +135,11 @@ class HttpBackend(Backend):
             except ServerLoading:
                 if time.monotonic() > deadline:
                     raise InputError(
-                        f"{self.url} was still loading its model after {LOADING_WAIT_SECONDS:.0f} s; try again later"
+                        zh(
+                            f"{self.url} was still loading its model after {LOADING_WAIT_SECONDS:.0f} s;"
+                            " try again later",
+                            "服务一直在加载模型，请稍后再试",
+                        )
                     ) from None
                 logger.warning("%s is loading its model; waiting", self.url)
                 await asyncio.sleep(LOADING_POLL_SECONDS)
@@ -167,11 +176,21 @@ class HttpBackend(Backend):
                 zh(f"{self.url} refused the request ({status}); pass its key with --api-key", "服务需要密钥")
             )
         if status >= 400:
-            raise InputError(f"{self.url}{path} answered {status}; is this a Sakura server?")
+            raise InputError(
+                zh(
+                    f"{self.url}{path} answered {status}; is this a Sakura server?",
+                    "服务返回了错误，请确认它是 Sakura 服务",
+                )
+            )
         try:
             return json.loads(text)
         except ValueError:
-            raise InputError(f"{self.url}{path} did not answer JSON; is this a Sakura server?") from None
+            raise InputError(
+                zh(
+                    f"{self.url}{path} did not answer JSON; is this a Sakura server?",
+                    "服务没有返回 JSON，请确认它是 Sakura 服务",
+                )
+            ) from None
 
     async def _slots(self) -> int:
         """The number of parallel slots: ``/slots``, else ``/health``'s counts, else llama-server's ``/props``."""

@@ -20,7 +20,7 @@ from sakura_translate.backends import DEFAULT_SERVER, Backend, EngineBackend, Ht
 from sakura_translate.cache import CACHE_SUFFIX
 from sakura_translate.checks import OPTIONAL_CHECKS, CheckSettings, Reason
 from sakura_translate.chunking import DEFAULT_CHUNK_CHARS
-from sakura_translate.errors import GenerationError, InputError
+from sakura_translate.errors import GenerationError, InputError, zh
 from sakura_translate.pipeline import CONTEXT_MODES, Settings
 from sakura_translate.run import OPENCC_CONFIGS, Job, prepare, translate_files
 
@@ -137,9 +137,14 @@ def translate(ctx: click.Context, **params: Any) -> None:
     assert state is not None
     in_process = state.engine is not None
     if in_process and not params["model"]:
-        raise OneLineUsageError("--engine needs --model PATH_OR_TAG")
+        raise OneLineUsageError(zh("--engine needs --model PATH_OR_TAG", "--engine 需要同时指定 --model"))
     if in_process and params["server"]:
-        raise OneLineUsageError("--server and --engine/--model contradict each other: choose one")
+        raise OneLineUsageError(
+            zh(
+                "--server and --engine/--model contradict each other: choose one",
+                "--server 与 --engine/--model 不能同时使用",
+            )
+        )
     if state.engine_error:
         raise OneLineUsageError(state.engine_error)
     try:

@@ -71,7 +71,9 @@ def _decode_as(data: bytes, path: Path, encoding: str) -> DecodedText:
     try:
         name = codecs.lookup(encoding).name
     except LookupError:
-        raise InputError(f"unknown encoding {encoding!r}; try utf-8, shift_jis, euc_jp or utf-16") from None
+        raise InputError(
+            zh(f"unknown encoding {encoding!r}; try utf-8, shift_jis, euc_jp or utf-16", "未知的编码")
+        ) from None
     if name == "utf-8" and data.startswith(codecs.BOM_UTF8):
         name = "utf-8-sig"
     name = _SUPERSETS.get(name, name)
@@ -82,7 +84,12 @@ def _decode_as(data: bytes, path: Path, encoding: str) -> DecodedText:
             f"{path}: not valid {name} (byte {exc.start}); pass the file's encoding with --encoding"
         ) from None
     if not _looks_like_text(text):
-        raise InputError(f"{path}: does not look like text in {name}; pass the file's encoding with --encoding")
+        raise InputError(
+            zh(
+                f"{path}: does not look like text in {name}; pass the file's encoding with --encoding",
+                "看起来不是该编码的文本，请用 --encoding 指定编码",
+            )
+        )
     return DecodedText(text, name)
 
 

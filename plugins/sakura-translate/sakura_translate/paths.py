@@ -67,9 +67,14 @@ def plan_files(
 def _plan_folder(source: Path, output: Path | None, skip: set[Path], exclude: tuple[str, ...]) -> list[FilePlan]:
     target = output if output is not None else source.with_name(source.resolve().name + "-zh")
     if target.resolve() == source.resolve():
-        raise InputError(f"{target}: the output folder is the input folder; choose another --output")
+        raise InputError(
+            zh(
+                f"{target}: the output folder is the input folder; choose another --output",
+                "输出文件夹与输入文件夹相同，请换一个 --output",
+            )
+        )
     if target.exists() and not target.is_dir():
-        raise InputError(f"{target}: the output of a folder must be a folder")
+        raise InputError(zh(f"{target}: the output of a folder must be a folder", "翻译文件夹时，输出也必须是文件夹"))
     resolved_target = target.resolve()
     plans = []
     for path in sorted(source.rglob("*")):
@@ -87,7 +92,12 @@ def _plan_folder(source: Path, output: Path | None, skip: set[Path], exclude: tu
             continue
         plans.append(FilePlan(path, target / relative))
     if not plans:
-        raise InputError(f"{source}: no files to translate (sakura translate reads {', '.join(SUPPORTED_SUFFIXES)})")
+        raise InputError(
+            zh(
+                f"{source}: no files to translate (sakura translate reads {', '.join(SUPPORTED_SUFFIXES)})",
+                "没有可翻译的文件",
+            )
+        )
     return plans
 
 

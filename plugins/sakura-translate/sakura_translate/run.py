@@ -85,7 +85,7 @@ def prepare(job: Job) -> Prepared:
     check_writable(outputs + ([job.report] if job.report is not None else []))
     for path in job.glossaries:
         if not path.is_file():
-            raise InputError(f"{path}: no such glossary file")
+            raise InputError(zh(f"{path}: no such glossary file", "找不到术语表文件"))
     glossary = load_glossaries(job.glossaries)
     options = LoadOptions(encoding=job.encoding, titles=job.titles, glossary=glossary)
     documents = []
@@ -102,9 +102,14 @@ def prepare(job: Job) -> Prepared:
             plans.remove(plan)  # a glossary or another tool's JSON beside the scripts: not ours to translate
             notes.append(f"{exc}; left out")
     if not plans:
-        raise InputError(f"{job.source}: no files to translate")
+        raise InputError(zh(f"{job.source}: no files to translate", "没有可翻译的文件"))
     if job.traditional is not None and job.traditional not in OPENCC_CONFIGS:
-        raise InputError(f"unknown OpenCC conversion {job.traditional!r} (have: {', '.join(OPENCC_CONFIGS)})")
+        raise InputError(
+            zh(
+                f"unknown OpenCC conversion {job.traditional!r} (have: {', '.join(OPENCC_CONFIGS)})",
+                "未知的 OpenCC 转换",
+            )
+        )
     return Prepared(plans, glossary, documents, kept, notes)
 
 

@@ -372,9 +372,9 @@ def _parse_xml(data: bytes, where: str) -> Any:
         parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, recover=True)
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
-        raise InputError(f"{where} is not well-formed XML ({exc})") from None
+        raise InputError(zh(f"{where} is not well-formed XML ({exc})", "不是格式正确的 XML")) from None
     if root is None:
-        raise InputError(f"{where} is not well-formed XML")
+        raise InputError(zh(f"{where} is not well-formed XML", "不是格式正确的 XML"))
     return root
 
 

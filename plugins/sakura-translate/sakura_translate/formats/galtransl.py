@@ -51,7 +51,7 @@ class GalTranslScript(Document):
         try:
             items = json.loads(decoded.text)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+            raise InputError(zh(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})", "不是有效的 JSON")) from None
         if not isinstance(items, list) or not any(isinstance(item, dict) and "message" in item for item in items):
             raise NotAScript(
                 zh(
@@ -61,9 +61,13 @@ class GalTranslScript(Document):
             )
         for index, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("message"), str):
-                raise InputError(f"{path}: item {index} of the script has no text 'message'")
+                raise InputError(
+                    zh(f"{path}: item {index} of the script has no text 'message'", "脚本条目缺少 message 文本")
+                )
             if item.get("name") is not None and not isinstance(item["name"], str):
-                raise InputError(f"{path}: item {index} of the script has a 'name' that is not text")
+                raise InputError(
+                    zh(f"{path}: item {index} of the script has a 'name' that is not text", "脚本条目的 name 不是文本")
+                )
         return cls(path, items, options.glossary, decoded.encoding)
 
     def speakers_without_glossary(self) -> list[str]:

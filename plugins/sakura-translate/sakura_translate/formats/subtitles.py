@@ -65,10 +65,12 @@ class SubtitleDocument(Document):
         try:
             subs = pysubs2.SSAFile.from_string(decoded.text, format_=format_)
         except Exception as exc:  # pysubs2 raises several kinds for a broken file
-            raise InputError(f"{path}: not a readable {format_} subtitle file ({exc})") from None
+            raise InputError(
+                zh(f"{path}: not a readable {format_} subtitle file ({exc})", "无法读取的字幕文件")
+            ) from None
         check_timings(decoded.text, format_, path)
         if not subs.events:
-            raise InputError(f"{path}: no subtitle events found in this {format_} file")
+            raise InputError(zh(f"{path}: no subtitle events found in this {format_} file", "字幕文件里没有字幕"))
         return cls(path, subs, format_, decoded.encoding, decoded.text)
 
     def render(self, translations: Translations, *, bilingual: bool = False, convert: Convert = str) -> bytes:

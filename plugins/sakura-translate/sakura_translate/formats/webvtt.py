@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sakura_translate.encoding import decode_text
-from sakura_translate.errors import InputError
+from sakura_translate.errors import InputError, zh
 from sakura_translate.formats.base import Convert, Document, LoadOptions, Translations, merged_text
 from sakura_translate.formats.subtitles import check_timings
 
@@ -77,7 +77,9 @@ class WebVttDocument(Document):
     def load(cls, path: Path, options: LoadOptions) -> WebVttDocument:
         decoded = decode_text(path.read_bytes(), path, options.encoding)
         if not decoded.text.lstrip().startswith("WEBVTT"):
-            raise InputError(f"{path}: not a WebVTT file (it must begin with WEBVTT)")
+            raise InputError(
+                zh(f"{path}: not a WebVTT file (it must begin with WEBVTT)", "不是 WebVTT 文件（应以 WEBVTT 开头）")
+            )
         check_timings(decoded.text, "vtt", path)
         return cls(path, decoded.text, decoded.encoding)
 
