@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import itertools
 import logging
 import threading
@@ -65,9 +66,23 @@ def id_runs(ids: set[int]) -> int:
     return sum(1 for i in ids if i - 1 not in ids)
 
 
+class SlotState(enum.Enum):
+    """Where a slot is in serving a request (llama-server's ``server_slot`` has the same states)."""
+
+    IDLE = "idle"  # no request: its cells are the prompt cache
+    PROMPT = "prompt"  # reading its request's prompt, a chunk a step
+    GENERATING = "generating"  # the whole prompt is in: each step feeds back the token sampled last
+
+
 @dataclass(eq=False)
 class _Slot:
+    """One sequence of the batch: its KV cells, and the request it serves with that request's sampler and text.
+
+    The state changes only through the methods below; callers ask ``state`` instead of inferring it.
+    """
+
     seq_id: int
+    state: SlotState = SlotState.IDLE
     request: SequenceRequest | None = None
     sampler: Any = None
     text: TextStream | None = None
@@ -77,6 +92,61 @@ class _Slot:
     n_cached: int = 0  # prompt tokens of the current request that came from the cache
     last_token: int = -1  # the sampled token to feed next (valid once the prompt is in)
     generated: int = 0
+
+    @property
+    def busy(self) -> bool:
+        """True while the slot serves a request (reading its prompt or generating)."""
+        return self.state is not SlotState.IDLE
+
+    @property
+    def cancelled(self) -> bool:
+        """True when the request it serves was cancelled (it is released at the next step)."""
+        return self.request is not None and self.request.cancelled
+
+    def start(self, request: SequenceRequest, order: int) -> None:
+        """Take ``request``: the slot reads its prompt from the next step on."""
+        assert self.state is SlotState.IDLE
+        self.state = SlotState.PROMPT
+        self.request = request
+        self.order = order
+        self.generated = 0
+        self.last_token = -1
+        self.n_fed = self.n_cached = 0
+
+    def reuse_cached(self, count: int) -> None:
+        """The first ``count`` prompt tokens are in the cells already: they are not fed again."""
+        assert self.state is SlotState.PROMPT and count <= len(self.cells)
+        self.n_fed = self.n_cached = count
+
+    def prompt_left(self) -> list[int]:
+        """The prompt tokens not yet put in a batch (empty once generating)."""
+        if self.state is not SlotState.PROMPT:
+            return []
+        assert self.request is not None
+        return self.request.tokens[self.n_fed :]
+
+    def feed_prompt(self, count: int) -> None:
+        """``count`` more prompt tokens went into this step's batch; with the last of them the slot generates."""
+        assert self.state is SlotState.PROMPT and self.request is not None
+        self.n_fed += count
+        if self.n_fed == len(self.request.tokens):
+            self.state = SlotState.GENERATING
+
+    def sampled(self, token: int) -> None:
+        """``token`` was generated and goes into the next step."""
+        assert self.state is SlotState.GENERATING
+        self.generated += 1
+        self.last_token = token
+
+    def release(self) -> tuple[SequenceRequest, Any]:
+        """Back to idle; return the request it served and its sampler (the caller frees it)."""
+        assert self.request is not None
+        request, sampler = self.request, self.sampler
+        self.state = SlotState.IDLE
+        self.request = None
+        self.sampler = None
+        self.text = None
+        return request, sampler
 
 
 class _Mailbox:
@@ -274,7 +344,7 @@ class BatchDecoder:
             mailbox.wait_handled(number, remaining)
 
     def _busy_slots(self) -> list[_Slot]:
-        return [slot for slot in self._slots if slot.request is not None]
+        return [slot for slot in self._slots if slot.busy]
 
     def _next_round(self) -> bool:
         """Wait for work; drop cancelled sequences and admit pending ones. False when the decoder stops."""
@@ -292,15 +362,15 @@ class BatchDecoder:
                     kept.append(request)
             self._pending = kept
         for slot in self._busy_slots():
-            if slot.request is not None and slot.request.cancelled:
+            if slot.cancelled:
                 self._release(slot, keep_cells=True)  # its cells hold exactly the tokens it decoded
-        free = [slot for slot in self._slots if slot.request is None]
+        free = [slot for slot in self._slots if not slot.busy]
         with self._cond:
             arrivals = [self._pending.popleft() for _ in range(min(len(free), len(self._pending)))]
         for request in arrivals:  # first come, first served: each takes the free slot that suits it best
             slot = self._choose_slot(free, request.tokens)
             free.remove(slot)
-            slot.request = request
+            slot.start(request, next(self._order))
             try:
                 self._admit(slot)
             except Exception as exc:  # e.g. a sampler llama.cpp refuses: fail this request, serve the others
@@ -321,7 +391,7 @@ class BatchDecoder:
                     best, best_shared = slot, shared
             if best_shared > self._similarity * len(tokens):
                 return best
-        busy = {slot.seq_id for slot in self._slots if slot.request is not None}
+        busy = {slot.seq_id for slot in self._slots if slot.busy}
         return min(free, key=lambda slot: (id_runs(busy | {slot.seq_id}), slot.order))
 
     def _keep_prefix(self, slot: _Slot, keep: int) -> int:
@@ -342,7 +412,7 @@ class BatchDecoder:
         tokens = request.tokens
         reusable = common_prefix_length(slot.cells, tokens) if self._cache_prompt else 0
         # the last prompt token is always decoded again: its logits give the first output token
-        slot.n_cached = slot.n_fed = self._keep_prefix(slot, min(reusable, len(tokens) - 1))
+        slot.reuse_cached(self._keep_prefix(slot, min(reusable, len(tokens) - 1)))
         params = request.params
         last_n = self.n_ctx_per_seq if self._repeat_last_n < 0 else self._repeat_last_n
         slot.sampler = build_sampler(self._lib, params, n_vocab=self._tokenizer.n_vocab, repeat_last_n=last_n)
@@ -350,9 +420,6 @@ class BatchDecoder:
             for token in request.tokens[-last_n:]:
                 self._lib.llama_sampler_accept(slot.sampler, token)
         slot.text = TextStream(params.stop)
-        slot.order = next(self._order)
-        slot.generated = 0
-        slot.last_token = -1
 
     def _step(self) -> None:
         """Build one batch, decode it, sample, emit.
@@ -367,17 +434,14 @@ class BatchDecoder:
         feeds: dict[_Slot, tuple[list[int], bool]] = {}  # the tokens each sequence puts in; True: it generates
         budget = self._n_batch
         for slot in busy:
-            if slot.request is not None and slot.n_fed == len(slot.request.tokens):
+            if slot.state is SlotState.GENERATING:
                 feeds[slot] = ([slot.last_token], True)
                 budget -= 1
-        prefilling = sorted(
-            (s for s in busy if s.request is not None and s.n_fed < len(s.request.tokens)), key=lambda s: s.order
-        )
+        prefilling = sorted((s for s in busy if s.state is SlotState.PROMPT), key=lambda s: s.order)
         for slot in prefilling:
             if budget <= 0:
                 break
-            assert slot.request is not None
-            chunk = slot.request.tokens[slot.n_fed : slot.n_fed + budget]
+            chunk = slot.prompt_left()[:budget]
             feeds[slot] = (chunk, False)
             budget -= len(chunk)
         n = 0
@@ -393,9 +457,8 @@ class BatchDecoder:
             n += len(fed)
             carried.append((slot, fed))
             if not generating:
-                slot.n_fed += len(fed)
-            assert slot.request is not None
-            if generating or slot.n_fed == len(slot.request.tokens):  # its last token's logits give the next one
+                slot.feed_prompt(len(fed))
+            if slot.state is SlotState.GENERATING:  # its last token's logits give the next one
                 batch.logits[n - 1] = 1
                 outputs.append((slot, n - 1))
         if n == 0:
@@ -430,14 +493,13 @@ class BatchDecoder:
         if self._tokenizer.is_end(token):  # the end-of-sequence token ends the output and is not counted
             self._finish(slot, text_stream.finish(), "stop")
             return
-        slot.generated += 1
+        slot.sampled(token)
         text = text_stream.feed(self._tokenizer.piece(token))
         if text_stream.stopped:
             self._finish(slot, text, "stop")
         elif slot.generated >= request.params.max_tokens or len(slot.cells) >= self.n_ctx_per_seq:
             self._finish(slot, text + text_stream.finish(), "length")
         else:
-            slot.last_token = token
             self._outbox.put(request, Delta(text, prompt_tokens, slot.generated, None, slot.n_cached))
 
     def _finish(self, slot: _Slot, text: str, reason: FinishReason) -> None:
@@ -448,25 +510,23 @@ class BatchDecoder:
         self._outbox.put(request, delta)
 
     def _fail(self, slot: _Slot, error: BaseException) -> None:
-        request = slot.request
-        if request is None:
+        if not slot.busy:
             return
+        request = slot.request
+        assert request is not None
         self._release(slot, keep_cells=False)  # a failed decode may have written cells the token list lacks
         self._outbox.put(request, error)
 
     def _release(self, slot: _Slot, *, keep_cells: bool) -> None:
         """Free the slot for the next request; its cells stay as the prompt cache when ``keep_cells``."""
-        request = slot.request
-        if request is None:
+        if not slot.busy:
             return
         if not (keep_cells and self._cache_prompt):
             self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
             slot.cells.clear()
-        if slot.sampler is not None:
-            self._lib.llama_sampler_free(slot.sampler)
-            slot.sampler = None
-        slot.request = None
-        slot.text = None
+        request, sampler = slot.release()
+        if sampler is not None:
+            self._lib.llama_sampler_free(sampler)
         with self._cond:
             self._held -= 1
         self._outbox.put(request, _RELEASED)
