@@ -92,6 +92,19 @@ class LlamaCppOptions(EngineOptions):
         True,
         description="Reuse the longest cached prefix of a prompt (a finished request's KV cells stay in its slot).",
     )
+    cache_ram: int = Field(
+        8192,
+        ge=-1,
+        description="Host memory, in MiB, for prompts saved from the slots' KV cells when a slot drops them, restored "
+        "when a later prompt shares a long enough prefix (0: off, -1: no limit).",
+        json_schema_extra={"aliases": ["-cram"]},
+    )
+    kv_unified: bool = Field(
+        True,
+        description="One KV cache for all sequences, so that a prompt prefix in one slot's cells is shared with the "
+        "others without decoding or copying it (--no-kv-unified: a region per sequence, no sharing).",
+        json_schema_extra={"aliases": ["-kvu/-no-kvu"]},
+    )
     slot_prompt_similarity: float = Field(
         0.1,
         ge=0.0,
