@@ -52,6 +52,9 @@ HOST_CACHE_MIN_TOKENS = 32
 #: A prompt waits a step for an earlier one that is reading the same prefix (then takes its cells) when it would
 #: otherwise decode at least this many of the same tokens itself.
 WAIT_FOR_SHARED_TOKENS = 32
+#: With a KV region per sequence, sharing copies a whole region (still far cheaper than decoding): fewer tokens are
+#: decoded instead.
+MIN_SHARED_TOKENS = 32
 
 
 @dataclass(eq=False)
@@ -165,6 +168,7 @@ class BatchDecoder:
         repeat_last_n: int,
         cache_prompt: bool = True,
         share_slots: bool = True,
+        unified_kv: bool = False,
         host_cache: HostPromptCache | None = None,
         slot_prompt_similarity: float = 0.1,
         handoff_seconds: float = 0.0,
@@ -177,8 +181,10 @@ class BatchDecoder:
         self._n_batch = n_batch
         self._repeat_last_n = repeat_last_n
         self._cache_prompt = cache_prompt
-        # prefixes shared between slots need one KV stream for all sequences (llama_memory_seq_cp copies nothing)
         self._share_slots = cache_prompt and share_slots
+        # one KV cache for all sequences: sharing cells costs nothing; else a region per sequence, copied whole
+        self._unified_kv = unified_kv
+        self._copy_pending = False  # a copy between regions waits for the next llama_decode
         self._host_cache = host_cache if cache_prompt else None
         self._similarity = slot_prompt_similarity
         self._handoff_seconds = handoff_seconds
@@ -385,8 +391,8 @@ class BatchDecoder:
     def _save_to_host(self, slot: Slot) -> None:
         """Save the slot's cells to the host cache unless another slot or a saved state holds them all."""
         host, cells = self._host_cache, slot.cells
-        if host is None or len(cells) < HOST_CACHE_MIN_TOKENS or host.holds(cells):
-            return
+        if host is None or self._copy_pending or len(cells) < HOST_CACHE_MIN_TOKENS or host.holds(cells):
+            return  # (a pending copy between regions may still be about to write these cells)
         if any(common_prefix_length(other.cells, cells) == len(cells) for other in self._others(slot)):
             return
         started = time.perf_counter()
@@ -401,7 +407,7 @@ class BatchDecoder:
         """Restore the saved state that shares the most with ``tokens`` into the slot, when it shares enough more
         than the slot keeps and than any other slot holds; return the prompt tokens it gives (0: none restored)."""
         host = self._host_cache
-        if host is None:
+        if host is None or self._copy_pending:  # a pending copy could overwrite what is restored
             return 0
         entry, shared = host.longest(tokens)
         shared = min(shared, len(tokens) - 1)
@@ -426,9 +432,10 @@ class BatchDecoder:
     def _note_transfer(self, started: float) -> None:
         self._longest_transfer = max(self._longest_transfer, time.perf_counter() - started)
 
-    def _share_prefix(self, slot: Slot) -> None:
-        """Take into a slot reading its prompt the longest prefix of it that another slot's cells hold beyond its
-        own (busy or idle: the cells become the sequences' both, llama.cpp copies nothing)."""
+    def _share_or_wait(self, slot: Slot) -> bool:
+        """Take into a slot reading its prompt the longest further prefix of it that another slot's cells hold,
+        busy or idle; return True when it should rather wait this step, because a slot admitted earlier is still
+        reading enough more of its prompt to take later instead of decoding the same tokens twice."""
         request = slot.request
         assert request is not None
         tokens, have = request.tokens, len(slot.cells)
@@ -439,26 +446,32 @@ class BatchDecoder:
                 shared = min(common_prefix_length(other.cells, tokens), limit)
                 if shared > best:
                     best, source = shared, other
-        if source is None:
-            return
-        self._lib.llama_memory_seq_cp(self._memory, source.seq_id, slot.seq_id, have, best)
-        slot.cells.extend(tokens[have:best])
-        slot.take_shared(best - have)
-        self._tokens_shared += best - have
+        ahead = max(
+            (
+                min(common_prefix_length(other.request.tokens, tokens), limit)
+                for other in self._others(slot)
+                if other.state is SlotState.PROMPT and other.order < slot.order and other.request is not None
+            ),
+            default=0,
+        )
+        waits = ahead - best >= WAIT_FOR_SHARED_TOKENS
+        if source is not None and (self._unified_kv or (not waits and best - have >= MIN_SHARED_TOKENS)):
+            self._share(source, slot, best)
+        return waits
 
-    def _waits_for_shared(self, slot: Slot) -> bool:
-        """True when a slot admitted earlier is reading enough of this slot's next prompt tokens: this one takes
-        them from it at a later step instead of decoding them too."""
-        request = slot.request
-        assert request is not None
-        tokens, have = request.tokens, len(slot.cells)
-        limit = len(tokens) - 1
-        for other in self._others(slot):
-            if other.state is SlotState.PROMPT and other.order < slot.order and other.request is not None:
-                ahead = min(common_prefix_length(other.request.tokens, tokens), limit)
-                if ahead - have >= WAIT_FOR_SHARED_TOKENS:
-                    return True
-        return False
+    def _share(self, source: Slot, slot: Slot, upto: int) -> None:
+        """Give ``slot`` the cells of ``source``'s first ``upto`` positions (its own are a prefix of them)."""
+        have = len(slot.cells)
+        lib, memory = self._lib, self._memory
+        if self._unified_kv:  # the cells become the sequences' both: nothing decoded, nothing copied
+            lib.llama_memory_seq_cp(memory, source.seq_id, slot.seq_id, have, upto)
+        else:  # llama.cpp copies the source's whole region at the next decode; the slot keeps its prefix of it
+            lib.llama_memory_seq_cp(memory, source.seq_id, slot.seq_id, -1, -1)
+            lib.llama_memory_seq_rm(memory, slot.seq_id, upto, -1)
+            self._copy_pending = True
+        slot.cells.extend(source.cells[have:upto])
+        slot.take_shared(upto - have)
+        self._tokens_shared += upto - have
 
     def _step(self) -> None:
         """Build one batch, decode it, sample, emit.
@@ -478,10 +491,8 @@ class BatchDecoder:
                 budget -= 1
         prefilling = sorted((s for s in busy if s.state is SlotState.PROMPT), key=lambda s: s.order)
         for slot in prefilling:
-            if self._share_slots:
-                self._share_prefix(slot)
-                if self._waits_for_shared(slot):
-                    continue
+            if self._share_slots and self._share_or_wait(slot):
+                continue
             if budget <= 0:
                 break
             chunk = slot.prompt_left()[:budget]
@@ -511,6 +522,8 @@ class BatchDecoder:
         started = time.perf_counter()
         status = self._lib.llama_decode(self._context, batch)
         self._step_seconds.append(time.perf_counter() - started)
+        if status != -1:  # past checking the batch, llama.cpp updated the cache (copies between regions first)
+            self._copy_pending = False
         if status != 0:
             reason = "no room in the KV cache" if status == 1 else f"status {status}"
             for slot, _ in carried:

@@ -118,7 +118,8 @@ class LlamaCppEngine(Engine):
                 n_batch=n_batch,
                 repeat_last_n=options.repeat_last_n,
                 cache_prompt=options.cache_prompt,
-                share_slots=options.kv_unified,
+                share_slots=options.share_prompt_cache,
+                unified_kv=options.kv_unified,
                 host_cache=None
                 if options.cache_ram == 0
                 else HostPromptCache(None if options.cache_ram < 0 else options.cache_ram * MIB),
@@ -142,7 +143,7 @@ class LlamaCppEngine(Engine):
             options.cache_type_k,
             options.cache_type_v,
             "on" if options.cache_prompt else "off",
-            "yes" if options.cache_prompt and options.kv_unified else "no",
+            "yes" if options.cache_prompt and options.share_prompt_cache else "no",
             "off"
             if not options.cache_prompt or options.cache_ram == 0
             else "no limit"

@@ -232,8 +232,8 @@ def context_params(lib: ModuleType, options: LlamaCppOptions, layout: ContextLay
             setattr(params, name, value)
     if options.defrag_thold is not None:
         params.defrag_thold = options.defrag_thold
-    # unified: cells can belong to several sequences, so slots share a prompt prefix (the decode loop keeps each
-    # sequence within its share); else a KV region per sequence
+    # unified: cells can belong to several sequences (the decode loop keeps each within its share); else a KV
+    # region per sequence, which no other sequence can take and whose attention spans only its own cells
     params.kv_unified = options.kv_unified
     params.no_perf = True
     return params

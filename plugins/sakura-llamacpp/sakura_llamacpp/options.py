@@ -99,11 +99,16 @@ class LlamaCppOptions(EngineOptions):
         "when a later prompt shares a long enough prefix (0: off, -1: no limit).",
         json_schema_extra={"aliases": ["-cram"]},
     )
-    kv_unified: bool = Field(
+    share_prompt_cache: bool = Field(
         True,
-        description="One KV cache for all sequences, so that a prompt prefix in one slot's cells is shared with the "
-        "others without decoding or copying it (--no-kv-unified: a region per sequence, no sharing).",
-        json_schema_extra={"aliases": ["-kvu/-no-kvu"]},
+        description="Let a prompt take its prefix from any other slot's cells, busy or idle, instead of decoding it.",
+    )
+    kv_unified: bool = Field(
+        False,
+        description="One KV cache for all sequences: slots share a prefix's cells without copying them, but every "
+        "sequence's attention then spans every slot's cells (slower on the CPU). Default: a region per sequence, "
+        "a shared prefix copied region to region.",
+        json_schema_extra={"aliases": ["-kvu"]},
     )
     slot_prompt_similarity: float = Field(
         0.1,

@@ -115,7 +115,6 @@ def test_context_params_carry_the_options_llama_cpp_does_not_report() -> None:
         yarn_beta_slow=2.0,
         yarn_beta_fast=16.0,
         defrag_thold=0.2,
-        kv_unified=False,
     )
     params = native.context_params(lib, options, native.ContextLayout(512, 4, 512, 2))
     assert (params.offload_kqv, params.op_offload) == (False, False)
@@ -126,8 +125,8 @@ def test_context_params_carry_the_options_llama_cpp_does_not_report() -> None:
     assert (params.n_ctx, params.n_seq_max, params.kv_unified) == (2048, 4, False)
     defaults = native.context_params(lib, LlamaCppOptions(), native.ContextLayout(512, 4, 512, 2))
     assert (defaults.offload_kqv, defaults.op_offload) == (True, True)
-    assert (defaults.n_ctx, defaults.kv_unified) == (2048, True)  # one cache, the same room per sequence
-    assert native.context_params(lib, LlamaCppOptions(), native.ContextLayout(500, 4, 512, 2)).n_ctx == 2048
+    unified = native.context_params(lib, LlamaCppOptions(kv_unified=True), native.ContextLayout(500, 4, 512, 2))
+    assert (unified.n_ctx, unified.kv_unified) == (2048, True)  # one cache, as much room per sequence as a region
     assert defaults.rope_scaling_type == lib.llama_context_default_params().rope_scaling_type  # the model's
 
 

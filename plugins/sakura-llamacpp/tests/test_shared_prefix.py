@@ -1,12 +1,14 @@
 """The prompt cache across slots and in host memory: a prompt takes the longest prefix that any slot's cells (busy or
 idle) or a saved state hold, decodes only the rest, and its greedy output is exactly what it is without any reuse,
-whatever happens to the cells it shares (cancelled, cut, full)."""
+whatever happens to the cells it shares (cancelled, cut, full). The sharing tests run with a KV region per sequence
+(a shared prefix is copied region to region) and with one unified KV cache (the cells are shared)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import pytest
 from sakura_llamacpp.batch import WAIT_FOR_SHARED_TOKENS
 from sakura_llamacpp.engine import LlamaCppEngine
 from sakura_llamacpp.prefix import common_prefix_length
@@ -44,6 +46,12 @@ def book_prompt(book: int, line: int, entries: int = 12) -> str:
     )
 
 
+@pytest.fixture(params=[False, True], ids=["regions", "unified"])
+def kv_unified(request: pytest.FixtureRequest) -> bool:
+    """Each sharing test with a KV region per sequence, then with one unified cache."""
+    return bool(request.param)
+
+
 async def plain_text(open_engine: OpenEngine, prompt: str, params: SamplingParams = GREEDY, **options: object) -> str:
     """The greedy output of an engine that reuses nothing."""
     plain = await open_engine(cache_prompt=False, **options)
@@ -67,10 +75,10 @@ async def started(engine: LlamaCppEngine, prompt: str, params: SamplingParams) -
     return task, busy[0]
 
 
-async def test_a_prefix_in_a_busy_slot_is_shared_with_a_cold_one(open_engine: OpenEngine) -> None:
+async def test_a_prefix_in_a_busy_slot_is_shared_with_a_cold_one(open_engine: OpenEngine, kv_unified: bool) -> None:
     """The issue's first shape: slot A generates; the same book's next line goes to cold slot B and takes the
     prefix from A's cells instead of decoding it."""
-    engine = await open_engine(n_parallel=2, n_ctx=1024)
+    engine = await open_engine(n_parallel=2, n_ctx=1024, kv_unified=kv_unified)
     first, second = book_prompt(0, 0), book_prompt(0, 1)
     running, slot_a = await started(engine, first, LONG)
     result = await collect(engine, second, GREEDY)
@@ -104,9 +112,9 @@ async def test_a_prompt_evicted_from_the_only_slot_comes_back_from_host_memory(o
     assert cells_of(engine)[: len(tokens)] == tokens
 
 
-async def test_four_slots_starting_on_one_glossary_read_it_once(open_engine: OpenEngine) -> None:
+async def test_four_slots_starting_on_one_glossary_read_it_once(open_engine: OpenEngine, kv_unified: bool) -> None:
     """``sakura translate`` starting 4 slots at once: the first reads the prefix, the others wait a step and take it."""
-    engine = await open_engine(n_parallel=4, n_ctx=1024, n_batch=512)
+    engine = await open_engine(n_parallel=4, n_ctx=1024, n_batch=512, kv_unified=kv_unified)
     prompts = [book_prompt(2, line) for line in range(4)]
     results = await asyncio.gather(*(collect(engine, prompt, GREEDY) for prompt in prompts))
     tokens = [engine.tokenize(prompt) for prompt in prompts]
@@ -119,8 +127,10 @@ async def test_four_slots_starting_on_one_glossary_read_it_once(open_engine: Ope
         assert result.text == await plain_text(open_engine, prompt, n_ctx=1024)
 
 
-async def test_a_partly_matching_prefix_is_shared_up_to_the_first_difference(open_engine: OpenEngine) -> None:
-    engine = await open_engine(n_parallel=2, n_ctx=1024)
+async def test_a_partly_matching_prefix_is_shared_up_to_the_first_difference(
+    open_engine: OpenEngine, kv_unified: bool
+) -> None:
+    engine = await open_engine(n_parallel=2, n_ctx=1024, kv_unified=kv_unified)
     first = book_prompt(3, 0, entries=12)
     second = book_prompt(3, 0, entries=6) + "続き"  # the glossary's first half, then a different text
     running, _ = await started(engine, first, LONG)
@@ -132,10 +142,12 @@ async def test_a_partly_matching_prefix_is_shared_up_to_the_first_difference(ope
     await running
 
 
-async def test_shared_cells_stay_while_the_slot_they_came_from_drops_them(open_engine: OpenEngine) -> None:
+async def test_shared_cells_stay_while_the_slot_they_came_from_drops_them(
+    open_engine: OpenEngine, kv_unified: bool
+) -> None:
     """B takes A's prefix and generates; A is cancelled, then reused by an unrelated prompt that cuts its cells
     back: B's cells (the same llama.cpp cells) stay, and B's output does not change."""
-    engine = await open_engine(n_parallel=2, n_ctx=1024)
+    engine = await open_engine(n_parallel=2, n_ctx=1024, kv_unified=kv_unified)
     a, b = book_prompt(4, 0), book_prompt(4, 1)
     holder, slot_a = await started(engine, a, LONG)
     user, slot_b = await started_other(engine, b, slot_a)
@@ -159,12 +171,12 @@ async def started_other(engine: LlamaCppEngine, prompt: str, taken: int) -> tupl
 
 
 async def test_a_leader_cancelled_mid_prompt_leaves_its_follower_correct(
-    tmp_path: Path, open_engine: OpenEngine
+    tmp_path: Path, open_engine: OpenEngine, kv_unified: bool
 ) -> None:
     """Two prompts on one long prefix at once, read 8 tokens a step: the second follows the first's cells; the
     first is cancelled mid-prompt; the second reads the rest itself and its output does not change."""
     model = write_tiny_gguf(tmp_path / "sakura-slow-v1.0-f32.gguf", hidden=512, layers=8, heads=8, kv_heads=8)
-    engine = await open_engine(model, n_parallel=2, n_ctx=1024, n_batch=8)
+    engine = await open_engine(model, n_parallel=2, n_ctx=1024, n_batch=8, kv_unified=kv_unified)
     leader, follower = book_prompt(5, 0, entries=24), book_prompt(5, 1, entries=24)
     decoder = decoder_of(engine)
     lead = asyncio.ensure_future(collect(engine, leader, GREEDY))
@@ -184,8 +196,8 @@ async def test_a_leader_cancelled_mid_prompt_leaves_its_follower_correct(
     assert result.text == await plain_text(open_engine, follower, model=model, n_ctx=1024)
 
 
-async def test_sharing_slots_that_fill_their_context(open_engine: OpenEngine) -> None:
-    engine = await open_engine(n_parallel=2, n_ctx=512)
+async def test_sharing_slots_that_fill_their_context(open_engine: OpenEngine, kv_unified: bool) -> None:
+    engine = await open_engine(n_parallel=2, n_ctx=512, kv_unified=kv_unified)
     to_the_end = SamplingParams(do_sample=False, max_tokens=512)
     a, b = book_prompt(6, 0), book_prompt(6, 1)
     results = await asyncio.gather(collect(engine, a, to_the_end), collect(engine, b, to_the_end))
@@ -212,12 +224,12 @@ async def test_without_cache_prompt_nothing_is_shared_or_saved(open_engine: Open
     await running
 
 
-async def test_separate_kv_regions_keep_the_host_cache_but_share_nothing(open_engine: OpenEngine) -> None:
-    engine = await open_engine(n_parallel=2, n_ctx=1024, kv_unified=False)
+async def test_without_sharing_only_the_host_cache_gives_a_prefix(open_engine: OpenEngine) -> None:
+    engine = await open_engine(n_parallel=2, n_ctx=1024, share_prompt_cache=False)
     running, _ = await started(engine, book_prompt(0, 0), LONG)
     assert (await collect(engine, book_prompt(0, 1), GREEDY)).last.cached_tokens == 0
     await running
-    one = await open_engine(n_ctx=1024, kv_unified=False)
+    one = await open_engine(n_ctx=1024, share_prompt_cache=False)
     a = book_prompt(0, 0)
     await collect(one, a, GREEDY)
     await collect(one, book_prompt(1, 1), GREEDY)
