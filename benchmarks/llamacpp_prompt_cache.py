@@ -7,9 +7,8 @@ Three measurements on the benchmark model (a random-weight Qwen2 GGUF, ``llamacp
   for slot B; (2) prompt A, then B, then A again on a one-slot engine. Printed: the prompt tokens reused of those
   shared;
 - the stall: slot 0 streams a long answer while slot 1 serves prompts that push each other out of it (each one saved
-  to host memory, then restored). Printed: the longest save or restore against the median decode step, and the
-  longest gap between two of slot 0's tokens against their median gap;
-- memory: the process's peak RSS after traffic that fills the host cache, against model + KV cache + ``--cache-ram``.
+  to host memory, then restored). Printed: the longest save or restore against the median decode step;
+- memory: the process's peak RSS through traffic that fills the host cache, against the same traffic without it.
 
     python benchmarks/llamacpp_prompt_cache.py --hidden 1024 --layers 8 --threads 2
 """
@@ -26,6 +25,7 @@ from pathlib import Path
 from llamacpp_support import benchmark_model, default_model_folder, describe_machine
 from llamacpp_vs_llama_server import PromptTokens, Workload, chatml
 from sakura_llamacpp.engine import LlamaCppEngine
+from sakura_llamacpp.host_cache import MIB
 from sakura_llamacpp.options import LlamaCppOptions
 from sakura_llamacpp.prefix import common_prefix_length
 from sakura_llamacpp.testing import collect
@@ -114,31 +114,44 @@ async def stall(model: Path, work: Workload, args: argparse.Namespace) -> None:
             f"stall: {stats.host_cache_saves} saves and {stats.host_cache_hits} restores of about "
             f"{engine.count_tokens(chatml(work.own_book(0, 0)))} tokens ({stats.host_cache_bytes / 1e6:.1f} MB "
             f"cached); longest save/restore {1000 * stats.longest_transfer_seconds:.1f} ms, median decode step "
-            f"{1000 * stats.median_step_seconds:.1f} ms; slot 0's token gaps: median "
-            f"{1000 * statistics.median(gaps):.1f} ms, longest {1000 * max(gaps):.1f} ms"
+            f"{1000 * stats.median_step_seconds:.1f} ms; slot 0's tokens came {1000 * statistics.median(gaps):.1f} ms "
+            "apart (median)"
         )
+    finally:
+        await engine.close()
+
+
+def reset_peak_rss() -> None:
+    """Start this process's peak RSS afresh (Linux: ``clear_refs`` 5)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+async def traffic(model: Path, work: Workload, args: argparse.Namespace, cache_ram: int) -> tuple[float, str]:
+    """Two clients at a time, each on a book of its own, through ``--books`` books; the peak RSS it took."""
+    engine = await engine_for(model, args, n_parallel=args.slots, cache_ram=cache_ram)
+    try:
+        for book in range(0, args.books, 2):
+            await asyncio.gather(*(collect(engine, chatml(work.own_book(book + c, 0)), GREEDY) for c in range(2)))
+        stats = engine.prompt_cache_stats()
+        assert stats is not None
+        held = (
+            f"host cache {stats.host_cache_bytes / 1e6:.0f} MB in {stats.host_cache_entries} states "
+            f"({stats.host_cache_saves} saved, {stats.host_cache_evictions} evicted)"
+        )
+        return peak_rss_mb(), held
     finally:
         await engine.close()
 
 
 async def memory(model: Path, work: Workload, args: argparse.Namespace) -> None:
-    engine = await engine_for(model, args, n_parallel=args.slots, cache_ram=args.cache_ram)
-    try:
-        for book in range(args.books):
-            await asyncio.gather(*(collect(engine, chatml(work.own_book(book + c, 0)), GREEDY) for c in range(2)))
-        stats = engine.prompt_cache_stats()
-        assert stats is not None
-        layers, hidden = args.layers, args.hidden  # the benchmark model has as many KV heads as heads
-        kv_mb = 2 * layers * hidden * 2 * args.n_ctx * args.slots / 1e6  # K and V, f16
-        print(
-            f"memory: peak RSS {peak_rss_mb():.0f} MB; model {args.model_mb:.0f} MB + KV cache "
-            f"{kv_mb:.0f} MB + --cache-ram {args.cache_ram} MiB = "
-            f"{args.model_mb + kv_mb + args.cache_ram * 1.048576:.0f} MB; host cache holds "
-            f"{stats.host_cache_bytes / 1e6:.0f} MB in {stats.host_cache_entries} states "
-            f"({stats.host_cache_evictions} evicted)"
-        )
-    finally:
-        await engine.close()
+    reset_peak_rss()
+    without, _ = await traffic(model, work, args, 0)
+    reset_peak_rss()
+    with_cache, held = await traffic(model, work, args, args.cache_ram)
+    print(
+        f"memory: peak RSS {without:.0f} MB with --cache-ram 0, {with_cache:.0f} MB with --cache-ram "
+        f"{args.cache_ram} ({args.cache_ram * MIB / 1e6:.0f} MB): {with_cache - without:.0f} MB more; {held}"
+    )
 
 
 def main() -> None:
@@ -151,14 +164,13 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=4096, help="context per slot")
     parser.add_argument("--prefix-tokens", type=int, default=2100, help="system prompt and glossary")
     parser.add_argument("--swaps", type=int, default=6, help="prompts that push each other out of slot 1")
-    parser.add_argument("--books", type=int, default=12, help="books (own glossaries) for the memory run")
+    parser.add_argument("--books", type=int, default=16, help="books (own glossaries) for the memory run")
     parser.add_argument("--cache-ram", type=int, default=256, help="MiB for the memory run")
     parser.add_argument("--model-folder", type=Path, default=None)
     args = parser.parse_args()
     model = benchmark_model(
         args.model_folder or default_model_folder(), hidden=args.hidden, layers=args.layers, file_type=args.file_type
     )
-    args.model_mb = model.stat().st_size / 1e6
     work = Workload(
         PromptTokens(model), prefix_repeat_tokens=args.prefix_tokens, prefix_total_tokens=args.prefix_tokens + 400
     )

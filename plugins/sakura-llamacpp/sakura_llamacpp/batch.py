@@ -35,7 +35,7 @@ from typing import Any
 from sakura_core.engine import EngineError
 from sakura_core.types import Delta, FinishReason, SamplingParams, SlotCache
 from sakura_llamacpp.cache_stats import PromptCacheStats
-from sakura_llamacpp.host_cache import HostPromptCache, restore_sequence, save_sequence
+from sakura_llamacpp.host_cache import HostPromptCache
 from sakura_llamacpp.native import Tokenizer
 from sakura_llamacpp.prefix import common_prefix_length
 from sakura_llamacpp.sampling import build_sampler, has_penalties
@@ -268,6 +268,8 @@ class BatchDecoder:
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
             self._batch = None
+        if self._host_cache is not None:
+            self._host_cache.close()
 
     # -- the worker thread -----------------------------------------------------------------------------------
 
@@ -320,6 +322,8 @@ class BatchDecoder:
         for slot in self._busy_slots():
             if slot.cancelled:
                 self._release(slot, keep_cells=True)  # its cells hold exactly the tokens it decoded
+        if self._host_cache is not None:
+            self._host_cache.settle()  # buffers made in the meantime take the place of the spare ones
         free = [slot for slot in self._slots if not slot.busy]
         with self._cond:
             arrivals = [self._pending.popleft() for _ in range(min(len(free), len(self._pending)))]
@@ -396,7 +400,7 @@ class BatchDecoder:
         if any(common_prefix_length(other.cells, cells) == len(cells) for other in self._others(slot)):
             return
         started = time.perf_counter()
-        saved = save_sequence(self._lib, self._context, slot.seq_id, cells, host)
+        saved = host.save(self._lib, self._context, slot.seq_id, cells)
         self._note_transfer(started)
         if saved:
             logger.debug(
@@ -420,12 +424,11 @@ class BatchDecoder:
         started = time.perf_counter()
         self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
         slot.cells.clear()
-        restored = restore_sequence(self._lib, self._context, entry, slot.seq_id)
+        restored = host.restore(self._lib, self._context, entry, slot.seq_id)
         self._note_transfer(started)
         if not restored:
             self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
             return 0
-        host.used(entry)
         slot.cells.extend(entry.tokens)
         return self._keep_prefix(slot, shared)
 
@@ -481,6 +484,8 @@ class BatchDecoder:
         llama.cpp computes a run of consecutive sequence ids in one pass over the weights (a token each) and
         needs another pass for every break in that order.
         """
+        if self._host_cache is not None:
+            self._host_cache.let_go()  # saves and restores are done: its buffer thread works while llama.cpp decodes
         batch = self._batch
         busy = self._busy_slots()  # by sequence id
         feeds: dict[Slot, tuple[list[int], bool]] = {}  # the tokens each sequence puts in; True: it generates
@@ -583,6 +588,8 @@ class BatchDecoder:
         if not (keep_cells and self._cache_prompt):
             self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
             slot.cells.clear()
+        if self._host_cache is not None and slot.cells:  # the first time, the spare buffer for saves gets made
+            self._host_cache.expect(self._lib, self._context, slot.seq_id, len(slot.cells), self.n_ctx_per_seq)
         request, sampler = slot.release()
         if sampler is not None:
             self._lib.llama_sampler_free(sampler)

@@ -121,7 +121,7 @@ class LlamaCppEngine(Engine):
                 share_slots=options.share_prompt_cache,
                 unified_kv=options.kv_unified,
                 host_cache=None
-                if options.cache_ram == 0
+                if options.cache_ram == 0 or not options.cache_prompt
                 else HostPromptCache(None if options.cache_ram < 0 else options.cache_ram * MIB),
                 slot_prompt_similarity=options.slot_prompt_similarity,
                 # CPU decoding on every CPU: let the event loop send each step's tokens before the next step

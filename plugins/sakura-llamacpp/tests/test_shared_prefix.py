@@ -269,3 +269,25 @@ async def test_saving_and_restoring_take_less_than_a_decode_step(tmp_path: Path,
     stats = engine.prompt_cache_stats()
     assert stats is not None and stats.host_cache_hits == 2
     assert 0 < stats.longest_transfer_seconds <= stats.median_step_seconds
+
+
+async def test_a_state_saved_into_the_spare_buffer_restores_the_same_once_moved_to_its_own(
+    open_engine: OpenEngine,
+) -> None:
+    """A save copies into the spare buffer (made ahead, as large as a full context); the buffer thread then gives
+    the state a buffer of its own size, between steps. The restore from that buffer gives the same output."""
+    engine = await open_engine(n_ctx=1024)
+    a = book_prompt(0, 0)
+    first = await collect(engine, a, GREEDY)
+    await collect(engine, book_prompt(1, 1), GREEDY)  # A is saved, most likely into the spare
+    host = decoder_of(engine)._host_cache
+    assert host is not None
+    for _ in range(200):  # each request's steps let the buffer thread work; each round takes what it made
+        entries = list(host._entries.values())
+        if entries and all(entry.size == entry.used for entry in entries):
+            break
+        await collect(engine, book_prompt(1, 1), SamplingParams(do_sample=False, max_tokens=1))
+    assert entries and all(entry.size == entry.used for entry in entries)
+    again = await collect(engine, a, GREEDY)
+    assert again.last.cached_tokens == len(engine.tokenize(a)) - 1
+    assert again.text == first.text
