@@ -46,6 +46,7 @@ class BufferSupply:
         self._spare: Any = None
         self.spare_size = 0  # the size the spare is made with (0: none wanted yet)
         self._held = False  # the decode thread copies states now: the worker keeps off the memory
+        self._lent = 0  # spares taken and not given back: no new spare is made meanwhile (it would be a second)
         self._jobs: collections.deque[tuple[object, Any, int]] = collections.deque()  # (key, buffer, bytes used)
         self._done: list[tuple[object, Any]] = []  # (key, its right-sized copy)
         self._dropped: list[Any] = []
@@ -71,6 +72,7 @@ class BufferSupply:
             if spare is None or len(spare) < size:
                 return None
             self._spare = None
+            self._lent += 1
             return spare
 
     def compact(self, key: object, buffer: Any, used: int) -> None:
@@ -85,9 +87,12 @@ class BufferSupply:
             done, self._done = self._done, []
             return done
 
-    def give_back(self, buffer: Any) -> None:
-        """A buffer no longer used: the spare again if it is large enough and none is ready, else dropped."""
+    def give_back(self, buffer: Any, *, lent: bool = True) -> None:
+        """A buffer no longer used: the spare again if it is large enough and none is ready, else dropped.
+        ``lent``: it is a spare that ``take_spare`` gave out."""
         with self._cond:
+            if lent:
+                self._lent -= 1
             if self._spare is None and len(buffer) >= self.spare_size:
                 self._spare = buffer
             else:
@@ -123,7 +128,7 @@ class BufferSupply:
     def _has_work(self) -> bool:
         if self._stopping:
             return True
-        wants_spare = self._spare is None and self.spare_size > 0
+        wants_spare = self._spare is None and self._lent == 0 and self.spare_size > 0
         # (zeroing or copying memory beside the decode thread's copy would slow both down)
         return not self._held and (bool(self._jobs or self._dropped) or wants_spare)
 

@@ -32,6 +32,7 @@ class SavedState:
     tokens: list[int]
     data: Any  # a ctypes byte array; its first ``used`` bytes are the state
     used: int
+    on_spare: bool = False  # ``data`` is a spare buffer, until the buffer thread has made one of its own size
 
     @property
     def size(self) -> int:
@@ -97,10 +98,11 @@ class HostPromptCache:
         self._settle()
         room = self._room()
         self._drop_extended(tokens)
-        while room is not None and self._entries and self.bytes + size > room:
-            self._evict(next(iter(self._entries)))
         buffer = self._buffers.take_spare(size)
         spare = buffer is not None
+        taken = len(buffer) if buffer is not None else size  # what the state holds until it has its own buffer
+        while room is not None and self._entries and self.bytes + taken > room:
+            self._evict(next(iter(self._entries)))
         if buffer is None:  # none ready (the first save, or saves in quick succession): a buffer of its own size
             buffer = allocate(size)
         started = time.perf_counter()
@@ -114,13 +116,13 @@ class HostPromptCache:
         )
         if written <= 0:
             logger.warning("llama.cpp could not save sequence %d's state (%d tokens)", seq_id, len(tokens))
-            self._buffers.give_back(buffer)
+            self._buffers.give_back(buffer, lent=spare)
             return False
-        entry = SavedState(list(tokens), buffer, written)
+        entry = SavedState(list(tokens), buffer, written, on_spare=spare)
         self._entries[id(entry)] = entry
         self.bytes += entry.size
         self.saves += 1
-        if entry.size > written:
+        if spare:
             self._buffers.compact(entry, buffer, written)
         return True
 
@@ -153,7 +155,7 @@ class HostPromptCache:
                 self._buffers.drop(copy)
                 continue
             old = key.data
-            key.data = copy
+            key.data, key.on_spare = copy, False
             self.bytes += key.size - len(old)
             self._buffers.give_back(old)
 
@@ -170,5 +172,5 @@ class HostPromptCache:
     def _remove(self, key: int) -> None:
         entry = self._entries.pop(key)
         self.bytes -= entry.size
-        if entry.size == entry.used:  # compacted: freed in the buffer thread (else ``_settle`` gives it back)
+        if not entry.on_spare:  # freed in the buffer thread (a spare, ``_settle`` gives back)
             self._buffers.drop(entry.data)

@@ -284,10 +284,10 @@ async def test_a_state_saved_into_the_spare_buffer_restores_the_same_once_moved_
     assert host is not None
     for _ in range(200):  # each request's steps let the buffer thread work; each round takes what it made
         entries = list(host._entries.values())
-        if entries and all(entry.size == entry.used for entry in entries):
+        if entries and all(not entry.on_spare for entry in entries):
             break
         await collect(engine, book_prompt(1, 1), SamplingParams(do_sample=False, max_tokens=1))
-    assert entries and all(entry.size == entry.used for entry in entries)
+    assert entries and all(not entry.on_spare for entry in entries)
     again = await collect(engine, a, GREEDY)
     assert again.last.cached_tokens == len(engine.tokenize(a)) - 1
     assert again.text == first.text
