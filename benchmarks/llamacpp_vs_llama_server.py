@@ -213,8 +213,9 @@ class Workload:
         ]
 
     def start_together(self, client: int, step: int) -> list[dict[str, str]]:
-        """``S``: one glossary for every client, then the client's own segment."""
-        head = f"{self._glossary(0)}将下面的日文文本根据对应关系和备注翻译成中文："
+        """``S``: one glossary for every client, a new one for every run (a new job: no slot holds it yet), then
+        the client's own segment."""
+        head = f"{self._glossary(1000 + step // 100)}将下面的日文文本根据对应关系和备注翻译成中文："
         return [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": head + self.segment(20_000 * (client + 1) + step)},

@@ -102,8 +102,14 @@ class HostPromptCache:
         spare = buffer is not None
         taken = len(buffer) if buffer is not None else size  # what the state holds until it has its own buffer
         while room is not None and self._entries and self.bytes + taken > room:
-            self._evict(next(iter(self._entries)))
-        if buffer is None:  # none ready (the first save, or saves in quick succession): a buffer of its own size
+            old = self._entries.pop(next(iter(self._entries)))
+            self.bytes -= old.size
+            self.evictions += 1
+            if buffer is None and not old.on_spare and size <= old.size <= 2 * size:
+                buffer, taken = old.data, old.size  # the evicted state's memory, reused: none mapped afresh here
+            else:
+                self._release(old)
+        if buffer is None:  # none ready (saves in quick succession, the cache not yet full): one of its own size
             buffer = allocate(size)
         started = time.perf_counter()
         written = int(lib.llama_state_seq_get_data(context, buffer, size, seq_id))
@@ -165,12 +171,11 @@ class HostPromptCache:
             if common_prefix_length(old.tokens, tokens) == len(old.tokens):
                 self._remove(key)
 
-    def _evict(self, key: int) -> None:
-        self._remove(key)
-        self.evictions += 1
-
     def _remove(self, key: int) -> None:
         entry = self._entries.pop(key)
         self.bytes -= entry.size
+        self._release(entry)
+
+    def _release(self, entry: SavedState) -> None:
         if not entry.on_spare:  # freed in the buffer thread (a spare, ``_settle`` gives back)
             self._buffers.drop(entry.data)

@@ -291,3 +291,21 @@ async def test_a_state_saved_into_the_spare_buffer_restores_the_same_once_moved_
     again = await collect(engine, a, GREEDY)
     assert again.last.cached_tokens == len(engine.tokenize(a)) - 1
     assert again.text == first.text
+
+
+def test_common_prefix_length_agrees_with_a_token_by_token_count() -> None:
+    import random
+
+    def counted(a: list[int], b: list[int]) -> int:
+        n = 0
+        for x, y in zip(a, b, strict=False):
+            if x != y:
+                break
+            n += 1
+        return n
+
+    rng = random.Random(20)
+    for _ in range(3000):
+        a = [rng.randrange(3) for _ in range(rng.randrange(0, 1200))]
+        b = a[: rng.randrange(0, len(a) + 1)] + [rng.randrange(3) for _ in range(rng.randrange(0, 600))]
+        assert common_prefix_length(a, b) == counted(a, b) == common_prefix_length(b, a)
