@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from sakura_core.engine import Engine, EngineError, EngineOptions, ModelLoadError
 from sakura_core.identity import make_model_info
-from sakura_core.types import Delta, ModelInfo, SamplingParams, SlotCache
+from sakura_core.types import Delta, EngineMetric, ModelInfo, SamplingParams, SlotCache
 from sakura_llamacpp.cache_stats import PromptCacheStats
 from sakura_llamacpp.options import DEFAULT_PARALLEL_CPU, DEFAULT_PARALLEL_GPU, LlamaCppOptions
 
@@ -194,6 +194,38 @@ class LlamaCppEngine(Engine):
             return None
         stats: PromptCacheStats = self._decoder.cache_stats()
         return stats
+
+    def metrics(self) -> list[EngineMetric]:
+        """The prompt cache's figures for ``/metrics``: where prompt tokens came from, the host cache's use."""
+        stats = self.prompt_cache_stats()
+        if stats is None:
+            return []
+        counters = [
+            ("prompt_tokens_decoded_total", "Prompt tokens put through llama_decode.", stats.prompt_tokens_decoded),
+            ("prompt_tokens_kept_total", "Prompt tokens already in the slot's own cells.", stats.prompt_tokens_kept),
+            (
+                "prompt_tokens_shared_total",
+                "Prompt tokens taken from another slot's cells without decoding them.",
+                stats.prompt_tokens_shared,
+            ),
+            (
+                "prompt_tokens_restored_total",
+                "Prompt tokens restored from the host-memory prompt cache.",
+                stats.prompt_tokens_restored,
+            ),
+            ("host_cache_saves_total", "Prompts saved to the host-memory cache.", stats.host_cache_saves),
+            ("host_cache_hits_total", "Prompts restored from the host-memory cache.", stats.host_cache_hits),
+            ("host_cache_evictions_total", "Prompts evicted from the host-memory cache.", stats.host_cache_evictions),
+        ]
+        gauges = [
+            ("host_cache_bytes", "Bytes the host-memory prompt cache holds.", stats.host_cache_bytes),
+            ("host_cache_entries", "Prompts the host-memory prompt cache holds.", stats.host_cache_entries),
+        ]
+        if stats.host_cache_limit_bytes is not None:
+            gauges.append(("host_cache_limit_bytes", "--cache-ram, in bytes.", stats.host_cache_limit_bytes))
+        return [EngineMetric(name, "counter", text, value) for name, text, value in counters] + [
+            EngineMetric(name, "gauge", text, value) for name, text, value in gauges
+        ]
 
     def _running(self) -> tuple[Any, Any]:
         if self._decoder is None or self._tokenizer is None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sakura_core.types import Delta
+from sakura_core.types import Delta, EngineMetric
 
 #: Upper bounds of the time-to-first-token histogram, in seconds.
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -122,8 +122,8 @@ class ServerMetrics:
         else:
             self.prompt_seconds += record.finished_at - record.started_at
 
-    def render(self, gauges: Gauges | None) -> str:
-        """Prometheus text exposition (version 0.0.4)."""
+    def render(self, gauges: Gauges | None, engine_metrics: Sequence[EngineMetric] = ()) -> str:
+        """Prometheus text exposition (version 0.0.4); ``engine_metrics`` are the engine's own figures."""
         out = _Writer()
         for (route, status), count in sorted(self.requests.items()):
             out.sample("sakura_requests_total", count, {"route": route, "status": status})
@@ -145,6 +145,8 @@ class ServerMetrics:
             out.metric("sakura_queue_depth", "gauge", "Requests waiting for a slot.", gauges.queue_depth)
             out.metric("sakura_active_sequences", "gauge", "Generations running in the engine.", gauges.active)
             out.metric("sakura_slots", "gauge", "Sequences the engine decodes together.", gauges.slots)
+        for metric in engine_metrics:
+            out.metric(f"sakura_engine_{metric.name}", metric.kind, metric.help, metric.value)
         self._render_llamacpp(out, gauges, running_tokens)
         return out.text()
 
