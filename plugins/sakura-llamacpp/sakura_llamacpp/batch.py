@@ -10,8 +10,9 @@ the free slot whose tokens share the longest prefix with its prompt (when that p
 prompt; else to a slot next to the busy ones, the least recently used of those), whose cells from the first
 difference on are dropped (saved first to the host-memory cache, ``host_cache.py``, unless another slot or a saved
 state holds them). Before each step, a slot reading its prompt takes the longest further prefix that any other
-slot's cells hold, busy or idle: with the unified KV cache ``llama_memory_seq_cp`` makes those cells its own too,
-without decoding or copying them. A saved state that shares more than every slot is restored into the slot instead.
+slot's cells hold, busy or idle, with ``llama_memory_seq_cp``: with a KV region per sequence llama.cpp copies the
+other's region at the next step (and the slot keeps the shared part), with the unified KV cache the cells become
+both sequences' without a copy. A saved state that shares more than every slot is restored into the slot instead.
 A prompt that an earlier one is still reading waits for it (a step at a time) instead of decoding the same tokens.
 Only the rest of the prompt is decoded. The token list is extended only after a successful ``llama_decode``, so it
 never claims cells that were not written: a cancelled request leaves exactly the prefix it decoded, a failed step

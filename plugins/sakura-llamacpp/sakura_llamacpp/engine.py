@@ -85,6 +85,7 @@ class LlamaCppEngine(Engine):
         threads = options.threads or available_cpus()
         logger.info("loading %s with llama.cpp (llama-cpp-python %s)", path, native.llama_cpp_version())
         self._loaded = native.load_model(lib, path, options, n_gpu_layers=self.gpu_layers)
+        decoder: BatchDecoder | None = None
         try:
             layout = native.ContextLayout(
                 n_ctx_per_seq=options.n_ctx, n_parallel=self._n_parallel, n_batch=n_batch, threads=threads
@@ -130,6 +131,8 @@ class LlamaCppEngine(Engine):
             )
             decoder.start()
         except BaseException:
+            if decoder is not None:  # its batch and its host cache's buffer thread
+                decoder.close()
             self._free_native()
             raise
         self._decoder = decoder
