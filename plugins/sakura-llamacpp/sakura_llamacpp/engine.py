@@ -38,10 +38,6 @@ class LlamaCppEngine(Engine):
     name: ClassVar[str] = "llamacpp"
     description: ClassVar[str] = "GGUF models in-process through llama-cpp-python (CPU or GPU)"
     Options = LlamaCppOptions
-    install_hint: ClassVar[str] = (
-        "pip install ./plugins/sakura-llamacpp  (in a sakura checkout; for CUDA first: "
-        'CMAKE_ARGS="-DGGML_CUDA=on" pip install llama-cpp-python)'
-    )
     #: The decode loop ends on stop strings itself, across tokens (text_stream.py).
     handles_stop_strings: ClassVar[bool] = True
     options: LlamaCppOptions
