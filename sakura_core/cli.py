@@ -204,6 +204,13 @@ def cli() -> None:
     help="Largest request body (413 above it; a smaller bound follows from the model's context).",
 )
 @click.option(
+    "--max-header-size",
+    type=click.IntRange(min=1024),
+    default=32 * 1024,
+    metavar="BYTES",
+    help="Largest header block of one request (431 above it, before auth).",
+)
+@click.option(
     "--header-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=10.0,
@@ -317,6 +324,7 @@ def _server_settings(params: dict[str, Any]) -> Any:
         max_queue=params["max_queue"],
         max_connections=params["max_connections"],
         max_body_bytes=params["max_body_size"],
+        max_header_bytes=params["max_header_size"],
         header_timeout_seconds=params["header_timeout"],
         body_timeout_seconds=params["body_timeout"],
         keepalive_timeout_seconds=params["keepalive_timeout"],

@@ -22,6 +22,8 @@ class ServerSettings(BaseModel):
     max_queue: int = Field(1024, ge=0)
     #: Largest accepted request body, in bytes (413 above it; a smaller bound follows from the model's context).
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    #: Largest header block of one request, in bytes (request line and every header; 431 past it).
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
     #: Seconds a connection may take to send a request's headers, counted from its first byte (or from the
     #: connection's start); past it the connection is closed (with a 408 when part of a request came).
     header_timeout_seconds: float = Field(10.0, gt=0)
