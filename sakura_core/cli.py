@@ -223,6 +223,12 @@ def cli() -> None:
     help="Seconds a request body may pause between two reads (408 past it).",
 )
 @click.option(
+    "--send-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    help="Seconds a stream may wait for its client to read; past it the stream ends and its slot is freed.",
+)
+@click.option(
     "--keepalive-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=30.0,
@@ -328,6 +334,7 @@ def _server_settings(params: dict[str, Any]) -> Any:
         header_timeout_seconds=params["header_timeout"],
         body_timeout_seconds=params["body_timeout"],
         keepalive_timeout_seconds=params["keepalive_timeout"],
+        send_timeout_seconds=params["send_timeout"],
         cors_origins=parse_cors_origins(params["cors_origins"]),
         shutdown_grace_seconds=params["shutdown_grace"],
         self_check=params["self_check"],

@@ -31,6 +31,9 @@ class ServerSettings(BaseModel):
     body_timeout_seconds: float = Field(30.0, gt=0)
     #: Seconds an idle keep-alive connection stays open between requests. A streaming answer is not idle.
     keepalive_timeout_seconds: float = Field(30.0, gt=0)
+    #: Seconds a write to a client may wait for the client to read (its buffers full); past it a stream is
+    #: ended, its generation cancelled and the connection dropped.
+    send_timeout_seconds: float = Field(60.0, gt=0)
     #: Open client connections past which new ones are refused at once (lowered to what the open-file limit
     #: allows).
     max_connections: int = Field(1024, ge=1)

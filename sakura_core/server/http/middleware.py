@@ -50,6 +50,8 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         record = request.get(RECORD)
         if record is not None and record.outcome == "cancelled" and ENDED_BY_SERVER not in request:
             status = CLIENT_CLOSED if status == 200 else status
+        elif status == CLIENT_CLOSED and ENDED_BY_SERVER in request and request.get(STREAMED):
+            status = 200  # the stream was answered; the server ended it (the log line says why)
         request.app[STATE].metrics.count_request(route_name(request), status)
         if request.method != "OPTIONS" or logger.isEnabledFor(logging.DEBUG):
             logger.info("%s", describe_request(request, status, time.perf_counter() - started, record))

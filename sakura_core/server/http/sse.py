@@ -17,18 +17,26 @@ PING = b": ping\n\n"
 DONE = b"data: [DONE]\n\n"
 
 
+class SendTimeoutError(ConnectionError):
+    """The client read nothing for the send timeout: the write could not finish, the connection was dropped."""
+
+
 class EventStream:
     """An open text/event-stream response.
 
     ``async with EventStream(request, ping_seconds) as events:`` sends the headers at once; a background task
     writes a ``: ping`` comment whenever nothing was written for ``ping_seconds`` (a request waiting in the
     queue or in prefill keeps clients with read timeouts waiting). Writes to a client that went away raise
-    ConnectionError.
+    ConnectionError. A write that cannot finish within ``send_timeout`` seconds (the client stopped reading and
+    every buffer between is full) drops the connection and raises ``SendTimeoutError``.
     """
 
-    def __init__(self, request: web.Request, ping_seconds: float) -> None:
+    def __init__(self, request: web.Request, ping_seconds: float, send_timeout: float | None = None) -> None:
         self.request = request
         self.ping_seconds = ping_seconds
+        self.send_timeout = send_timeout
+        #: True once a write timed out (the connection is dropped).
+        self.timed_out = False
         self.response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
@@ -59,8 +67,7 @@ class EventStream:
 
     async def send_json(self, payload: bytes) -> None:
         """One ``data: {json}`` event from JSON already serialised."""
-        self._last_write = time.monotonic()
-        await self.response.write(b"data: " + payload + b"\n\n")
+        await self._write(b"data: " + payload + b"\n\n")
 
     async def send_error(self, error: APIError) -> None:
         """An error after the stream started: one ``data: {"error": ...}`` event (clients raise on it)."""
@@ -71,8 +78,18 @@ class EventStream:
         await self._write(DONE)
 
     async def _write(self, payload: bytes) -> None:
+        if self.timed_out:
+            raise SendTimeoutError("the client stopped reading")
         self._last_write = time.monotonic()
-        await self.response.write(payload)
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await self.response.write(payload)
+        except TimeoutError:
+            self.timed_out = True
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()  # what is buffered for this client will never be read
+            raise SendTimeoutError(f"the client read nothing for {self.send_timeout:g} seconds") from None
 
     async def _ping_while_silent(self) -> None:
         with contextlib.suppress(ConnectionError):
