@@ -29,6 +29,8 @@ class ServerSettings(BaseModel):
     header_timeout_seconds: float = Field(10.0, gt=0)
     #: Longest wait, in seconds, between two reads of a request body (408 past it), as nginx counts it.
     body_timeout_seconds: float = Field(30.0, gt=0)
+    #: Longest time, in seconds, a whole request body may take to arrive (408 past it), however steadily it comes.
+    body_deadline_seconds: float = Field(120.0, gt=0)
     #: Seconds an idle keep-alive connection stays open between requests. A streaming answer is not idle.
     keepalive_timeout_seconds: float = Field(30.0, gt=0)
     #: Seconds a write to a client may wait for the client to read (its buffers full); past it a stream is
@@ -37,6 +39,9 @@ class ServerSettings(BaseModel):
     #: Open client connections past which new ones are refused at once (lowered to what the open-file limit
     #: allows).
     max_connections: int = Field(1024, ge=1)
+    #: Open connections one client address may hold (at most the connection cap); past them its new ones are
+    #: refused at once, so one address cannot hold the whole cap.
+    max_connections_per_client: int = Field(256, ge=1)
     #: Origins allowed with credentials (``--cors-origins``). Empty: any origin, never with credentials.
     cors_origins: tuple[str, ...] = ()
     #: Seconds in-flight requests may keep running after SIGINT/SIGTERM before they are cancelled.

@@ -85,7 +85,12 @@ class ServerState:
             if bound < limit:
                 limit = bound
                 reason = f"no prompt that fits the model's context of {self.model_info.context_length} tokens is longer"
-        return BodyLimits(max_bytes=limit, read_timeout=self.settings.body_timeout_seconds, reason=reason)
+        return BodyLimits(
+            max_bytes=limit,
+            read_timeout=self.settings.body_timeout_seconds,
+            deadline=self.settings.body_deadline_seconds,
+            reason=reason,
+        )
 
     def require_service(self) -> GenerationService:
         """The generation service, or 503 while the model is loading."""

@@ -91,6 +91,13 @@ def headers_too_large(limit: int) -> bytes:
 TOO_MANY_CONNECTIONS = canned_response(
     unavailable("the server has too many open connections; retry shortly", code="too_many_connections", retry_after=1)
 )
+TOO_MANY_FROM_CLIENT = canned_response(
+    unavailable(
+        "this address has too many open connections to the server; close some or retry shortly",
+        code="too_many_connections",
+        retry_after=1,
+    )
+)
 
 
 class Trouble:
@@ -135,6 +142,7 @@ class GuardedRequestHandler(web.RequestHandler):
         max_header_bytes: int = 32 * 1024,
         on_close: Any = None,
         on_oversized: Any = None,
+        admit: Any = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("max_line_size", MAX_LINE_BYTES)
@@ -144,6 +152,7 @@ class GuardedRequestHandler(web.RequestHandler):
         self._header_timeout = header_timeout
         self._max_header_bytes = max_header_bytes
         self._on_oversized = on_oversized
+        self._admit = admit
         #: Bytes of the current request's header block seen so far; None once its end was seen.
         self._header_bytes: int | None = 0
         #: The last bytes of the previous chunk (a header end may straddle two chunks).
@@ -157,6 +166,12 @@ class GuardedRequestHandler(web.RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self._admit is not None and not self._admit(transport.get_extra_info("peername")):
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(TOO_MANY_FROM_CLIENT)  # refused before anything is parsed
+            self._header_bytes = None
+            self.force_close()
+            return
         self.keep_alive(True)  # a new connection is under the header timeout, not aiohttp's keep-alive timer
         self._arm_header_timer()
 
@@ -287,14 +302,29 @@ class RefusedConnection(asyncio.Protocol):
         transport.close()
 
 
+def client_of(peername: Any) -> str:
+    """The client address a connection counts against (its IP address; the whole peername when it has none)."""
+    if isinstance(peername, tuple) and peername:
+        return str(peername[0])
+    return str(peername)
+
+
 class ConnectionGuard:
-    """The protocol factory of the listening socket: counts open connections and refuses past ``cap``."""
+    """The protocol factory of the listening socket: counts open connections and refuses past ``cap``, and past
+    ``per_client`` connections from one address."""
 
     def __init__(self, server: web.Server, settings: ServerSettings, cap: int) -> None:
         self.server = server
         self.settings = settings
         self.cap = cap
+        self.per_client = min(settings.max_connections_per_client, cap)
         self.open = 0
+        #: Open connections per client address (only addresses with at least one).
+        self.by_client: dict[str, int] = {}
+        self.client_refusals = Trouble(
+            f"refusing new connections from an address that holds {self.per_client} already"
+            " (--max-connections-per-client)"
+        )
         self.refusals = Trouble(
             f"refusing new connections: {cap} are open, the most this server takes (--max-connections)"
         )
@@ -307,20 +337,39 @@ class ConnectionGuard:
             self.refusals.happened()
             return RefusedConnection()
         self.open += 1
+        client: list[str] = []  # the address this connection counts against, once known
+
+        def admit(peername: Any) -> bool:
+            address = client_of(peername)
+            held = self.by_client.get(address, 0)
+            if held >= self.per_client:
+                self.client_refusals.happened(address)
+                return False
+            self.by_client[address] = held + 1
+            client.append(address)
+            return True
+
+        def closed() -> None:
+            self.open -= 1
+            if client:
+                left = self.by_client[client[0]] - 1
+                if left:
+                    self.by_client[client[0]] = left
+                else:
+                    del self.by_client[client[0]]
+
         return GuardedRequestHandler(
             self.server,
             loop=asyncio.get_running_loop(),
             header_timeout=self.settings.header_timeout_seconds,
             max_header_bytes=self.settings.max_header_bytes,
-            on_close=self._closed,
+            on_close=closed,
             on_oversized=self.oversized.happened,
+            admit=admit,
             keepalive_timeout=self.settings.keepalive_timeout_seconds,
             access_log=None,
             auto_decompress=False,  # bodies are inflated off the event loop, up to the size limit (httpio)
         )
-
-    def _closed(self) -> None:
-        self.open -= 1
 
 
 class AcceptErrors:

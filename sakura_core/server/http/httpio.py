@@ -40,6 +40,8 @@ class BodyLimits:
     max_bytes: int
     #: Longest wait between two reads of the body, in seconds.
     read_timeout: float
+    #: Longest time the whole body may take to arrive, in seconds (None: no bound but ``read_timeout``).
+    deadline: float | None = None
     #: Why the limit is what it is, added to the 413 message (e.g. the model's context).
     reason: str = ""
 
@@ -74,23 +76,28 @@ async def read_json(request: web.Request, limits: BodyLimits) -> dict[str, Any]:
 
 async def _read_body(request: web.Request, limits: BodyLimits) -> bytes:
     """The raw body: 413 past ``limits.max_bytes`` (before reading when Content-Length says so), 408 when the
-    client stops sending for ``limits.read_timeout`` seconds, 400 for a malformed chunked body."""
+    client stops sending for ``limits.read_timeout`` seconds or the whole body takes longer than
+    ``limits.deadline``, 400 for a malformed chunked body."""
     limit = limits.max_bytes
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit, limits.reason)
+    loop = asyncio.get_running_loop()
+    deadline = None if limits.deadline is None else loop.time() + limits.deadline
     chunks: list[bytes] = []
     size = 0
     while True:
+        wait = limits.read_timeout
+        if deadline is not None:
+            wait = min(wait, deadline - loop.time())
         try:
-            async with asyncio.timeout(limits.read_timeout):
+            async with asyncio.timeout(max(wait, 0.0)):
                 chunk = await request.content.readany()
         except TimeoutError:
-            raise APIError(
-                408,
-                f"the request body stopped arriving: nothing came for {limits.read_timeout:g} seconds",
-                code="request_timeout",
-                close_connection=True,
-            ) from None
+            if deadline is not None and loop.time() >= deadline:
+                message = f"the request body did not arrive within {limits.deadline:g} seconds"
+            else:
+                message = f"the request body stopped arriving: nothing came for {limits.read_timeout:g} seconds"
+            raise APIError(408, message, code="request_timeout", close_connection=True) from None
         except (web.RequestPayloadError, HttpProcessingError) as exc:
             raise invalid_request(f"the request body is malformed: {exc}", code="invalid_body") from None
         if not chunk:
