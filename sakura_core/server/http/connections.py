@@ -218,7 +218,8 @@ class GuardedRequestHandler(web.RequestHandler):
     def log_access(self, request: web.BaseRequest, response: web.StreamResponse, time: float | None) -> None:
         super().log_access(request, response, time)
         self._between_requests = True  # answered: aiohttp's keep-alive timer takes over
-        self._header_bytes, self._header_tail = 0, b""  # the next request's header block is counted afresh
+        if response.keep_alive is not False:  # the next request's header block is counted afresh
+            self._header_bytes, self._header_tail = 0, b""
         if response.status == 408:
             # the client stopped sending its body: close now rather than wait for the rest of it (aiohttp would
             # linger, reading, for up to 10 seconds)
