@@ -22,6 +22,9 @@ from sakura_core.types import Delta, FinishReason, SamplingParams
 #: Texts longer than this many characters are counted by the runner's one counting thread, one at a time, so a flood
 #: of huge prompts cannot take every CPU from decoding, nor make short prompts wait behind them.
 LONG_TEXT_CHARS = 4096
+#: Texts longer than this (longer than a real prompt for any usual context) are counted in a thread of their own,
+#: one at a time: a client that sends huge prompts makes only huge prompts wait.
+HUGE_TEXT_CHARS = 64 * 1024
 #: How long ``wait_closed`` waits for generations' streams to finish closing.
 CLOSE_WAIT_SECONDS = 2.0
 
@@ -32,6 +35,7 @@ class EngineRunner:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._long_counts: ThreadPoolExecutor | None = None
+        self._huge_counts: ThreadPoolExecutor | None = None
         #: Generations running now (from the first request to the engine until its stream is closed).
         self.active = 0
         #: Most generations that ran at once.
@@ -49,7 +53,11 @@ class EngineRunner:
         if inspect.iscoroutinefunction(count_tokens):
             result = await count_tokens(text)
         else:
-            if len(text) > LONG_TEXT_CHARS:
+            if len(text) > HUGE_TEXT_CHARS:
+                if self._huge_counts is None:
+                    self._huge_counts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sakura-count-tokens-huge")
+                result = await asyncio.get_running_loop().run_in_executor(self._huge_counts, count_tokens, text)
+            elif len(text) > LONG_TEXT_CHARS:
                 if self._long_counts is None:
                     self._long_counts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sakura-count-tokens")
                 result = await asyncio.get_running_loop().run_in_executor(self._long_counts, count_tokens, text)
@@ -62,10 +70,11 @@ class EngineRunner:
         return result
 
     def close(self) -> None:
-        """Stop the counting thread (a count in progress finishes)."""
-        if self._long_counts is not None:
-            self._long_counts.shutdown(wait=False, cancel_futures=True)
-            self._long_counts = None
+        """Stop the counting threads (a count in progress finishes)."""
+        for pool in (self._long_counts, self._huge_counts):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        self._long_counts = self._huge_counts = None
 
     async def wait_closed(self) -> None:
         """Wait (up to ``CLOSE_WAIT_SECONDS``) for engine streams still closing."""
