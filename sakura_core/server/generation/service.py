@@ -142,5 +142,5 @@ class GenerationService:
         finally:
             ticket.release()
             if record.outcome in ("queued", "running"):
-                record.outcome = "cancelled"
+                record.outcome = "shutting_down" if ticket.ended_by_server else "cancelled"
             self.metrics.finish(record)

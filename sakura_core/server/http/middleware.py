@@ -52,9 +52,27 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
             status = CLIENT_CLOSED if status == 200 else status
         elif status == CLIENT_CLOSED and ENDED_BY_SERVER in request and request.get(STREAMED):
             status = 200  # the stream was answered; the server ended it (the log line says why)
-        request.app[STATE].metrics.count_request(route_name(request), status)
+        metrics = request.app[STATE].metrics
+        metrics.count_request(route_name(request), status)
+        metrics.count_result(route_name(request), *request_result(request, status, record))
         if request.method != "OPTIONS" or logger.isEnabledFor(logging.DEBUG):
             logger.info("%s", describe_request(request, status, time.perf_counter() - started, record))
+
+
+def request_result(request: web.Request, status: int, record: GenerationRecord | None) -> tuple[str, str]:
+    """How a request ended, for the metrics: ``finished``, ``cancelled``, ``failed`` or ``refused``, and why."""
+    ended = request.get(ENDED_BY_SERVER)
+    if ended is not None:
+        return "cancelled", "send_timeout" if ended.startswith("send timeout") else "shutting_down"
+    if status == CLIENT_CLOSED:
+        return "cancelled", "client_closed"
+    if status < 400:
+        if record is not None and record.outcome == "error":
+            return "failed", "engine_error"
+        return "finished", record.outcome if record is not None else "ok"
+    if status < 500 or status == 503:
+        return "refused", str(status)
+    return "failed", str(status)
 
 
 def describe_request(request: web.Request, status: int, seconds: float, record: GenerationRecord | None) -> str:
