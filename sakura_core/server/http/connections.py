@@ -45,6 +45,8 @@ LISTEN_BACKLOG = 128
 TROUBLE_LOG_SECONDS = 10.0
 #: The message asyncio gives its exception handler when accept() fails for lack of file descriptors or memory.
 ACCEPT_FAILED = "socket.accept() out of system resource"
+#: The ``Server`` header of every answer: the software, not its libraries' versions.
+SERVER_NAME = "sakura"
 #: Longest client text quoted in a protocol error.
 QUOTED_CHARS = 120
 #: aiohttp's own parser limits, set here rather than left to its defaults: the request line and each header field
@@ -248,6 +250,7 @@ class GuardedRequestHandler(web.RequestHandler):
         else:
             logger.info("%s from %s", escape_for_log(error.message), request.remote)
         response = web.Response(status=error.status, body=to_json(error.body()), content_type="application/json")
+        response.headers["Server"] = SERVER_NAME
         response.force_close()
         return response
 

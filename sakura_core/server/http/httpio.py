@@ -85,9 +85,30 @@ async def read_json(request: web.Request, limits: BodyLimits) -> dict[str, Any]:
     return await read_body_as(request, limits, lambda data: data)
 
 
+#: Content types a browser page may POST to another origin without a CORS preflight (a "simple" request).
+SIMPLE_CONTENT_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""})
+
+
+def refuse_simple_cross_origin(request: web.Request) -> None:
+    """415 for a body a browser page sent with a content type that needs no preflight: a foreign page could make
+    a server on loopback (no key) generate for it. Only requests with an ``Origin`` (browsers) are refused; other
+    clients may send JSON as text/plain, as some proxies do."""
+    if "Origin" not in request.headers:
+        return
+    content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if content_type in SIMPLE_CONTENT_TYPES:
+        raise APIError(
+            415,
+            f"a browser request must send its JSON body as application/json, not {content_type or 'no type'!r}",
+            code="unsupported_media_type",
+        )
+
+
 async def read_body_as(request: web.Request, limits: BodyLimits, build: Callable[[dict[str, Any]], T]) -> T:
     """``build`` of the body's JSON object (``read_json``'s rules). A body over ``INLINE_PARSE_BYTES`` is parsed,
-    built and its parsed JSON freed off the event loop: a body of 700,000 tiny values costs the loop nothing."""
+    built and its parsed JSON freed off the event loop: a body of 700,000 tiny values costs the loop nothing.
+    A browser's body in a content type that skips the CORS preflight is refused (``refuse_simple_cross_origin``)."""
+    refuse_simple_cross_origin(request)
     raw = await _inflated_body(request, limits)
     if len(raw) <= INLINE_PARSE_BYTES:
         return build(parse_json_object(raw))

@@ -11,8 +11,9 @@ from aiohttp import web
 
 from sakura_core.server.generation.metrics import GenerationRecord
 from sakura_core.server.http import cors
-from sakura_core.server.http.connections import GuardedRequestHandler
+from sakura_core.server.http.connections import SERVER_NAME, GuardedRequestHandler
 from sakura_core.server.http.errors import APIError, server_error
+from sakura_core.server.http.expect import unmet_expectation
 from sakura_core.server.http.httpio import error_response
 from sakura_core.server.http.logtext import escape_for_log
 from sakura_core.server.keys import ENDED_BY_SERVER, PUBLIC_PATHS, RECORD, STATE, STREAMED
@@ -132,6 +133,15 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIErr
 
 
 @web.middleware
+async def refuse_unmet_expectation(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """417 for an ``Expect`` value other than ``100-continue``, in the JSON error shape."""
+    error = unmet_expectation(request)
+    if error is not None:
+        raise error
+    return await handler(request)
+
+
+@web.middleware
 async def cors_preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
     """``OPTIONS`` on any path is a CORS preflight, answered without auth."""
     if request.method == "OPTIONS":
@@ -157,9 +167,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: every response, streams and errors included, carries the CORS headers."""
+    """``on_response_prepare``: every response, streams and errors included, carries the CORS headers, and a
+    ``Server`` header that names no library version."""
+    response.headers["Server"] = SERVER_NAME
     for name, value in cors.response_headers(request.headers, request.app[STATE].settings.cors_origins).items():
         response.headers.setdefault(name, value)
 
 
-MIDDLEWARES = (access_log, error_bodies, cors_preflight, authenticate)
+MIDDLEWARES = (access_log, error_bodies, refuse_unmet_expectation, cors_preflight, authenticate)
