@@ -241,6 +241,12 @@ def cli() -> None:
     help="Seconds a whole request body may take to arrive, however steadily it comes (408 past it).",
 )
 @click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    help="Seconds a generation may make no progress before /health answers 503 (the engine is wedged); 0: off.",
+)
+@click.option(
     "--keepalive-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=30.0,
@@ -349,6 +355,7 @@ def _server_settings(params: dict[str, Any]) -> Any:
         body_deadline_seconds=params["body_deadline"],
         keepalive_timeout_seconds=params["keepalive_timeout"],
         send_timeout_seconds=params["send_timeout"],
+        stall_timeout_seconds=params["stall_timeout"],
         cors_origins=parse_cors_origins(params["cors_origins"]),
         shutdown_grace_seconds=params["shutdown_grace"],
         self_check=params["self_check"],

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -45,7 +47,35 @@ class EngineRunner:
         #: Engine streams being closed (held so that a close outlives a cancelled caller).
         self._closing: set[asyncio.Future[None]] = set()
         #: Why the engine cannot serve, as its last health check said (None: it can, or it reports no health).
-        self.problem: str | None = None
+        self.health_problem: str | None = None
+        #: Why the watchdog thinks the engine is wedged (None: every generation is making progress).
+        self.stall_problem: str | None = None
+        #: When each running generation last made progress (its request, then each piece), by generation number.
+        self._progress: dict[int, float] = {}
+        self._numbers = itertools.count()
+
+    @property
+    def problem(self) -> str | None:
+        """Why the engine cannot serve now: its health check's word, else the watchdog's (None: it can)."""
+        return self.health_problem or self.stall_problem
+
+    def stalled_for(self) -> float:
+        """Seconds the longest-silent running generation has gone without progress (0 when none runs)."""
+        if not self._progress:
+            return 0.0
+        return time.monotonic() - min(self._progress.values())
+
+    def check_progress(self, stall_seconds: float) -> str | None:
+        """The watchdog: a generation with no progress for ``stall_seconds`` makes the engine count as down until
+        it ends or moves again. Returns (and remembers) the reason, or None."""
+        silent = self.stalled_for()
+        if silent >= stall_seconds:
+            self.stall_problem = (
+                f"a generation has made no progress for {silent:.0f} s (the {self.engine.name} engine may be wedged)"
+            )
+        else:
+            self.stall_problem = None
+        return self.stall_problem
 
     async def count_tokens(self, text: str) -> int:
         """The engine's token count of ``text``, never computed on the event loop by a blocking count."""
@@ -98,7 +128,7 @@ class EngineRunner:
             problem = f"the {self.engine.name} engine's health check did not answer within {within:g} s"
         except Exception as exc:
             problem = f"the {self.engine.name} engine's health check failed: {type(exc).__name__}: {exc}"
-        self.problem = problem
+        self.health_problem = problem
         return problem
 
     @property
@@ -124,8 +154,11 @@ class EngineRunner:
         self.active += 1
         self.started += 1
         self.peak_active = max(self.peak_active, self.active)
+        number = next(self._numbers)
+        self._progress[number] = time.monotonic()
         try:
             async for item in engine_stream:
+                self._progress[number] = time.monotonic()
                 if isinstance(item, str):
                     text, engine_finish = item, None
                     produced += 1
@@ -163,6 +196,7 @@ class EngineRunner:
             tail = stops.flush() if stops is not None else ""
             yield Delta(tail, prompt_tokens, produced, "length" if produced >= params.max_tokens else "stop", cached)
         finally:
+            self._progress.pop(number, None)
             await self._close(engine_stream)
 
     async def _close(self, engine_stream: AsyncIterator[object]) -> None:

@@ -46,6 +46,9 @@ class ServerSettings(BaseModel):
     cors_origins: tuple[str, ...] = ()
     #: Seconds in-flight requests may keep running after SIGINT/SIGTERM before they are cancelled.
     shutdown_grace_seconds: float = Field(10.0, ge=0)
+    #: Seconds a running generation may go without progress before the engine counts as wedged (``/health`` 503
+    #: with the reason, new requests refused); 0 turns the watchdog off.
+    stall_timeout_seconds: float = Field(300.0, ge=0)
     #: Seconds of silence after which a waiting SSE stream gets a ``: ping`` comment (queue, prefill, slow tokens).
     sse_ping_seconds: float = Field(10.0, gt=0)
     #: Run the やる気マンゴスキン self-check after loading.
