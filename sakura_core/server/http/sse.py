@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from types import TracebackType
 
@@ -14,6 +15,10 @@ from sakura_core.server.http.errors import APIError
 from sakura_core.server.http.httpio import to_json
 
 PING = b": ping\n\n"
+#: The kernel send buffer of a streaming connection, in bytes: token events are small, so this is ample for any
+#: client that reads, and a client that stops reading fills it (and with it the send timeout's clock) in seconds
+#: rather than after the megabytes an auto-tuned buffer would take.
+STREAM_SEND_BUFFER = 64 * 1024
 DONE = b"data: [DONE]\n\n"
 
 
@@ -48,6 +53,11 @@ class EventStream:
         self._pinger: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> EventStream:
+        transport = self.request.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
         await self.response.prepare(self.request)
         self._last_write = time.monotonic()
         self._pinger = asyncio.get_running_loop().create_task(self._ping_while_silent())
