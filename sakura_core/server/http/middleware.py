@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from sakura_core.server.generation.metrics import GenerationRecord
+from sakura_core.server.generation.state import Phase
 from sakura_core.server.http import cors
 from sakura_core.server.http.connections import SERVER_NAME, GuardedRequestHandler
 from sakura_core.server.http.errors import APIError, server_error
@@ -24,6 +25,8 @@ error_logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Status logged for a request whose client went away before the answer.
 CLIENT_CLOSED = 499
+#: Why the server ended a request itself at shutdown (logged with the request).
+SHUTTING_DOWN = "shutting down"
 
 
 def route_name(request: web.Request) -> str:
@@ -46,6 +49,10 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         return response
     except asyncio.CancelledError:
         status = CLIENT_CLOSED
+        if request.app[STATE].phase is Phase.STOPPING and ENDED_BY_SERVER not in request:
+            # the shutdown closed it (a body still arriving, an answer not yet written), not the client
+            request[ENDED_BY_SERVER] = SHUTTING_DOWN
+            status = 503
         raise
     finally:
         record = request.get(RECORD)
