@@ -8,7 +8,14 @@ same threads and slots, and take the same streamed ``/v1/chat/completions`` requ
   a different text each time (only the system prompt repeats);
 - ``prefix``: as LunaTranslator and GalTransl send them: the same system prompt and glossary, the previous lines
   as context, then the new lines: about 1,470 prompt tokens, of which about 600 (prompt and glossary) repeat from
-  the client's previous request; each client works through its own part of the same book.
+  the client's previous request; each client works through its own part of the same book;
+- ``F``: books.fishhawk.top's worker: the system prompt, the previous segment's translation as an assistant turn,
+  then a segment of about 500 characters (only the system prompt repeats);
+- ``M``: a shared server (a sakura-share node, a team's box): every client translates its own book with its own
+  glossary (about 600 tokens), the previous lines as context, then the new lines: with more clients than slots,
+  a client's glossary has left its slot by the time its next request comes;
+- ``S``: ``sakura translate`` starting every slot at once on one glossary: the clients start together, each
+  with its own segment after the same system prompt and glossary.
 
 For each shape and client count (1, 4, 8 on 4 slots), each client sends ``--requests`` requests one after another;
 a run's tokens/s is all completion tokens over the run's wall time, its TTFT the median over its requests (from
@@ -20,6 +27,11 @@ through the rounds, so their prompt caches are warm as in real use; one shape's 
 Build llama-server first (see docs/benchmarks/llamacpp.md) and pass its path:
 
     python benchmarks/llamacpp_vs_llama_server.py --llama-server .cache/llama-server-build/bin/llama-server
+
+or compare sakura with itself under other options (the peer is then sakura with ``--baseline-args``), e.g. its
+prompt cache as it was before it spanned slots and host memory:
+
+    python benchmarks/llamacpp_vs_llama_server.py --baseline-args "--no-kv-unified --cache-ram 0"
 """
 
 from __future__ import annotations
@@ -67,6 +79,15 @@ SENTENCES = (
     "やる気マンゴスキン。",
     "王都の城壁は高く、その向こうには果てしない森が広がっている。",
 )
+# what the previous segment's translation looks like in ``F``'s assistant turn
+TRANSLATIONS = (
+    "她一边眺望着窗外，一边轻轻地叹了口气。",
+    "魔法学园的入学典礼，在樱花花瓣飞舞的春日举行。",
+    "我的名字是佐藤悠人，一个随处可见的普通高中生。",
+    "「早上好，前辈。今天天气也很好呢」",
+    "我被雨声吵醒了。看了看时钟，才早上五点。",
+    "推开教室的门，一个陌生的少女正坐在我的座位上。",
+)
 GLOSSARY_TERMS = (
     ("先輩", "前辈"),
     ("佐藤悠人", "佐藤悠人"),
@@ -110,13 +131,15 @@ def text_of(tokens: PromptTokens, seed: int, target: int, prefix: str = "") -> s
         text = candidate
 
 
-def glossary(tokens: PromptTokens, target: int) -> str:
-    """A GalTransl-style glossary that makes system prompt + glossary about ``target`` tokens."""
+def glossary(tokens: PromptTokens, target: int, book: int = 0) -> str:
+    """A GalTransl-style glossary that makes system prompt + glossary about ``target`` tokens; each ``book`` has
+    its own terms."""
     lines = ["根据以下术语表（可以为空）："]
     index = 0
     while tokens.count(chatml([{"role": "system", "content": SYSTEM}]) + "\n".join(lines)) < target:
-        source, target_text = GLOSSARY_TERMS[index % len(GLOSSARY_TERMS)]
-        lines.append(f"{source}{index}->{target_text}{index} #第{index}号术语")
+        source, target_text = GLOSSARY_TERMS[(index + book) % len(GLOSSARY_TERMS)]
+        number = f"{book}-{index}" if book else f"{index}"
+        lines.append(f"{source}{number}->{target_text}{number} #第{number}号术语")
         index += 1
     return "\n".join(lines) + "\n"
 
@@ -130,7 +153,8 @@ class Workload:
     prefix_total_tokens: int = 1470
     prefix_repeat_tokens: int = 600
     context_lines: int = 8
-    _glossary: str = ""
+    segment_characters: int = 500
+    _glossaries: dict[int, str] = field(default_factory=dict)
     _lines: dict[int, str] = field(default_factory=dict)
 
     def plain(self, key: int) -> list[dict[str, str]]:
@@ -144,13 +168,16 @@ class Workload:
             self._lines[index] = text_of(self.tokens, 1_000_000 + index, 40)
         return self._lines[index]
 
-    def prefix(self, client: int, step: int) -> list[dict[str, str]]:
-        """Client ``client``'s ``step``-th request: glossary, the previous lines, the new lines."""
-        if not self._glossary:
-            self._glossary = glossary(self.tokens, self.prefix_repeat_tokens)
+    def _glossary(self, book: int) -> str:
+        if book not in self._glossaries:
+            self._glossaries[book] = glossary(self.tokens, self.prefix_repeat_tokens, book)
+        return self._glossaries[book]
+
+    def prefix(self, client: int, step: int, book: int = 0) -> list[dict[str, str]]:
+        """Client ``client``'s ``step``-th request: ``book``'s glossary, the previous lines, the new lines."""
         base = 100_000 * (client + 1) + step * 4
         context = "\n".join(self._line(base - i) for i in range(self.context_lines, 0, -1))
-        head = f"{self._glossary}上文：\n{context}\n将下面的日文文本根据对应关系和备注翻译成中文："
+        head = f"{self._glossary(book)}上文：\n{context}\n将下面的日文文本根据对应关系和备注翻译成中文："
         user = head
         line = 0
         while True:
@@ -161,6 +188,38 @@ class Workload:
             user = candidate + "\n"
             line += 1
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user.rstrip("\n")}]
+
+    def own_book(self, client: int, step: int) -> list[dict[str, str]]:
+        """``M``: as ``prefix``, every client with its own book and glossary."""
+        return self.prefix(client, step, book=client + 1)
+
+    def segment(self, seed: int) -> str:
+        """About ``segment_characters`` characters of text."""
+        rng = random.Random(seed)
+        text = ""
+        while len(text) < self.segment_characters:
+            text += rng.choice(SENTENCES)
+        return text
+
+    def fishhawk(self, client: int, step: int) -> list[dict[str, str]]:
+        """``F``: system, the previous segment's translation as the assistant's turn, the next segment."""
+        seed = 10_000 * (client + 1) + step
+        rng = random.Random(seed)
+        previous = "".join(rng.choice(TRANSLATIONS) for _ in range(8))
+        return [
+            {"role": "system", "content": SYSTEM},
+            {"role": "assistant", "content": previous},
+            {"role": "user", "content": "将下面的日文文本翻译成中文：" + self.segment(seed)},
+        ]
+
+    def start_together(self, client: int, step: int) -> list[dict[str, str]]:
+        """``S``: one glossary for every client, a new one for every run (a new job: no slot holds it yet), then
+        the client's own segment."""
+        head = f"{self._glossary(1000 + step // 100)}将下面的日文文本根据对应关系和备注翻译成中文："
+        return [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": head + self.segment(20_000 * (client + 1) + step)},
+        ]
 
 
 @dataclass
@@ -282,7 +341,12 @@ def spread(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--llama-server", type=Path, required=True, help="path of the llama-server binary")
+    peer = parser.add_mutually_exclusive_group(required=True)
+    peer.add_argument("--llama-server", type=Path, help="path of the llama-server binary")
+    peer.add_argument(
+        "--baseline-args",
+        help="compare with sakura itself started with these further `sakura run` options (space-separated)",
+    )
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--file-type", default="f32", choices=["f32", "f16", "q8_0"])
@@ -290,7 +354,7 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--n-ctx", type=int, default=2048, help="context per slot")
     parser.add_argument("--clients", default="1,4,8")
-    parser.add_argument("--shapes", default="plain,prefix")
+    parser.add_argument("--shapes", default="plain,prefix,F,M,S")
     parser.add_argument("--requests", type=int, default=2, help="requests per client and run")
     parser.add_argument("--tokens", type=int, default=64, help="max_tokens of every request")
     parser.add_argument("--rounds", type=int, default=4)
@@ -317,7 +381,12 @@ def main() -> None:
     sakura_port, peer_port = free_port(), free_port()
     sakura_args = ["-np", str(args.slots), "--n-ctx", str(args.n_ctx), "-t", str(args.threads)]
     sakura_args += args.sakura_args.split()
-    peer_cmd = llama_server_command(args.llama_server, model, peer_port, args.slots, args.n_ctx, args.threads)
+    if args.llama_server:
+        peer_name = "llama-server"
+        peer_cmd = llama_server_command(args.llama_server, model, peer_port, args.slots, args.n_ctx, args.threads)
+    else:
+        peer_name = "baseline"
+        peer_cmd = sakura_command(model, peer_port, *sakura_args, *args.baseline_args.split())
 
     def requests_for(shape: str, round_index: int, count: int) -> Callable[[int, int], list[dict[str, str]]]:
         """Both servers get the same requests in a round, and none twice: plain texts never repeat, and each
@@ -325,24 +394,26 @@ def main() -> None:
         base = round_index * 1000 + count * 100
         if shape == "plain":
             return lambda client, step: work.plain(100 * base + 10 * client + step)
-        return lambda client, step: work.prefix(client, base + step)
+        by_shape = {"prefix": work.prefix, "F": work.fishhawk, "M": work.own_book, "S": work.start_together}
+        make = by_shape[shape]
+        return lambda client, step: make(client, base + step)
 
     results: dict[tuple[str, int], dict[str, list[Run]]] = {}
     with (
         serving(sakura_command(model, sakura_port, *sakura_args), "sakura", sakura_port, env) as sakura,
-        serving(peer_cmd, "llama-server", peer_port, env) as peer,
+        serving(peer_cmd, peer_name, peer_port, env) as peer,
     ):
-        servers: dict[str, ServerProcess] = {"sakura": sakura, "llama-server": peer}
+        servers: dict[str, ServerProcess] = {"sakura": sakura, peer_name: peer}
         for server in servers.values():  # warm-up: first decodes, page cache, prompt caches
             run_clients(server, lambda c, s: work.plain(-1 - c), 1, 1, 8)
         print(f"machine: {describe_machine()}; load before: {os.getloadavg()[0]:.2f}")
         loads = []
         # one shape after the other, as one kind of client would use a server: mixing them would measure how
-        # well each server keeps one shape's prefix while serving the other (llama-server's host-memory prompt
-        # cache, --cache-ram, restores it; sakura keeps one prefix per slot)
+        # well each server keeps one shape's prefix while serving the other (both restore it from their
+        # host-memory prompt caches, --cache-ram)
         for shape in shapes:
             for round_index in range(args.rounds):
-                order = ["sakura", "llama-server"] if round_index % 2 == 0 else ["llama-server", "sakura"]
+                order = ["sakura", peer_name] if round_index % 2 == 0 else [peer_name, "sakura"]
                 for count in clients:
                     make = requests_for(shape, round_index, count)
                     for name in order:
@@ -360,24 +431,27 @@ def main() -> None:
 
     print()
     print(
-        f"sakura's llamacpp engine vs llama-server, {model.name} ({model.stat().st_size / 1e6:.0f} MB), "
+        f"sakura's llamacpp engine vs {peer_name}, {model.name} ({model.stat().st_size / 1e6:.0f} MB), "
         f"{args.threads} threads, {args.slots} slots, {args.tokens} tokens per request, "
         f"{args.requests} requests per client, {args.rounds} rounds, OMP_WAIT_POLICY "
         f"{args.omp_wait_policy or 'unset'}"
     )
-    print(f"llama-server: {version_of(args.llama_server)}; llama-cpp-python: {llama_cpp_python_version()}")
+    if args.llama_server:
+        print(f"llama-server: {version_of(args.llama_server)}; llama-cpp-python: {llama_cpp_python_version()}")
+    else:
+        print(f"baseline: sakura with {args.baseline_args}; llama-cpp-python: {llama_cpp_python_version()}")
     print(
         f"load average during the runs: median {statistics.median(loads):.1f}, range "
         f"{min(loads):.1f}–{max(loads):.1f}; peak RSS MB: {memory}"
     )
     print(
-        "| shape | clients | sakura tok/s | llama-server tok/s | tok/s ratio | sakura TTFT s | llama-server TTFT s |"
-        " TTFT ratio | CPU per token ratio | prompt tokens | cached (sakura / llama-server) |"
+        f"| shape | clients | sakura tok/s | {peer_name} tok/s | tok/s ratio | sakura TTFT s | {peer_name} TTFT s |"
+        f" TTFT ratio | CPU per token ratio | prompt tokens | decoded per request (sakura / {peer_name}) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     figures = []
     for (shape, count), runs in results.items():
-        ours, theirs = runs["sakura"], runs["llama-server"]
+        ours, theirs = runs["sakura"], runs[peer_name]
         speed = [a.tokens_per_s / b.tokens_per_s for a, b in zip(ours, theirs, strict=True)]
         ttft = [a.ttft / b.ttft for a, b in zip(ours, theirs, strict=True)]
         cpu = [a.cpu_ms_per_token / b.cpu_ms_per_token for a, b in zip(ours, theirs, strict=True)]
@@ -385,12 +459,17 @@ def main() -> None:
         peer_prompt = statistics.median(r.prompt_tokens for run in theirs for r in run.replies)
         cached = statistics.median((r.cached_tokens or 0) for run in ours for r in run.replies)
         peer_cached = statistics.median((r.cached_tokens or 0) for run in theirs for r in run.replies)
+        # the prompt tokens each server actually decoded (the rest came from its cache)
+        decoded = statistics.median(r.prompt_tokens - (r.cached_tokens or 0) for run in ours for r in run.replies)
+        peer_decoded = statistics.median(
+            r.prompt_tokens - (r.cached_tokens or 0) for run in theirs for r in run.replies
+        )
         prompt_text = f"{prompt:.0f}" if prompt == peer_prompt else f"{prompt:.0f} / {peer_prompt:.0f}"
         print(
             f"| {shape} | {count} | {statistics.median(r.tokens_per_s for r in ours):.1f} | "
             f"{statistics.median(r.tokens_per_s for r in theirs):.1f} | {spread(speed)} | "
             f"{statistics.median(r.ttft for r in ours):.2f} | {statistics.median(r.ttft for r in theirs):.2f} | "
-            f"{spread(ttft)} | {spread(cpu)} | {prompt_text} | {cached:.0f} / {peer_cached:.0f} |"
+            f"{spread(ttft)} | {spread(cpu)} | {prompt_text} | {decoded:.0f} / {peer_decoded:.0f} |"
         )
         figures.append(
             {
@@ -400,11 +479,13 @@ def main() -> None:
                 "ttft_ratio": ttft,
                 "cpu_per_token_ratio": cpu,
                 "sakura_tokens_per_s": [r.tokens_per_s for r in ours],
-                "llama_server_tokens_per_s": [r.tokens_per_s for r in theirs],
+                "peer": peer_name,
+                "peer_tokens_per_s": [r.tokens_per_s for r in theirs],
                 "sakura_ttft": [r.ttft for r in ours],
-                "llama_server_ttft": [r.ttft for r in theirs],
+                "peer_ttft": [r.ttft for r in theirs],
                 "prompt_tokens": [prompt, peer_prompt],
                 "cached_tokens": [cached, peer_cached],
+                "decoded_prompt_tokens": [decoded, peer_decoded],
             }
         )
     if args.json:

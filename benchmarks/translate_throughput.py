@@ -14,7 +14,8 @@ four raw clients (aiohttp) pulling requests from one queue and sending them to `
 
 The figure is generated tokens per second, translate / baseline, per group of rounds (the order rotates); the
 median and the range are printed. The model's weights are random, so every answer runs to ``--max-tokens`` and
-translate retries it as degenerate and for its line count: about six generations a chunk. llama.cpp's threads wait
+translate retries it as degenerate (three tries), then splits the chunk into its two lines and tries each three
+times before keeping it flagged: about nine generations a chunk. llama.cpp's threads wait
 passively (``OMP_WAIT_POLICY=passive``) unless the environment says otherwise: spinning threads collapse on a
 shared machine.
 
@@ -97,7 +98,9 @@ class Request:
 def same_requests(chunks: list[str], translations: list[str], generations: int) -> list[Request]:
     """What ``sakura translate`` sent: each chunk with a previous translation as context, its retry penalties."""
     per_chunk = round(generations / len(chunks))
-    penalties = [*(0.0, *DEGENERATION_RETRY_PENALTIES), *(0.05, *DEGENERATION_RETRY_PENALTIES)][:per_chunk]
+    # each try of the cascade (the chunk, then its halves) is one degeneration series: 0, then the retry penalties
+    series = (0.0, *DEGENERATION_RETRY_PENALTIES)
+    penalties = [series[index % len(series)] for index in range(per_chunk)]
     return [
         Request(text, translations[(index - 1) % len(translations)] if index else None, penalty)
         for index, text in enumerate(chunks)

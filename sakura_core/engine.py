@@ -9,12 +9,12 @@ the event loop, and polling the engine's health.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from sakura_core.types import Delta, ModelInfo, SamplingParams, SlotCache
+from sakura_core.types import Delta, EngineMetric, ModelInfo, SamplingParams, SlotCache
 
 
 class EngineError(RuntimeError):
@@ -146,6 +146,12 @@ class Engine(abc.ABC):
         report ``Delta.cached_tokens``. Called from the event loop: it must be quick and must not block.
         """
         return None
+
+    def metrics(self) -> Sequence[EngineMetric]:
+        """Figures only the engine knows, for ``/metrics`` (as ``sakura_engine_<name>``): a prompt cache's hits
+        and memory, say. Optional; default none. Called from the event loop: it must be quick and must not block.
+        """
+        return ()
 
     async def close(self) -> None:  # noqa: B027 - optional to override
         """Release the model and every resource. Called once, at shutdown."""

@@ -77,6 +77,16 @@ class SlotCache:
     prompt_tokens_cached: int  # of its current (or last) generation's prompt, the tokens taken from the cache
 
 
+@dataclass(frozen=True, slots=True)
+class EngineMetric:
+    """One figure only the engine knows (a prompt cache's hits, its memory), shown in ``/metrics``."""
+
+    name: str  # lower_snake_case, shown as ``sakura_engine_<name>``; a counter's name ends in ``_total``
+    kind: Literal["counter", "gauge"]
+    help: str
+    value: float
+
+
 class ModelInfo(BaseModel):
     """Who the loaded model is. Engines fill this in from ``load``."""
 

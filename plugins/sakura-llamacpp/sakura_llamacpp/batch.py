@@ -8,9 +8,14 @@ loop and step, so the event loop never waits on llama.cpp.
 Prompt cache: a slot whose request ended keeps its KV cells and the list of tokens they hold. A new request goes to
 the free slot whose tokens share the longest prefix with its prompt (when that prefix is a large enough part of the
 prompt; else to a slot next to the busy ones, the least recently used of those), whose cells from the first
-difference on are dropped; only the rest of the prompt is decoded. The token list is extended only after a
-successful ``llama_decode``, so it never claims cells that were not written: a cancelled request leaves exactly the
-prefix it decoded, a failed step leaves nothing.
+difference on are dropped (saved first to the host-memory cache, ``host_cache.py``, unless another slot or a saved
+state holds them). Before each step, a slot reading its prompt takes the longest further prefix that any other
+slot's cells hold, busy or idle: with the unified KV cache ``llama_memory_seq_cp`` makes those cells its own too,
+without decoding or copying them. A saved state that shares more than every slot is restored into the slot instead.
+A prompt that an earlier one is still reading waits for it (a step at a time) instead of decoding the same tokens.
+Only the rest of the prompt is decoded. The token list is extended only after a successful ``llama_decode``, so it
+never claims cells that were not written: a cancelled request leaves exactly the prefix it decoded, a failed step
+leaves nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import statistics
 import threading
 import time
 import weakref
@@ -28,13 +34,27 @@ from typing import Any
 
 from sakura_core.engine import EngineError
 from sakura_core.types import Delta, FinishReason, SamplingParams, SlotCache
+from sakura_llamacpp.cache_stats import PromptCacheStats
+from sakura_llamacpp.host_cache import HostPromptCache
 from sakura_llamacpp.native import Tokenizer
+from sakura_llamacpp.prefix import common_prefix_length
 from sakura_llamacpp.sampling import build_sampler, has_penalties
+from sakura_llamacpp.slot import Slot, SlotState
 from sakura_llamacpp.text_stream import TextStream
 
 logger = logging.getLogger(__name__)
 
 _RELEASED = object()  # marker: the worker has freed the sequence
+
+#: Fewest tokens worth saving to the host cache, and the fewest more than the slots hold worth restoring from it
+#: (a restore copies the whole saved state; a few tokens decode as fast).
+HOST_CACHE_MIN_TOKENS = 32
+#: A prompt waits a step for an earlier one that is reading the same prefix (then takes its cells) when it would
+#: otherwise decode at least this many of the same tokens itself.
+WAIT_FOR_SHARED_TOKENS = 32
+#: With a KV region per sequence, sharing copies a whole region (still far cheaper than decoding): fewer tokens are
+#: decoded instead.
+MIN_SHARED_TOKENS = 32
 
 
 @dataclass(eq=False)
@@ -49,34 +69,9 @@ class SequenceRequest:
     cancelled: bool = False
 
 
-def common_prefix_length(a: list[int], b: list[int]) -> int:
-    """How many leading tokens ``a`` and ``b`` share."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n  # not reached
-
-
 def id_runs(ids: set[int]) -> int:
     """How many runs of consecutive numbers ``ids`` make ({0, 1, 3}: 2)."""
     return sum(1 for i in ids if i - 1 not in ids)
-
-
-@dataclass(eq=False)
-class _Slot:
-    seq_id: int
-    request: SequenceRequest | None = None
-    sampler: Any = None
-    text: TextStream | None = None
-    order: int = -1  # admission order of its latest request: prompt chunks go first-come, and the LRU slot is reused
-    cells: list[int] = field(default_factory=list)  # the tokens whose KV cells the sequence holds, by position
-    n_fed: int = 0  # prompt tokens already put in a batch (or taken from the cache)
-    n_cached: int = 0  # prompt tokens of the current request that came from the cache
-    last_token: int = -1  # the sampled token to feed next (valid once the prompt is in)
-    generated: int = 0
 
 
 class _Mailbox:
@@ -172,6 +167,9 @@ class BatchDecoder:
         n_batch: int,
         repeat_last_n: int,
         cache_prompt: bool = True,
+        share_slots: bool = True,
+        unified_kv: bool = False,
+        host_cache: HostPromptCache | None = None,
         slot_prompt_similarity: float = 0.1,
         handoff_seconds: float = 0.0,
     ) -> None:
@@ -183,9 +181,14 @@ class BatchDecoder:
         self._n_batch = n_batch
         self._repeat_last_n = repeat_last_n
         self._cache_prompt = cache_prompt
+        self._share_slots = cache_prompt and share_slots
+        # one KV cache for all sequences: sharing cells costs nothing; else a region per sequence, copied whole
+        self._unified_kv = unified_kv
+        self._copy_pending = False  # a copy between regions waits for the next llama_decode
+        self._host_cache = host_cache if cache_prompt else None
         self._similarity = slot_prompt_similarity
         self._handoff_seconds = handoff_seconds
-        self._slots = [_Slot(seq_id) for seq_id in range(n_parallel)]
+        self._slots = [Slot(seq_id) for seq_id in range(n_parallel)]
         self._pending: collections.deque[SequenceRequest] = collections.deque()
         self._held = 0  # requests pending or in a slot, not yet released
         self._cond = threading.Condition()
@@ -197,6 +200,10 @@ class BatchDecoder:
         #: decode steps run and the sequences they carried (for benchmarks and metrics)
         self.decode_steps = 0
         self.decoded_sequences = 0
+        # where prompt tokens came from, and how long the decode thread spent on host-cache transfers
+        self._tokens_decoded = self._tokens_kept = self._tokens_shared = self._tokens_restored = 0
+        self._longest_transfer = 0.0
+        self._step_seconds: collections.deque[float] = collections.deque(maxlen=256)
 
     # -- the asyncio side ------------------------------------------------------------------------------------
 
@@ -215,6 +222,25 @@ class BatchDecoder:
         Read without a lock while the worker runs: each figure is current as of some recent step.
         """
         return [SlotCache(len(slot.cells), slot.n_cached) for slot in self._slots]
+
+    def cache_stats(self) -> PromptCacheStats:
+        """The prompt cache's counters (read without a lock: each current as of some recent step)."""
+        host = self._host_cache
+        steps = list(self._step_seconds)
+        return PromptCacheStats(
+            prompt_tokens_decoded=self._tokens_decoded,
+            prompt_tokens_kept=self._tokens_kept,
+            prompt_tokens_shared=self._tokens_shared,
+            prompt_tokens_restored=self._tokens_restored,
+            host_cache_bytes=host.bytes if host else 0,
+            host_cache_limit_bytes=host.limit_bytes if host else 0,
+            host_cache_entries=len(host) if host else 0,
+            host_cache_saves=host.saves if host else 0,
+            host_cache_hits=host.hits if host else 0,
+            host_cache_evictions=host.evictions if host else 0,
+            longest_transfer_seconds=self._longest_transfer,
+            median_step_seconds=statistics.median(steps) if steps else 0.0,
+        )
 
     def submit(self, request: SequenceRequest) -> None:
         """Queue ``request``; it joins the running batch at the next step with a free slot."""
@@ -242,6 +268,8 @@ class BatchDecoder:
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
             self._batch = None
+        if self._host_cache is not None:
+            self._host_cache.close()
 
     # -- the worker thread -----------------------------------------------------------------------------------
 
@@ -273,8 +301,8 @@ class BatchDecoder:
                 return
             mailbox.wait_handled(number, remaining)
 
-    def _busy_slots(self) -> list[_Slot]:
-        return [slot for slot in self._slots if slot.request is not None]
+    def _busy_slots(self) -> list[Slot]:
+        return [slot for slot in self._slots if slot.busy]
 
     def _next_round(self) -> bool:
         """Wait for work; drop cancelled sequences and admit pending ones. False when the decoder stops."""
@@ -292,15 +320,17 @@ class BatchDecoder:
                     kept.append(request)
             self._pending = kept
         for slot in self._busy_slots():
-            if slot.request is not None and slot.request.cancelled:
+            if slot.cancelled:
                 self._release(slot, keep_cells=True)  # its cells hold exactly the tokens it decoded
-        free = [slot for slot in self._slots if slot.request is None]
+        if self._host_cache is not None:
+            self._host_cache.settle()  # buffers made in the meantime take the place of the spare ones
+        free = [slot for slot in self._slots if not slot.busy]
         with self._cond:
             arrivals = [self._pending.popleft() for _ in range(min(len(free), len(self._pending)))]
         for request in arrivals:  # first come, first served: each takes the free slot that suits it best
             slot = self._choose_slot(free, request.tokens)
             free.remove(slot)
-            slot.request = request
+            slot.start(request, next(self._order))
             try:
                 self._admit(slot)
             except Exception as exc:  # e.g. a sampler llama.cpp refuses: fail this request, serve the others
@@ -308,7 +338,7 @@ class BatchDecoder:
                 self._fail(slot, EngineError(f"llama.cpp could not start the sequence: {exc}"))
         return True
 
-    def _choose_slot(self, free: list[_Slot], tokens: list[int]) -> _Slot:
+    def _choose_slot(self, free: list[Slot], tokens: list[int]) -> Slot:
         """The free slot whose cells share the longest prefix with ``tokens``, if that prefix is more than
         ``slot_prompt_similarity`` of the prompt (as llama-server chooses). Else one that keeps the busy slots'
         ids in as few runs as possible (each run costs llama.cpp a pass over the weights per step), the least
@@ -321,10 +351,10 @@ class BatchDecoder:
                     best, best_shared = slot, shared
             if best_shared > self._similarity * len(tokens):
                 return best
-        busy = {slot.seq_id for slot in self._slots if slot.request is not None}
+        busy = {slot.seq_id for slot in self._slots if slot.busy}
         return min(free, key=lambda slot: (id_runs(busy | {slot.seq_id}), slot.order))
 
-    def _keep_prefix(self, slot: _Slot, keep: int) -> int:
+    def _keep_prefix(self, slot: Slot, keep: int) -> int:
         """Drop the slot's cells from position ``keep`` on; return how many it keeps (0 where llama.cpp cannot
         cut the sequence there, or lost its start, as a sliding-window cache does)."""
         lib, memory = self._lib, self._memory
@@ -336,13 +366,21 @@ class BatchDecoder:
         slot.cells.clear()
         return 0
 
-    def _admit(self, slot: _Slot) -> None:
+    def _admit(self, slot: Slot) -> None:
         request = slot.request
         assert request is not None
         tokens = request.tokens
+        limit = len(tokens) - 1  # the last prompt token is always decoded again: its logits give the first output
         reusable = common_prefix_length(slot.cells, tokens) if self._cache_prompt else 0
-        # the last prompt token is always decoded again: its logits give the first output token
-        slot.n_cached = slot.n_fed = self._keep_prefix(slot, min(reusable, len(tokens) - 1))
+        if reusable < len(slot.cells):
+            self._save_to_host(slot)  # before its cells from the first difference on are dropped
+        kept = self._keep_prefix(slot, min(reusable, limit))
+        restored = self._restore_from_host(slot, tokens, kept)
+        if restored:
+            self._tokens_restored += restored
+        else:
+            self._tokens_kept += kept
+        slot.reuse_cached(restored or kept)
         params = request.params
         last_n = self.n_ctx_per_seq if self._repeat_last_n < 0 else self._repeat_last_n
         slot.sampler = build_sampler(self._lib, params, n_vocab=self._tokenizer.n_vocab, repeat_last_n=last_n)
@@ -350,9 +388,93 @@ class BatchDecoder:
             for token in request.tokens[-last_n:]:
                 self._lib.llama_sampler_accept(slot.sampler, token)
         slot.text = TextStream(params.stop)
-        slot.order = next(self._order)
-        slot.generated = 0
-        slot.last_token = -1
+
+    def _others(self, slot: Slot) -> list[Slot]:
+        return [other for other in self._slots if other is not slot]
+
+    def _save_to_host(self, slot: Slot) -> None:
+        """Save the slot's cells to the host cache unless another slot or a saved state holds them all."""
+        host, cells = self._host_cache, slot.cells
+        if host is None or self._copy_pending or len(cells) < HOST_CACHE_MIN_TOKENS or host.holds(cells):
+            return  # (a pending copy between regions may still be about to write these cells)
+        if any(common_prefix_length(other.cells, cells) == len(cells) for other in self._others(slot)):
+            return
+        started = time.perf_counter()
+        saved = host.save(self._lib, self._context, slot.seq_id, cells)
+        self._note_transfer(started)
+        if saved:
+            logger.debug(
+                "saved slot %d's %d tokens to the host cache (%d MiB in all)", slot.seq_id, len(cells), host.bytes >> 20
+            )
+
+    def _restore_from_host(self, slot: Slot, tokens: list[int], kept: int) -> int:
+        """Restore the saved state that shares the most with ``tokens`` into the slot, when it shares enough more
+        than the slot keeps and than any other slot holds; return the prompt tokens it gives (0: none restored)."""
+        host = self._host_cache
+        if host is None or self._copy_pending:  # a pending copy could overwrite what is restored
+            return 0
+        entry, shared = host.longest(tokens)
+        shared = min(shared, len(tokens) - 1)
+        if entry is None or shared < kept + HOST_CACHE_MIN_TOKENS:
+            return 0
+        if self._share_slots and any(
+            common_prefix_length(other.cells, tokens) + HOST_CACHE_MIN_TOKENS > shared for other in self._others(slot)
+        ):
+            return 0  # another slot's cells give (almost) as much, without a copy
+        started = time.perf_counter()
+        self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+        slot.cells.clear()
+        restored = host.restore(self._lib, self._context, entry, slot.seq_id)
+        self._note_transfer(started)
+        if not restored:
+            self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+            return 0
+        slot.cells.extend(entry.tokens)
+        return self._keep_prefix(slot, shared)
+
+    def _note_transfer(self, started: float) -> None:
+        self._longest_transfer = max(self._longest_transfer, time.perf_counter() - started)
+
+    def _share_or_wait(self, slot: Slot) -> bool:
+        """Take into a slot reading its prompt the longest further prefix of it that another slot's cells hold,
+        busy or idle; return True when it should rather wait this step, because a slot admitted earlier is still
+        reading enough more of its prompt to take later instead of decoding the same tokens twice."""
+        request = slot.request
+        assert request is not None
+        tokens, have = request.tokens, len(slot.cells)
+        limit = len(tokens) - 1
+        best, source = have, None
+        for other in self._others(slot):
+            if len(other.cells) > best:
+                shared = min(common_prefix_length(other.cells, tokens), limit)
+                if shared > best:
+                    best, source = shared, other
+        ahead = max(
+            (
+                min(common_prefix_length(other.request.tokens, tokens), limit)
+                for other in self._others(slot)
+                if other.state is SlotState.PROMPT and other.order < slot.order and other.request is not None
+            ),
+            default=0,
+        )
+        waits = ahead - best >= WAIT_FOR_SHARED_TOKENS
+        if source is not None and (self._unified_kv or (not waits and best - have >= MIN_SHARED_TOKENS)):
+            self._share(source, slot, best)
+        return waits
+
+    def _share(self, source: Slot, slot: Slot, upto: int) -> None:
+        """Give ``slot`` the cells of ``source``'s first ``upto`` positions (its own are a prefix of them)."""
+        have = len(slot.cells)
+        lib, memory = self._lib, self._memory
+        if self._unified_kv:  # the cells become the sequences' both: nothing decoded, nothing copied
+            lib.llama_memory_seq_cp(memory, source.seq_id, slot.seq_id, have, upto)
+        else:  # llama.cpp copies the source's whole region at the next decode; the slot keeps its prefix of it
+            lib.llama_memory_seq_cp(memory, source.seq_id, slot.seq_id, -1, -1)
+            lib.llama_memory_seq_rm(memory, slot.seq_id, upto, -1)
+            self._copy_pending = True
+        slot.cells.extend(source.cells[have:upto])
+        slot.take_shared(upto - have)
+        self._tokens_shared += upto - have
 
     def _step(self) -> None:
         """Build one batch, decode it, sample, emit.
@@ -362,27 +484,28 @@ class BatchDecoder:
         llama.cpp computes a run of consecutive sequence ids in one pass over the weights (a token each) and
         needs another pass for every break in that order.
         """
+        if self._host_cache is not None:
+            self._host_cache.let_go()  # saves and restores are done: its buffer thread works while llama.cpp decodes
         batch = self._batch
         busy = self._busy_slots()  # by sequence id
-        feeds: dict[_Slot, tuple[list[int], bool]] = {}  # the tokens each sequence puts in; True: it generates
+        feeds: dict[Slot, tuple[list[int], bool]] = {}  # the tokens each sequence puts in; True: it generates
         budget = self._n_batch
         for slot in busy:
-            if slot.request is not None and slot.n_fed == len(slot.request.tokens):
+            if slot.state is SlotState.GENERATING:
                 feeds[slot] = ([slot.last_token], True)
                 budget -= 1
-        prefilling = sorted(
-            (s for s in busy if s.request is not None and s.n_fed < len(s.request.tokens)), key=lambda s: s.order
-        )
+        prefilling = sorted((s for s in busy if s.state is SlotState.PROMPT), key=lambda s: s.order)
         for slot in prefilling:
+            if self._share_slots and self._share_or_wait(slot):
+                continue
             if budget <= 0:
                 break
-            assert slot.request is not None
-            chunk = slot.request.tokens[slot.n_fed : slot.n_fed + budget]
+            chunk = slot.prompt_left()[:budget]
             feeds[slot] = (chunk, False)
             budget -= len(chunk)
         n = 0
-        outputs: list[tuple[_Slot, int]] = []
-        carried: list[tuple[_Slot, list[int]]] = []  # each sequence in the batch, and the tokens it put there
+        outputs: list[tuple[Slot, int]] = []
+        carried: list[tuple[Slot, list[int]]] = []  # each sequence in the batch, and the tokens it put there
         for slot in busy:
             if slot not in feeds:
                 continue
@@ -393,15 +516,19 @@ class BatchDecoder:
             n += len(fed)
             carried.append((slot, fed))
             if not generating:
-                slot.n_fed += len(fed)
-            assert slot.request is not None
-            if generating or slot.n_fed == len(slot.request.tokens):  # its last token's logits give the next one
+                slot.feed_prompt(len(fed))
+                self._tokens_decoded += len(fed)
+            if slot.state is SlotState.GENERATING:  # its last token's logits give the next one
                 batch.logits[n - 1] = 1
                 outputs.append((slot, n - 1))
         if n == 0:
             return
         batch.n_tokens = n
+        started = time.perf_counter()
         status = self._lib.llama_decode(self._context, batch)
+        self._step_seconds.append(time.perf_counter() - started)
+        if status != -1:  # past checking the batch, llama.cpp updated the cache (copies between regions first)
+            self._copy_pending = False
         if status != 0:
             reason = "no room in the KV cache" if status == 1 else f"status {status}"
             for slot, _ in carried:
@@ -422,7 +549,7 @@ class BatchDecoder:
         batch.seq_id[i][0] = seq_id
         batch.logits[i] = logits
 
-    def _sample(self, slot: _Slot, index: int) -> None:
+    def _sample(self, slot: Slot, index: int) -> None:
         request, text_stream = slot.request, slot.text
         assert request is not None and text_stream is not None
         token = int(self._lib.llama_sampler_sample(slot.sampler, self._context, index))
@@ -430,43 +557,42 @@ class BatchDecoder:
         if self._tokenizer.is_end(token):  # the end-of-sequence token ends the output and is not counted
             self._finish(slot, text_stream.finish(), "stop")
             return
-        slot.generated += 1
+        slot.sampled(token)
         text = text_stream.feed(self._tokenizer.piece(token))
         if text_stream.stopped:
             self._finish(slot, text, "stop")
         elif slot.generated >= request.params.max_tokens or len(slot.cells) >= self.n_ctx_per_seq:
             self._finish(slot, text + text_stream.finish(), "length")
         else:
-            slot.last_token = token
             self._outbox.put(request, Delta(text, prompt_tokens, slot.generated, None, slot.n_cached))
 
-    def _finish(self, slot: _Slot, text: str, reason: FinishReason) -> None:
+    def _finish(self, slot: Slot, text: str, reason: FinishReason) -> None:
         request = slot.request
         assert request is not None
         delta = Delta(text, len(request.tokens), slot.generated, reason, slot.n_cached)
         self._release(slot, keep_cells=True)  # the slot is free before the client hears the end
         self._outbox.put(request, delta)
 
-    def _fail(self, slot: _Slot, error: BaseException) -> None:
-        request = slot.request
-        if request is None:
+    def _fail(self, slot: Slot, error: BaseException) -> None:
+        if not slot.busy:
             return
+        request = slot.request
+        assert request is not None
         self._release(slot, keep_cells=False)  # a failed decode may have written cells the token list lacks
         self._outbox.put(request, error)
 
-    def _release(self, slot: _Slot, *, keep_cells: bool) -> None:
+    def _release(self, slot: Slot, *, keep_cells: bool) -> None:
         """Free the slot for the next request; its cells stay as the prompt cache when ``keep_cells``."""
-        request = slot.request
-        if request is None:
+        if not slot.busy:
             return
         if not (keep_cells and self._cache_prompt):
             self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
             slot.cells.clear()
-        if slot.sampler is not None:
-            self._lib.llama_sampler_free(slot.sampler)
-            slot.sampler = None
-        slot.request = None
-        slot.text = None
+        if self._host_cache is not None and slot.cells:  # the first time, the spare buffer for saves gets made
+            self._host_cache.expect(self._lib, self._context, slot.seq_id, len(slot.cells), self.n_ctx_per_seq)
+        request, sampler = slot.release()
+        if sampler is not None:
+            self._lib.llama_sampler_free(sampler)
         with self._cond:
             self._held -= 1
         self._outbox.put(request, _RELEASED)

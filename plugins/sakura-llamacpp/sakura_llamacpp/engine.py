@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 
 from sakura_core.engine import Engine, EngineError, EngineOptions, ModelLoadError
 from sakura_core.identity import make_model_info
-from sakura_core.types import Delta, ModelInfo, SamplingParams, SlotCache
+from sakura_core.types import Delta, EngineMetric, ModelInfo, SamplingParams, SlotCache
+from sakura_llamacpp.cache_stats import PromptCacheStats
 from sakura_llamacpp.options import DEFAULT_PARALLEL_CPU, DEFAULT_PARALLEL_GPU, LlamaCppOptions
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class LlamaCppEngine(Engine):
     def _load(self, model: str, model_version: str | None) -> ModelInfo:
         from sakura_llamacpp import native
         from sakura_llamacpp.batch import BatchDecoder
+        from sakura_llamacpp.host_cache import MIB, HostPromptCache
         from sakura_llamacpp.model_source import resolve_model
 
         path = resolve_model(model)
@@ -88,7 +90,10 @@ class LlamaCppEngine(Engine):
                 n_ctx_per_seq=options.n_ctx, n_parallel=self._n_parallel, n_batch=n_batch, threads=threads
             )
             self._context = native.create_context(self._loaded, options, layout)
-            n_ctx_per_seq = int(lib.llama_n_ctx_seq(self._context))
+            if options.kv_unified:  # llama.cpp's per-sequence context is then the whole cache
+                n_ctx_per_seq = int(lib.llama_n_ctx(self._context)) // self._n_parallel
+            else:
+                n_ctx_per_seq = int(lib.llama_n_ctx_seq(self._context))
             self._tokenizer = native.Tokenizer(self._loaded)
             meta = native.model_meta(self._loaded)
             if n_ctx_per_seq > meta["n_ctx_train"]:
@@ -113,6 +118,11 @@ class LlamaCppEngine(Engine):
                 n_batch=n_batch,
                 repeat_last_n=options.repeat_last_n,
                 cache_prompt=options.cache_prompt,
+                share_slots=options.share_prompt_cache,
+                unified_kv=options.kv_unified,
+                host_cache=None
+                if options.cache_ram == 0 or not options.cache_prompt
+                else HostPromptCache(None if options.cache_ram < 0 else options.cache_ram * MIB),
                 slot_prompt_similarity=options.slot_prompt_similarity,
                 # CPU decoding on every CPU: let the event loop send each step's tokens before the next step
                 # takes all CPUs, instead of stalling llama.cpp's threads mid-step (worth 5-10% with 4 streams)
@@ -125,7 +135,7 @@ class LlamaCppEngine(Engine):
         self._decoder = decoder
         logger.info(
             "llama.cpp ready: %d sequences x %d tokens of context, batch %d, %d threads, KV cache %s/%s, "
-            "prompt cache %s",
+            "prompt cache %s (shared by the slots: %s, host memory: %s)",
             self._n_parallel,
             n_ctx_per_seq,
             n_batch,
@@ -133,6 +143,12 @@ class LlamaCppEngine(Engine):
             options.cache_type_k,
             options.cache_type_v,
             "on" if options.cache_prompt else "off",
+            "yes" if options.cache_prompt and options.share_prompt_cache else "no",
+            "off"
+            if not options.cache_prompt or options.cache_ram == 0
+            else "no limit"
+            if options.cache_ram < 0
+            else f"{options.cache_ram} MiB",
         )
         return self.model_info
 
@@ -170,6 +186,46 @@ class LlamaCppEngine(Engine):
         if self._decoder is None or not self.options.cache_prompt:
             return None
         return list(self._decoder.slot_caches())
+
+    def prompt_cache_stats(self) -> PromptCacheStats | None:
+        """Where prompt tokens came from (decoded, kept, shared between slots, restored from host memory) and the
+        host cache's size, hits and evictions; None before ``load`` or with ``--no-cache-prompt``."""
+        if self._decoder is None or not self.options.cache_prompt:
+            return None
+        stats: PromptCacheStats = self._decoder.cache_stats()
+        return stats
+
+    def metrics(self) -> list[EngineMetric]:
+        """The prompt cache's figures for ``/metrics``: where prompt tokens came from, the host cache's use."""
+        stats = self.prompt_cache_stats()
+        if stats is None:
+            return []
+        counters = [
+            ("prompt_tokens_decoded_total", "Prompt tokens put through llama_decode.", stats.prompt_tokens_decoded),
+            ("prompt_tokens_kept_total", "Prompt tokens already in the slot's own cells.", stats.prompt_tokens_kept),
+            (
+                "prompt_tokens_shared_total",
+                "Prompt tokens taken from another slot's cells without decoding them.",
+                stats.prompt_tokens_shared,
+            ),
+            (
+                "prompt_tokens_restored_total",
+                "Prompt tokens restored from the host-memory prompt cache.",
+                stats.prompt_tokens_restored,
+            ),
+            ("host_cache_saves_total", "Prompts saved to the host-memory cache.", stats.host_cache_saves),
+            ("host_cache_hits_total", "Prompts restored from the host-memory cache.", stats.host_cache_hits),
+            ("host_cache_evictions_total", "Prompts evicted from the host-memory cache.", stats.host_cache_evictions),
+        ]
+        gauges = [
+            ("host_cache_bytes", "Bytes the host-memory prompt cache holds.", stats.host_cache_bytes),
+            ("host_cache_entries", "Prompts the host-memory prompt cache holds.", stats.host_cache_entries),
+        ]
+        if stats.host_cache_limit_bytes is not None:
+            gauges.append(("host_cache_limit_bytes", "--cache-ram, in bytes.", stats.host_cache_limit_bytes))
+        return [EngineMetric(name, "counter", text, value) for name, text, value in counters] + [
+            EngineMetric(name, "gauge", text, value) for name, text, value in gauges
+        ]
 
     def _running(self) -> tuple[Any, Any]:
         if self._decoder is None or self._tokenizer is None:

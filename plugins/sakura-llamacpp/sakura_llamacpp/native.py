@@ -202,7 +202,8 @@ class ContextLayout:
 def context_params(lib: ModuleType, options: LlamaCppOptions, layout: ContextLayout) -> Any:
     """``llama_context_params`` for one KV-cache region of ``n_ctx_per_seq`` cells per sequence."""
     params = lib.llama_context_default_params()
-    params.n_ctx = layout.n_ctx_per_seq * layout.n_parallel
+    # llama.cpp rounds a sequence's region up to 256 cells; the unified cache gets the same room per sequence
+    params.n_ctx = -(-layout.n_ctx_per_seq // 256) * 256 * layout.n_parallel
     params.n_batch = layout.n_batch
     params.n_ubatch = min(layout.n_batch, options.n_ubatch)
     params.n_seq_max = layout.n_parallel
@@ -231,7 +232,9 @@ def context_params(lib: ModuleType, options: LlamaCppOptions, layout: ContextLay
             setattr(params, name, value)
     if options.defrag_thold is not None:
         params.defrag_thold = options.defrag_thold
-    params.kv_unified = False  # a KV region per sequence: no sequence can take another's cells
+    # unified: cells can belong to several sequences (the decode loop keeps each within its share); else a KV
+    # region per sequence, which no other sequence can take and whose attention spans only its own cells
+    params.kv_unified = options.kv_unified
     params.no_perf = True
     return params
 

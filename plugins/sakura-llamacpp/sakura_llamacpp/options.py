@@ -92,6 +92,24 @@ class LlamaCppOptions(EngineOptions):
         True,
         description="Reuse the longest cached prefix of a prompt (a finished request's KV cells stay in its slot).",
     )
+    cache_ram: int = Field(
+        8192,
+        ge=-1,
+        description="Host memory, in MiB, for prompts saved from the slots' KV cells when a slot drops them, restored "
+        "when a later prompt shares a long enough prefix (0: off, -1: no limit).",
+        json_schema_extra={"aliases": ["-cram"]},
+    )
+    share_prompt_cache: bool = Field(
+        True,
+        description="Let a prompt take its prefix from any other slot's cells, busy or idle, instead of decoding it.",
+    )
+    kv_unified: bool = Field(
+        False,
+        description="One KV cache for all sequences: slots share a prefix's cells without copying them, but every "
+        "sequence's attention then spans every slot's cells (slower on the CPU). Default: a region per sequence, "
+        "a shared prefix copied region to region.",
+        json_schema_extra={"aliases": ["-kvu"]},
+    )
     slot_prompt_similarity: float = Field(
         0.1,
         ge=0.0,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sakura_core.types import Delta, SamplingParams
 
 if TYPE_CHECKING:
+    from sakura_llamacpp.batch import BatchDecoder
     from sakura_llamacpp.engine import LlamaCppEngine
+
+#: The tests' ``open_engine`` fixture: ``await open_engine(model=..., **options)`` gives a loaded engine.
+OpenEngine = Callable[..., Awaitable["LlamaCppEngine"]]
 
 
 @dataclass
@@ -34,3 +39,22 @@ async def collect(engine: LlamaCppEngine, prompt: str, params: SamplingParams) -
     async for delta in engine.generate(prompt, params):
         collected.deltas.append(delta)
     return collected
+
+
+def decoder_of(engine: LlamaCppEngine) -> BatchDecoder:
+    """The engine's decode loop (to look at its slots)."""
+    from sakura_llamacpp.batch import BatchDecoder
+
+    decoder: Any = engine._decoder
+    assert isinstance(decoder, BatchDecoder)
+    return decoder
+
+
+def cells_of(engine: LlamaCppEngine, slot: int = 0) -> list[int]:
+    """The tokens the engine says slot ``slot`` holds, checked against the positions llama.cpp's KV cache holds."""
+    decoder = decoder_of(engine)
+    cells = list(decoder._slots[slot].cells)
+    lib, memory = decoder._lib, decoder._memory
+    assert lib.llama_memory_seq_pos_max(memory, slot) == len(cells) - 1  # llama.cpp holds exactly these positions
+    assert lib.llama_memory_seq_pos_min(memory, slot) == (0 if cells else -1)
+    return cells

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sakura_llamacpp.engine import LlamaCppEngine
 from sakura_llamacpp.options import LlamaCppOptions
+from sakura_llamacpp.testing import OpenEngine
 from sakura_llamacpp.tiny_model import write_tiny_gguf
 
 from sakura_core.types import SamplingParams
@@ -51,3 +52,21 @@ async def engine(tiny_gguf: Path) -> AsyncIterator[LlamaCppEngine]:
 def greedy() -> SamplingParams:
     """Greedy decoding, 40 tokens."""
     return SamplingParams(do_sample=False, max_tokens=40)
+
+
+@pytest.fixture
+async def open_engine(tiny_gguf: Path) -> AsyncIterator[OpenEngine]:
+    """``await open_engine(**options)``: a loaded engine on the tiny model (one slot of 512 tokens unless the
+    options say otherwise), closed after the test."""
+    engines: list[LlamaCppEngine] = []
+
+    async def start(model: Path = tiny_gguf, **options: object) -> LlamaCppEngine:
+        settings = {"n_parallel": 1, "n_ctx": 512, "n_batch": 64, "threads": 1, **options}
+        engine = LlamaCppEngine(LlamaCppOptions(**settings))
+        await engine.load(str(model))
+        engines.append(engine)
+        return engine
+
+    yield start
+    for engine in engines:
+        await engine.close()

@@ -125,6 +125,8 @@ def test_context_params_carry_the_options_llama_cpp_does_not_report() -> None:
     assert (params.n_ctx, params.n_seq_max, params.kv_unified) == (2048, 4, False)
     defaults = native.context_params(lib, LlamaCppOptions(), native.ContextLayout(512, 4, 512, 2))
     assert (defaults.offload_kqv, defaults.op_offload) == (True, True)
+    unified = native.context_params(lib, LlamaCppOptions(kv_unified=True), native.ContextLayout(500, 4, 512, 2))
+    assert (unified.n_ctx, unified.kv_unified) == (2048, True)  # one cache, as much room per sequence as a region
     assert defaults.rope_scaling_type == lib.llama_context_default_params().rope_scaling_type  # the model's
 
 

@@ -4,14 +4,11 @@ is exactly what it is without reuse, whatever happened to the slot before (cance
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from sakura_llamacpp.batch import BatchDecoder, common_prefix_length
-from sakura_llamacpp.engine import LlamaCppEngine
-from sakura_llamacpp.options import LlamaCppOptions
-from sakura_llamacpp.testing import Collected, collect
+from sakura_llamacpp.batch import common_prefix_length
+from sakura_llamacpp.testing import Collected, OpenEngine, cells_of, collect, decoder_of
 from sakura_llamacpp.tiny_model import write_tiny_gguf
 
 from sakura_core.types import SamplingParams
@@ -27,8 +24,6 @@ LINES = [
 ]
 GREEDY = SamplingParams(do_sample=False, max_tokens=24)
 
-OpenEngine = Callable[..., Awaitable[LlamaCppEngine]]
-
 
 def client_prompt(index: int) -> str:
     """What LunaTranslator/GalTransl send for line ``index``: the same system prompt and glossary, the lines
@@ -38,39 +33,6 @@ def client_prompt(index: int) -> str:
         f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{GLOSSARY}上文：\n{context}\n"
         f"将下面的日文文本翻译成中文：{LINES[index]}<|im_end|>\n<|im_start|>assistant\n"
     )
-
-
-@pytest.fixture
-async def open_engine(tiny_gguf: Path) -> AsyncIterator[OpenEngine]:
-    """``await open_engine(**options)``: a loaded engine on the tiny model, closed after the test."""
-    engines: list[LlamaCppEngine] = []
-
-    async def start(model: Path = tiny_gguf, **options: object) -> LlamaCppEngine:
-        settings = {"n_parallel": 1, "n_ctx": 512, "n_batch": 64, "threads": 1, **options}
-        engine = LlamaCppEngine(LlamaCppOptions(**settings))
-        await engine.load(str(model))
-        engines.append(engine)
-        return engine
-
-    yield start
-    for engine in engines:
-        await engine.close()
-
-
-def decoder_of(engine: LlamaCppEngine) -> BatchDecoder:
-    decoder = engine._decoder
-    assert isinstance(decoder, BatchDecoder)
-    return decoder
-
-
-def cells_of(engine: LlamaCppEngine, slot: int = 0) -> list[int]:
-    """The tokens the engine says slot ``slot`` holds, checked against what llama.cpp's KV cache holds."""
-    decoder = decoder_of(engine)
-    cells = list(decoder._slots[slot].cells)
-    lib, memory = decoder._lib, decoder._memory
-    assert lib.llama_memory_seq_pos_max(memory, slot) == len(cells) - 1  # llama.cpp holds exactly these positions
-    assert lib.llama_memory_seq_pos_min(memory, slot) == (0 if cells else -1)
-    return cells
 
 
 async def test_reuse_gives_the_same_greedy_output_as_no_reuse(open_engine: OpenEngine) -> None:
@@ -154,7 +116,7 @@ async def test_a_generation_cancelled_midway_leaves_prompt_and_output_cached(ope
 
 
 async def test_a_slot_reused_by_other_prompts_drops_what_differs(open_engine: OpenEngine) -> None:
-    engine = await open_engine()
+    engine = await open_engine(cache_ram=0)  # the slot's own cells only: no host-memory cache to restore from
     plain = await open_engine(cache_prompt=False)
     other = "<|im_start|>user\n将下面的日文文本翻译成中文：やる気マンゴスキン<|im_end|>\n<|im_start|>assistant\n"
     sequence = [client_prompt(3), other, client_prompt(2), client_prompt(3)]

@@ -22,7 +22,7 @@ from sakura_core.loaded_model import LoadedModel, PromptTooLongError
 from sakura_core.plugins import PluginRegistry
 from sakura_core.prompts import PromptFormat
 from sakura_core.types import GenerationRequest, GenerationResult, ModelInfo
-from sakura_translate.errors import GenerationError, InputError
+from sakura_translate.errors import ContextOverflow, GenerationError, InputError, zh
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0)
 #: How long a run waits for a server that is still loading its model, and how often it asks.
 LOADING_WAIT_SECONDS = 300.0
 LOADING_POLL_SECONDS = 1.0
+#: Error codes a server answers a prompt too long for its context with (Sakura's and OpenAI's; llama-server's).
+CONTEXT_ERROR_CODES = ("context_length_exceeded", "exceed_context_size_error")
 
 
 class ServerLoading(InputError):
@@ -55,6 +57,27 @@ class Backend(abc.ABC):
         """Release what the backend holds."""
 
 
+def server_url(address: str) -> str:
+    """The base URL of a server from what a user types: ``127.0.0.1:8080`` gets ``http://``, and the OpenAI
+    address ``…/v1`` that ``sakura run`` prints for clients loses its ``/v1``. InputError for another scheme."""
+    from urllib.parse import urlsplit
+
+    address = address.strip()
+    if "://" not in address:
+        address = "http://" + address
+    parts = urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InputError(
+            zh(
+                f"--server {address}: not a server address; pass e.g. --server http://127.0.0.1:8080",
+                "服务地址无效",
+            )
+        )
+    path = parts.path.rstrip("/")
+    path = path.removesuffix("/v1")
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
 def format_for(registry: PluginRegistry, model_id: str, name: str, version: str | None) -> PromptFormat:
     """The registered prompt format for a served model's identity, as the server itself would choose it."""
     identity = ModelInfo(id=model_id, name=name, version=version, path=model_id, context_length=1)
@@ -65,7 +88,7 @@ class HttpBackend(Backend):
     """A Sakura server, or llama.cpp's llama-server, through ``/v1/chat/completions``."""
 
     def __init__(self, url: str, api_key: str | None, session: Any) -> None:
-        self.url = url.rstrip("/")
+        self.url = server_url(url)
         self.where = self.url
         self.api_key = api_key
         self.session = session
@@ -79,12 +102,18 @@ class HttpBackend(Backend):
         import aiohttp
 
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+        url = server_url(url)  # before the session opens: a bad address leaves nothing to close
         backend = cls(url, api_key, aiohttp.ClientSession(timeout=timeout))
         try:
             models = await backend._wait_for_model()
             data = models.get("data") if isinstance(models, dict) else None
             if not data or not isinstance(data[0], dict) or not data[0].get("id"):
-                raise InputError(f"{backend.url}/v1/models names no model; is this a Sakura or llama.cpp server?")
+                raise InputError(
+                    zh(
+                        f"{backend.url}/v1/models names no model; is this a Sakura or llama.cpp server?",
+                        "服务没有列出模型，请确认它是 Sakura 或 llama.cpp 服务",
+                    )
+                )
             entry = data[0]
             backend.model_id = str(entry["id"])
             parsed = parse_model_identity(backend.model_id)
@@ -106,7 +135,11 @@ class HttpBackend(Backend):
             except ServerLoading:
                 if time.monotonic() > deadline:
                     raise InputError(
-                        f"{self.url} was still loading its model after {LOADING_WAIT_SECONDS:.0f} s; try again later"
+                        zh(
+                            f"{self.url} was still loading its model after {LOADING_WAIT_SECONDS:.0f} s;"
+                            " try again later",
+                            "服务一直在加载模型，请稍后再试",
+                        )
                     ) from None
                 logger.warning("%s is loading its model; waiting", self.url)
                 await asyncio.sleep(LOADING_POLL_SECONDS)
@@ -123,19 +156,41 @@ class HttpBackend(Backend):
                 text = await response.text()
         except aiohttp.ClientError as exc:
             raise InputError(
-                f"cannot reach a server at {self.url} ({exc}); start one with `sakura run --model MODEL` or pass "
-                "--server URL, or translate in-process with --engine NAME --model MODEL"
+                zh(
+                    f"cannot reach a server at {self.url} ({exc}); start one with `sakura run --model MODEL` or "
+                    "pass --server URL, or translate in-process with --engine NAME --model MODEL",
+                    "连不上服务：请先用 sakura run 启动服务，或用 --engine/--model 在本进程翻译",
+                )
             ) from None
         if status == HTTPStatus.SERVICE_UNAVAILABLE:
             raise ServerLoading(f"{self.url}{path} answered 503")
         if status in (401, 403):
-            raise InputError(f"{self.url} refused the request ({status}); pass its key with --api-key")
+            if self.api_key:
+                raise InputError(
+                    zh(
+                        f"{self.url} refused the key ({status}); check --api-key or SAKURA_API_KEY",
+                        "服务拒绝了这个密钥",
+                    )
+                )
+            raise InputError(
+                zh(f"{self.url} refused the request ({status}); pass its key with --api-key", "服务需要密钥")
+            )
         if status >= 400:
-            raise InputError(f"{self.url}{path} answered {status}; is this a Sakura server?")
+            raise InputError(
+                zh(
+                    f"{self.url}{path} answered {status}; is this a Sakura server?",
+                    "服务返回了错误，请确认它是 Sakura 服务",
+                )
+            )
         try:
             return json.loads(text)
         except ValueError:
-            raise InputError(f"{self.url}{path} did not answer JSON; is this a Sakura server?") from None
+            raise InputError(
+                zh(
+                    f"{self.url}{path} did not answer JSON; is this a Sakura server?",
+                    "服务没有返回 JSON，请确认它是 Sakura 服务",
+                )
+            ) from None
 
     async def _slots(self) -> int:
         """The number of parallel slots: ``/slots``, else ``/health``'s counts, else llama-server's ``/props``."""
@@ -194,6 +249,8 @@ class HttpBackend(Backend):
                 raise GenerationError(f"the server at {self.url} stopped answering ({problem})")
             logger.warning("%s: %s; trying again in %.1f s (%d)", self.url, problem, delay, attempt + 1)
             await asyncio.sleep(delay)
+        if status == HTTPStatus.BAD_REQUEST and _error_code(answer) in CONTEXT_ERROR_CODES:
+            raise ContextOverflow(f"the server at {self.url} cannot take this chunk: {_error_message(answer)}")
         if status != HTTPStatus.OK or not isinstance(answer, dict) or not answer.get("choices"):
             raise GenerationError(f"the server at {self.url} answered {status}: {_error_message(answer)}")
         choice = answer["choices"][0]
@@ -209,6 +266,14 @@ class HttpBackend(Backend):
 
     async def close(self) -> None:
         await self.session.close()
+
+
+def _error_code(answer: Any) -> str | None:
+    """The ``code`` (or llama-server's ``type``) of an OpenAI-style error body."""
+    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+        error = answer["error"]
+        return str(error.get("code") or error.get("type") or "")
+    return None
 
 
 def _error_message(answer: Any) -> str:
@@ -243,7 +308,9 @@ class EngineBackend(Backend):
                 request.prompt, request.params, max_tokens=request.params.max_tokens, messages=request.messages
             )
             return await self.model.complete(prepared)
-        except (PromptTooLongError, ValidationError) as exc:
+        except PromptTooLongError as exc:
+            raise ContextOverflow(f"the {name} engine cannot take this chunk: {exc}") from None
+        except ValidationError as exc:
             raise GenerationError(f"the {name} engine cannot take this chunk: {exc}") from None
         except EngineError as exc:
             raise GenerationError(f"the {name} engine failed: {exc}") from None

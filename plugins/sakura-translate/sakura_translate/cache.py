@@ -14,19 +14,29 @@ import logging
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 logger = logging.getLogger(__name__)
 
 CACHE_SUFFIX = ".sakura-cache.jsonl"
 
 
+class CachedFlag(BaseModel):
+    """A line of a chunk kept as its source because its translation failed the checks."""
+
+    line: int = Field(description="The line's index in its chunk, from 0.")
+    reasons: list[str]
+    output: str = Field("", description="The model's last answer for the line (empty when there was none).")
+
+
 class CachedChunk(BaseModel):
-    """A finished chunk: the translation and what it cost."""
+    """A finished chunk: its translation (one line per source line), the lines flagged, and what it cost."""
 
     key: str
     translation: str
-    lines_match: bool
+    #: False only in caches written before mismatched chunks were split: such a chunk is translated again.
+    lines_match: bool = True
+    flags: list[CachedFlag] = Field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     generations: int = 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,10 @@ from sakura_core.format_choice import UnknownModelVersionError
 from sakura_core.types import SamplingParams
 from sakura_translate.backends import DEFAULT_SERVER, Backend, EngineBackend, HttpBackend
 from sakura_translate.cache import CACHE_SUFFIX
+from sakura_translate.checks import OPTIONAL_CHECKS, CheckSettings, Reason
 from sakura_translate.chunking import DEFAULT_CHUNK_CHARS
-from sakura_translate.errors import GenerationError, InputError
-from sakura_translate.pipeline import Settings
+from sakura_translate.errors import GenerationError, InputError, zh
+from sakura_translate.pipeline import CONTEXT_MODES, Settings
 from sakura_translate.run import OPENCC_CONFIGS, Job, prepare, translate_files
 
 #: Exit code after Ctrl-C, as shells report a process ended by SIGINT.
@@ -45,9 +47,16 @@ class TranslateCommand(EngineCommand):
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path),
-    help="Output file (or folder). Default: NAME.zh.SUFFIX beside a file; NAME-zh beside a folder.",
+    help="Output file, or folder (an existing one, or a name ending with /). Default: NAME.zh.SUFFIX beside a file; "
+    "NAME-zh beside a folder.",
 )
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="GLOB",
+    help="In a folder, leave out files matching this pattern (path inside the folder or name). Repeatable.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist (otherwise they are kept).")
 @click.option("--server", metavar="URL", help=f"A running sakura or llama-server.  [default: {DEFAULT_SERVER}]")
 @click.option("--api-key", metavar="KEY", envvar="SAKURA_API_KEY", help="The server's key (env SAKURA_API_KEY).")
 @click.option("--engine", "-e", metavar="NAME", help="Translate in-process with this engine (see `sakura engines`).")
@@ -78,6 +87,30 @@ class TranslateCommand(EngineCommand):
 @click.option("--traditional", is_flag=True, help="Also write a Traditional Chinese copy (NAME.zh-Hant.SUFFIX).")
 @click.option("--opencc-config", type=click.Choice(OPENCC_CONFIGS), default="s2t", help="OpenCC conversion.")
 @click.option("--titles", is_flag=True, help="EPUB: also translate the book title and table of contents.")
+@click.option(
+    "--no-check",
+    "no_checks",
+    multiple=True,
+    type=click.Choice([str(reason) for reason in OPTIONAL_CHECKS]),
+    help="Turn a check off (repeatable). A line failing a check is retried, split, then kept in the source.",
+)
+@click.option(
+    "--kana-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of a line's letters that may stay kana (glossary names aside) before the line is retried.",
+)
+@click.option(
+    "--context",
+    type=click.Choice(CONTEXT_MODES),
+    default="translation",
+    help="What precedes each chunk in its prompt: the previous chunk's translation, its source text, or nothing.",
+)
+@click.option(
+    "--halfwidth-digits/--keep-digits",
+    default=True,
+    help="Send full-width digits (０-９) as 0-9, as books.fishhawk.top does.",
+)
 @click.option("--keep-cache", is_flag=True, help=f"Keep the resume cache (*{CACHE_SUFFIX}) after success.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Also save the report as JSON.")
 @click.option(
@@ -104,9 +137,14 @@ def translate(ctx: click.Context, **params: Any) -> None:
     assert state is not None
     in_process = state.engine is not None
     if in_process and not params["model"]:
-        raise OneLineUsageError("--engine needs --model PATH_OR_TAG")
+        raise OneLineUsageError(zh("--engine needs --model PATH_OR_TAG", "--engine 需要同时指定 --model"))
     if in_process and params["server"]:
-        raise OneLineUsageError("--server and --engine/--model contradict each other: choose one")
+        raise OneLineUsageError(
+            zh(
+                "--server and --engine/--model contradict each other: choose one",
+                "--server 与 --engine/--model 不能同时使用",
+            )
+        )
     if state.engine_error:
         raise OneLineUsageError(state.engine_error)
     try:
@@ -144,17 +182,37 @@ def translate(ctx: click.Context, **params: Any) -> None:
     for line in report.lines():
         click.echo(line)
     if params["report_path"] is not None:
-        params["report_path"].write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        try:
+            params["report_path"].write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot write the report {params['report_path']} ({exc.strerror or exc})"
+            ) from None
 
 
 def _job(params: dict[str, Any]) -> Job:
     sampling = SamplingParams(
         temperature=params["temperature"], top_p=params["top_p"], do_sample=not params["greedy"], seed=params["seed"]
     )
-    settings = Settings(chunk_chars=params["chunk_chars"], params=sampling, max_tokens=params["max_tokens"])
+    checks = CheckSettings(
+        kana_threshold=params["kana_threshold"], disabled=frozenset(Reason(name) for name in params["no_checks"])
+    )
+    settings = Settings(
+        chunk_chars=params["chunk_chars"],
+        params=sampling,
+        max_tokens=params["max_tokens"],
+        checks=checks,
+        context=params["context"],
+        halfwidth_digits=params["halfwidth_digits"],
+    )
+    output = params["output"]
     return Job(
         source=params["source"],
-        output=params["output"],
+        output=Path(output) if output else None,
+        output_is_folder=bool(output) and output.endswith(("/", os.sep)),
+        overwrite=params["overwrite"],
+        exclude=tuple(params["exclude"]),
+        report=params["report_path"],
         glossaries=tuple(params["glossaries"]),
         settings=settings,
         slots=params["slots"],

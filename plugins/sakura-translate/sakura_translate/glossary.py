@@ -16,7 +16,7 @@ from typing import Any
 
 from sakura_core.prompts import GlossaryEntry
 from sakura_translate.encoding import decode_text
-from sakura_translate.errors import InputError
+from sakura_translate.errors import InputError, zh
 
 _COMMENT_PREFIXES = ("//", "\\\\")
 _NOTE_KEYS = ("info", "note", "notes", "comment")
@@ -55,7 +55,7 @@ def load_glossaries(paths: Sequence[Path]) -> Glossary:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise InputError(f"cannot read glossary {path}: {exc.strerror or exc}") from None
+            raise InputError(zh(f"cannot read glossary {path}: {exc.strerror or exc}", "无法读取术语表")) from None
         text = decode_text(data, path).text
         if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("{", "["):
             entries.extend(parse_json_glossary(text, path))
@@ -84,7 +84,12 @@ def parse_line_glossary(text: str, path: Path) -> list[GlossaryEntry]:
                 "expected 'src->dst #note' or 'src<TAB>dst<TAB>note'"
             )
         if not src or not dst:
-            raise InputError(f"{path}:{number}: glossary line {line.strip()[:40]!r} has an empty source or translation")
+            raise InputError(
+                zh(
+                    f"{path}:{number}: glossary line {line.strip()[:40]!r} has an empty source or translation",
+                    "术语表的这一行原文或译文为空",
+                )
+            )
         entries.append(GlossaryEntry(src=src, dst=dst, info=note))
     return entries
 
@@ -94,20 +99,32 @@ def parse_json_glossary(text: str, path: Path) -> list[GlossaryEntry]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        raise InputError(zh(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})", "不是有效的 JSON")) from None
     if isinstance(data, dict):
         items: list[Any] = [{"src": src, "dst": dst} for src, dst in data.items()]
     elif isinstance(data, list):
         items = data
     else:
-        raise InputError(f'{path}: a JSON glossary is an object {{"src": "dst"}} or a list of {{src, dst}} objects')
+        raise InputError(
+            zh(
+                f'{path}: a JSON glossary is an object {{"src": "dst"}} or a list of {{src, dst}} objects',
+                "JSON 术语表应为对象或 {src, dst} 列表",
+            )
+        )
     entries = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            raise InputError(f"{path}: glossary item {index} is not an object with 'src' and 'dst'")
+            raise InputError(
+                zh(f"{path}: glossary item {index} is not an object with 'src' and 'dst'", "术语表条目缺少 src 和 dst")
+            )
         src, dst = item.get("src"), item.get("dst")
         if not isinstance(src, str) or not isinstance(dst, str) or not src.strip() or not dst.strip():
-            raise InputError(f"{path}: glossary item {index} ({src!r}) needs a non-empty 'src' and 'dst' text")
+            raise InputError(
+                zh(
+                    f"{path}: glossary item {index} ({src!r}) needs a non-empty 'src' and 'dst' text",
+                    "术语表条目的 src 和 dst 不能为空",
+                )
+            )
         note = next((item[k] for k in _NOTE_KEYS if isinstance(item.get(k), str) and item[k].strip()), None)
         entries.append(GlossaryEntry(src=src.strip(), dst=dst.strip(), info=note.strip() if note else None))
     return entries

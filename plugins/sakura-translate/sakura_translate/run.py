@@ -12,9 +12,11 @@ from typing import Any
 from sakura_translate.atomic import write_atomic
 from sakura_translate.backends import Backend
 from sakura_translate.cache import ChunkCache, cache_path_for
-from sakura_translate.errors import InputError
+from sakura_translate.errors import InputError, zh
 from sakura_translate.formats import Document, LoadOptions, load_document
+from sakura_translate.formats.galtransl import NotAScript
 from sakura_translate.glossary import Glossary, load_glossaries
+from sakura_translate.outputs import check_writable, is_finished_output
 from sakura_translate.paths import FilePlan, plan_files
 from sakura_translate.pipeline import Settings, Translator
 from sakura_translate.progress import Progress
@@ -41,6 +43,12 @@ class Job:
     traditional: str | None = None
     keep_cache: bool = False
     progress: bool | None = None
+    #: ``-o`` ended with a path separator: a folder to write into, even for one file.
+    output_is_folder: bool = False
+    overwrite: bool = False
+    #: Glob patterns of a folder's files to leave out (matched against the path inside the folder and the name).
+    exclude: tuple[str, ...] = ()
+    report: Path | None = None
 
 
 @dataclass
@@ -50,20 +58,59 @@ class Prepared:
     plans: list[FilePlan]
     glossary: Glossary
     documents: list[Document]
+    #: Files of a folder left out because their translation exists (kept unless --overwrite).
+    kept: list[FilePlan] = field(default_factory=list)
+    #: Files of a folder left out, and why (one line each).
+    notes: list[str] = field(default_factory=list)
 
 
 def prepare(job: Job) -> Prepared:
     """Read the glossaries and every input file; InputError for the first that does not read."""
-    plans = plan_files(job.source, job.output, job.glossaries)
+    plans = plan_files(
+        job.source, job.output, job.glossaries, output_is_folder=job.output_is_folder, exclude=job.exclude
+    )
+    kept = [] if job.overwrite else [plan for plan in plans if is_finished_output(plan.output)]
+    if kept and len(kept) == len(plans):
+        raise InputError(
+            zh(
+                f"{kept[0].output}: exists (perhaps proofread by hand) and is kept; pass --overwrite to translate "
+                "again, or -o to write elsewhere",
+                "输出文件已存在，不会覆盖；重新翻译请加 --overwrite，或用 -o 换个位置",
+            )
+        )
+    plans = [plan for plan in plans if plan not in kept]
+    outputs = [plan.output for plan in plans]
+    if job.traditional is not None:
+        outputs += [plan.traditional for plan in plans]
+    check_writable(outputs + ([job.report] if job.report is not None else []))
     for path in job.glossaries:
         if not path.is_file():
-            raise InputError(f"{path}: no such glossary file")
+            raise InputError(zh(f"{path}: no such glossary file", "找不到术语表文件"))
     glossary = load_glossaries(job.glossaries)
     options = LoadOptions(encoding=job.encoding, titles=job.titles, glossary=glossary)
-    documents = [load_document(plan.source, options) for plan in plans]
+    documents = []
+    notes = []
+    for plan in list(plans):
+        try:
+            document = load_document(plan.source, options)
+            if not any(document.groups):
+                raise NotAScript(zh(f"{plan.source}: has no text to translate", "没有需要翻译的文字"))
+            documents.append(document)
+        except NotAScript as exc:
+            if not job.source.is_dir():
+                raise
+            plans.remove(plan)  # a glossary or another tool's JSON beside the scripts: not ours to translate
+            notes.append(f"{exc}; left out")
+    if not plans:
+        raise InputError(zh(f"{job.source}: no files to translate", "没有可翻译的文件"))
     if job.traditional is not None and job.traditional not in OPENCC_CONFIGS:
-        raise InputError(f"unknown OpenCC conversion {job.traditional!r} (have: {', '.join(OPENCC_CONFIGS)})")
-    return Prepared(plans, glossary, documents)
+        raise InputError(
+            zh(
+                f"unknown OpenCC conversion {job.traditional!r} (have: {', '.join(OPENCC_CONFIGS)})",
+                "未知的 OpenCC 转换",
+            )
+        )
+    return Prepared(plans, glossary, documents, kept, notes)
 
 
 async def translate_files(
@@ -79,7 +126,12 @@ async def translate_files(
         _warn_if_glossary_unused(backend, prepared.glossary)
         slots = job.slots or backend.parallelism
         report = RunReport(
-            model=backend.model_id, prompt_format=backend.prompt_format.name, where=backend.where, slots=slots
+            model=backend.model_id,
+            prompt_format=backend.prompt_format.name,
+            where=backend.where,
+            slots=slots,
+            kept=[str(plan.output) for plan in prepared.kept],
+            notes=prepared.notes,
         )
         converter = _opencc(job.traditional) if job.traditional else None
         total_chars = sum(len(text) for doc in prepared.documents for group in doc.groups for text in group)
@@ -93,7 +145,7 @@ async def translate_files(
                     progress.describe(plan.source.name)
                     cache = ChunkCache(cache_path_for(plan.output))
                     caches.append(cache)
-                    translations, stats, mismatches = await translator.translate(document, cache)
+                    translations, stats, flagged = await translator.translate(document, cache)
                     write_atomic(plan.output, document.render(translations, bilingual=job.bilingual))
                     traditional = None
                     if converter is not None:
@@ -110,7 +162,7 @@ async def translate_files(
                             kind=document.kind,
                             encoding=document.encoding,
                             stats=stats,
-                            mismatches=mismatches,
+                            flagged=flagged,
                             notes=document.notes(),
                         )
                     )

@@ -4,6 +4,7 @@ are noise, so what is checked is that every chunk went through the model and the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,11 @@ ENGINE_OPTIONS = ("--n-ctx", "1024", "--n-parallel", "2", "--threads", "1")
 SMALL = ("--chunk-chars", "24", "--max-tokens", "12", "--greedy")
 
 
+def plain(text: str) -> str:
+    """A subtitle's text without override blocks, its line breaks as newlines."""
+    return re.sub(r"\{[^}]*\}", "", text).replace(r"\N", "\n")
+
+
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_gguf(tmp_path_factory.mktemp("model"))
@@ -40,13 +46,18 @@ def test_in_process_subtitles_and_text(
             source, "--engine", "llamacpp", "--model", tiny_gguf, *ENGINE_OPTIONS, *SMALL, "--report", report
         )
         assert result.exit_code == 0, result.output
-        stats = json.loads(report.read_text())["stats"]
+        data = json.loads(report.read_text())
+        stats = data["stats"]
         sent = {generation.user.rpartition("：")[2] for generation in recorder.generations}
-        assert stats["generations"] == len(recorder.generations) >= stats["chunks"] == len(sent)
+        # every chunk went through the model; a noise answer failing the checks made its chunk split
+        assert stats["generations"] == len(recorder.generations) >= len(sent) >= stats["chunks"]
         assert all(g.finish_reason == "length" or g.text for g in recorder.generations)
     original, translated = pysubs2.load(str(subtitles)), pysubs2.load(str(tmp_path / "episode.zh.srt"))
     assert [(e.start, e.end) for e in translated] == [(e.start, e.end) for e in original]
-    assert all(t.text != o.text for t, o in zip(translated, original, strict=True) if o.text)
+    # each cue holds the model's answer, or its source where the answer failed the checks (and the report says so)
+    flagged = json.loads((tmp_path / "episode.json").read_text())["files"][0]["flagged"]
+    kept = {plain(line["source"]) for line in flagged}
+    assert all(t.text != o.text or plain(o.text) in kept for t, o in zip(translated, original, strict=True) if o.text)
     assert (
         "tiny-qwen2-v1.0" in result.output and "(v1.0 prompt) via engine llamacpp, 2 chunks at a time" in result.output
     )
@@ -65,16 +76,20 @@ def test_in_process_answers_are_fitted_to_the_context_as_the_server_fits_them(
         assert generation.max_tokens + generation.prompt_tokens == 512, generation
 
 
-def test_in_process_a_chunk_longer_than_the_context_gets_the_servers_error(
+def test_in_process_a_line_longer_than_the_context_is_kept_and_reported(
     tiny_gguf: Path, tmp_path: Path, files: Any, translate_cli: Any
 ) -> None:
-    source = files.novel(tmp_path / "novel.txt", "utf-8", ["吾輩は猫である。" * 30])
+    lines = ["吾輩は猫である。" * 30, "名前はまだ無い。"]
+    source = files.novel(tmp_path / "novel.txt", "utf-8", lines)
     engine = ("--engine", "llamacpp", "--model", tiny_gguf, "--n-ctx", "256", "--n-parallel", "1", "--threads", "1")
-    result = translate_cli(source, *engine, "--chunk-chars", "500", "--greedy")
-    assert result.exit_code == 1
-    [line] = result.output.splitlines()
-    assert line.startswith("Error: the llamacpp engine cannot take this chunk: the prompt is ")
-    assert "tokens but the model's context is 256 tokens per sequence; send a shorter text" in line
+    report = tmp_path / "report.json"
+    result = translate_cli(source, *engine, "--chunk-chars", "500", "--greedy", "--report", report)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "novel.zh.txt").read_text(encoding="utf-8").splitlines()[0] == lines[0]
+    flagged = json.loads(report.read_text())["files"][0]["flagged"]
+    assert (flagged[0]["position"], flagged[0]["reasons"]) == (1, ["context_overflow"])
+    assert "line 1 kept in the source [context_overflow]" in result.output
+    assert "--chunk-chars" in result.output and "--n-ctx" in result.output
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +125,8 @@ async def test_epub_through_a_llamacpp_server(
         after = etree.fromstring(translated.get_item_with_id(item_id).content)
         blocks = [f"{XHTML}h1", f"{XHTML}p"]
         assert [e.get("class") for e in after.iter(*blocks)] == [e.get("class") for e in before.iter(*blocks)]
-        # bilingual: each source text stays as it was; a <br/> and the model's answer follow it (for a chunk whose
-        # lines did not match, its whole answer follows its last text)
+        # bilingual: each source text stays as it was; a <br/> and the model's answer (or, for a flagged line, its
+        # source) follow it
         for old, new in zip(before.iter(*blocks), after.iter(*blocks), strict=True):
             assert "".join(new.itertext()).startswith("".join(old.itertext()).rstrip())
             answers += len(new.findall(f"{XHTML}br"))

@@ -152,3 +152,12 @@ def test_model_output_that_xml_cannot_hold_is_dropped_from_an_epub_page() -> Non
     first.replace("\x00译\x1b文\ufffe")
     second.append_after("\x07译文")
     assert etree.tostring(root[0], encoding="unicode").endswith("<p>译文</p><p>b<br/>译文</p></body>")
+
+
+def test_a_write_the_disk_refuses_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    from sakura_translate.atomic import write_atomic
+    from sakura_translate.errors import GenerationError
+
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(GenerationError, match=r"cannot write .*out\.txt \(.*\); free the disk or fix its permissions"):
+        write_atomic(tmp_path / "file" / "out.txt", b"data")

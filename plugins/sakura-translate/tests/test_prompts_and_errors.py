@@ -24,6 +24,7 @@ def test_the_model_version_chooses_the_prompt(
     glossary.write_text("吾輩->我\n", encoding="utf-8")
     model = f"sakura-echo-v{version}" if version[0].isdigit() else "GalTransl-echo-v2.6"
     args = ("--engine", "echo", "--model", model, "--greedy", "--chunk-chars", "1", "--slots", "1", "-g", glossary)
+    args += ("--no-check", "kana", "--no-check", "untranslated", "--no-check", "glossary")  # an echo fails them
     result = translate_cli(source, *args)
     assert result.exit_code == 0, result.output
     expected_name = {"0.8": "v0.8", "0.9": "v0.9", "0.10": "v0.10", "1.0": "v1.0", "1.5": "v1.5"}.get(version, version)
@@ -51,25 +52,29 @@ def test_a_format_without_a_glossary_says_so(
     assert any("v0.9 prompt has no place for a glossary" in r.getMessage() for r in caplog.records)
 
 
-def test_a_line_count_mismatch_is_retried_once_kept_and_reported(
+def test_a_line_count_mismatch_is_retried_then_split_down_to_single_lines(
     tmp_path: Path, files: Any, translate_cli: Any, recorder: Any
 ) -> None:
     # the echo engine answers only the last line of a chunk: three lines in, one out
     lines = ["一行目です。", "二行目です。", "三行目です。"]
     source = files.novel(tmp_path / "three.txt", "utf-8", lines)
-    result = translate_cli(source, "--engine", "echo", "--model", "sakura-echo-v1.0", "--greedy", "--keep-cache")
+    args = ("--engine", "echo", "--model", "sakura-echo-v1.0", "--greedy", "--no-check", "kana")
+    result = translate_cli(source, *args, "--no-check", "untranslated", "--keep-cache")
     assert result.exit_code == 0, result.output
-    assert len(recorder.generations) == 2  # the chunk and its one retry
-    assert recorder.generations[1].messages == recorder.generations[0].messages
-    assert "chunk 1: 3 lines in, 1 out; kept as translated (一行目です。)" in result.output
-    assert "1 line-count retries, 1 line-count mismatches kept" in result.output
-    # the whole answer is kept, where the chunk ends
-    assert (tmp_path / "three.zh.txt").read_bytes() == "三行目です。\r\n".encode()
-    # and it is cached as it is: running again generates nothing and reports it again
+    users = [generation.user.rpartition("：")[2] for generation in recorder.generations]
+    # the chunk and its retry; its halves: the first line alone, then the last two (and their retry), each alone
+    assert (
+        users == ["一行目です。\n二行目です。\n三行目です。"] * 2 + [lines[0]] + ["\n".join(lines[1:])] * 2 + lines[1:]
+    )
+    assert recorder.generations[1].messages[1:] == recorder.generations[0].messages[1:]
+    assert "2 check retries, 2 splits, 0 lines flagged" in result.output
+    # every line in its place
+    assert (tmp_path / "three.zh.txt").read_text(encoding="utf-8").splitlines() == lines
+    # and it is cached: running again generates nothing
     recorder.generations.clear()
-    again = translate_cli(source, "--engine", "echo", "--model", "sakura-echo-v1.0", "--greedy")
+    again = translate_cli(source, *args, "--no-check", "untranslated")
     assert again.exit_code == 0 and recorder.generations == []
-    assert "1 chunks (1 from cache)" in again.output and "chunk 1: 3 lines in, 1 out" in again.output
+    assert "1 chunks (1 from cache)" in again.output
 
 
 def free_port() -> int:
@@ -112,7 +117,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, files:
     glossary.write_text("// names\n佐藤->佐藤\nthis line has no arrow\n", encoding="utf-8")
     line = one_error_line(translate_cli(books, *ECHO, "-g", glossary))
     assert "glossary.txt:3: cannot read glossary line 'this line has no arrow'" in line
-    assert "missing.txt: no such file or folder" in one_error_line(translate_cli(tmp_path / "missing.txt", *ECHO))
+    line = one_error_line(translate_cli(tmp_path / "missing.txt", *ECHO))
+    assert "missing.txt: no such file or folder（没有这个文件或文件夹）" in line
     assert "no such glossary file" in one_error_line(translate_cli(books, *ECHO, "-g", tmp_path / "nope.txt"))
     (tmp_path / "notes.docx").write_bytes(b"PK")
     assert "notes.docx: unsupported file type" in one_error_line(translate_cli(tmp_path / "notes.docx", *ECHO))

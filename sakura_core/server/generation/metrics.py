@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sakura_core.types import Delta
+from sakura_core.types import Delta, EngineMetric
 
 #: Upper bounds of the time-to-first-token histogram, in seconds.
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -133,13 +133,14 @@ class ServerMetrics:
         """Count how one HTTP request ended: ``finished``, ``cancelled``, ``failed`` or ``refused``, and why."""
         self.results[(route, result, reason)] += 1
 
-    def render(self, gauges: Gauges | None) -> str:
-        """Prometheus text exposition (version 0.0.4), written by prometheus_client."""
+    def render(self, gauges: Gauges | None, engine_metrics: Sequence[EngineMetric] = ()) -> str:
+        """Prometheus text exposition (version 0.0.4), written by prometheus_client; ``engine_metrics`` are the
+        engine's own figures (``sakura_engine_<name>``)."""
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Snapshot(self, gauges))
+        registry.register(_Snapshot(self, gauges, engine_metrics))
         return generate_latest(registry).decode("utf-8")
 
-    def families(self, gauges: Gauges | None) -> Iterator[Metric]:
+    def families(self, gauges: Gauges | None, engine_metrics: Sequence[EngineMetric] = ()) -> Iterator[Metric]:
         """Every metric family, read now."""
         requests = CounterMetricFamily(
             "sakura_requests_total", "HTTP requests by route and status.", labels=("route", "status")
@@ -182,6 +183,9 @@ class ServerMetrics:
             yield GaugeMetricFamily("sakura_queue_depth", "Requests waiting for a slot.", gauges.queue_depth)
             yield GaugeMetricFamily("sakura_active_sequences", "Generations running in the engine.", gauges.active)
             yield GaugeMetricFamily("sakura_slots", "Sequences the engine decodes together.", gauges.slots)
+        for metric in engine_metrics:
+            engine_family = CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily
+            yield engine_family(f"sakura_engine_{metric.name}", metric.help, metric.value)
         for name, kind, help_text, value in self._llamacpp_rows(gauges):
             family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             yield family(f"llamacpp:{name}", help_text, value)
@@ -239,12 +243,13 @@ class ServerMetrics:
 class _Snapshot(Collector):
     """prometheus_client's view of the server's metrics at one scrape."""
 
-    def __init__(self, metrics: ServerMetrics, gauges: Gauges | None) -> None:
+    def __init__(self, metrics: ServerMetrics, gauges: Gauges | None, engine_metrics: Sequence[EngineMetric]) -> None:
         self.metrics = metrics
         self.gauges = gauges
+        self.engine_metrics = engine_metrics
 
     def collect(self) -> Iterable[Metric]:
-        return list(self.metrics.families(self.gauges))
+        return list(self.metrics.families(self.gauges, self.engine_metrics))
 
 
 def _bound(value: float) -> str:

@@ -174,7 +174,7 @@ async def health(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text: our metrics and llama-server's ``llamacpp:`` names."""
     state = request.app[STATE]
-    text = state.metrics.render(state.gauges())
+    text = state.metrics.render(state.gauges(), state.engine.metrics())
     return web.Response(body=text.encode("utf-8"), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
 

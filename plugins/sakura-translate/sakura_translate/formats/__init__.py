@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sakura_translate.errors import InputError
+from sakura_translate.errors import InputError, zh
 from sakura_translate.formats.base import Document, LoadOptions, Translations
 from sakura_translate.formats.epub import EpubDocument
 from sakura_translate.formats.galtransl import GalTranslScript
 from sakura_translate.formats.subtitles import SUBTITLE_FORMATS, SubtitleDocument
 from sakura_translate.formats.text import TextDocument
+from sakura_translate.formats.webvtt import WebVttDocument
 
 LOADERS: dict[str, Callable[[Path, LoadOptions], Document]] = {
     ".txt": TextDocument.load,
     ".epub": EpubDocument.load,
     ".json": GalTranslScript.load,
     **{suffix: SubtitleDocument.load for suffix in SUBTITLE_FORMATS},
+    ".vtt": WebVttDocument.load,  # pysubs2 would drop what a .vtt holds beyond timings and text
 }
 SUPPORTED_SUFFIXES = tuple(LOADERS)
 
@@ -27,12 +29,17 @@ def load_document(path: Path, options: LoadOptions) -> Document:
     """Parse ``path`` by its suffix; InputError (one line) for a missing, unsupported or unreadable file."""
     loader = LOADERS.get(path.suffix.lower())
     if loader is None:
-        raise InputError(f"{path}: unsupported file type; sakura translate reads {', '.join(SUPPORTED_SUFFIXES)}")
+        raise InputError(
+            zh(
+                f"{path}: unsupported file type; sakura translate reads {', '.join(SUPPORTED_SUFFIXES)}",
+                "不支持的文件类型",
+            )
+        )
     try:
         return loader(path, options)
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+        raise InputError(zh(f"{path}: no such file", "找不到文件")) from None
     except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not a file") from None
+        raise InputError(zh(f"{path}: is a folder, not a file", "这是文件夹，不是文件")) from None
     except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
+        raise InputError(zh(f"{path}: permission denied", "没有读取权限")) from None

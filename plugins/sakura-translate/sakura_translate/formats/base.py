@@ -10,8 +10,7 @@ from typing import ClassVar
 
 from sakura_translate.glossary import Glossary
 
-#: Per group, per segment: the translation, or None where a chunk's lines did not match and the whole chunk's
-#: translation went to its last segment (see sakura_translate.pipeline).
+#: Per group, per segment: the translation (None only for a segment no chunk covered).
 Translations = list[list[str | None]]
 Convert = Callable[[str], str]
 
@@ -47,6 +46,11 @@ class Document(abc.ABC):
     def render(self, translations: Translations, *, bilingual: bool = False, convert: Convert = str) -> bytes:
         """The translated file's bytes. ``translations`` matches ``groups``; ``bilingual`` keeps each source line
         before its translation; ``convert`` is applied to every piece of Chinese written (Traditional Chinese)."""
+
+    def kept_names(self) -> list[str]:
+        """Names the translation keeps as they are (a script's speakers without a glossary entry): the kana check
+        does not count them."""
+        return []
 
     def notes(self) -> list[str]:
         """Lines for the report about this file (things the user may want to fix)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sakura_translate.errors import InputError
+from sakura_translate.errors import InputError, zh
 from sakura_translate.formats.base import INDENT_CHARS, Convert, Document, LoadOptions, Translations, merged_text
 
 BLOCK_TAGS = frozenset(
@@ -35,7 +35,9 @@ BLOCK_TAGS = frozenset(
 SKIPPED_TAGS = frozenset("script style svg math head template noscript object".split())
 ANNOTATION_TAGS = frozenset(("rt", "rp"))
 DC_NS = "http://purl.org/dc/elements/1.1/"
+OPF_NS = "http://www.idpf.org/2007/opf"
 NCX_NS = "http://www.daisy.org/z3986/2005/ncx/"
+LANG_ATTRIBUTES = ("lang", "{http://www.w3.org/XML/1998/namespace}lang")
 _SPACES = re.compile(r"[ \t\r\n\f]+")
 #: Characters XML 1.0 cannot hold (control characters a model may emit).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -161,8 +163,13 @@ class XhtmlPage:
             return None
         return next((el for el in head if isinstance(el.tag, str) and _local_name(el) == "title"), None)
 
-    def render(self, body: Iterator[str | None], title: str | None, *, bilingual: bool) -> bytes:
+    def render(self, body: Iterator[str | None], title: str | None, *, bilingual: bool, lang: str) -> bytes:
         root = self.parse()
+        if not bilingual:  # a bilingual page holds both languages: its declared one stays
+            for element in root.iter():
+                for attribute in LANG_ATTRIBUTES:
+                    if isinstance(element.tag, str) and _is_japanese(element.get(attribute)):
+                        element.set(attribute, lang)
         for run in self._body_runs(root):
             text = merged_text(next(body)).lstrip(INDENT_CHARS)
             if bilingual:
@@ -182,8 +189,16 @@ class EpubDocument(Document):
 
     kind = "epub"
 
-    def __init__(self, path: Path, archive: bytes, pages: list[XhtmlPage], titles: TitleFiles | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        archive: bytes,
+        pages: list[XhtmlPage],
+        titles: TitleFiles | None,
+        opf: tuple[str, bytes],
+    ) -> None:
         self.archive = archive
+        self.opf = opf
         self.pages = pages
         self.titles = titles
         body = [text for page in pages for text in page.body_texts]
@@ -194,7 +209,7 @@ class EpubDocument(Document):
 
     @classmethod
     def load(cls, path: Path, options: LoadOptions) -> EpubDocument:
-        from ebooklib import ITEM_DOCUMENT, epub
+        from ebooklib import epub
 
         try:
             archive = path.read_bytes()
@@ -202,33 +217,27 @@ class EpubDocument(Document):
             book = reader.load()
             reader.process()
         except Exception as exc:  # ebooklib raises many kinds (zip, XML, KeyError) for a broken book
-            raise InputError(f"{path}: not a readable epub ({type(exc).__name__}: {exc})") from None
+            raise InputError(
+                zh(f"{path}: not a readable epub ({type(exc).__name__}: {exc})", "epub 文件已损坏或无法读取")
+            ) from None
         with zipfile.ZipFile(io.BytesIO(archive)) as zf:
             names = set(zf.namelist())
 
             def zip_name(item: Any) -> str:
                 return posixpath.normpath(posixpath.join(reader.opf_dir, item.get_name()))
 
-            spine_ids = [entry[0] if isinstance(entry, tuple) else entry for entry in book.spine]
-            documents = [
-                item
-                for item in book.get_items()
-                if item.get_type() == ITEM_DOCUMENT and not isinstance(item, epub.EpubNav)
+            opf = (reader.opf_file, zf.read(reader.opf_file))
+            # the pages from the package document itself: ebooklib renames some items (a cover page marked
+            # properties="cover" becomes "cover.xhtml" wherever it is)
+            pages = [
+                XhtmlPage(name, zf.read(name), path) for name in _spine_documents(opf, reader.opf_dir, names, path)
             ]
-            order = {item_id: index for index, item_id in enumerate(spine_ids)}
-            documents.sort(key=lambda item: order.get(item.get_id(), len(order)))
-            pages = [XhtmlPage(zip_name(item), zf.read(zip_name(item)), path) for item in documents]
             titles = None
             if options.titles:
                 tables = [item for item in book.get_items() if isinstance(item, epub.EpubNcx | epub.EpubNav)]
                 files = [zip_name(item) for item in tables if zip_name(item) in names]
-                opf = reader.opf_file
-                titles = TitleFiles(
-                    opf=(opf, zf.read(opf)),
-                    tables=[(name, zf.read(name)) for name in files],
-                    book=path,
-                )
-        return cls(path, archive, pages, titles)
+                titles = TitleFiles(opf=opf, tables=[(name, zf.read(name)) for name in files], book=path)
+        return cls(path, archive, pages, titles, opf)
 
     def render(self, translations: Translations, *, bilingual: bool = False, convert: Convert = str) -> bytes:
         body = iter(_converted(translations[0], convert))
@@ -237,9 +246,16 @@ class EpubDocument(Document):
         if self.titles is not None:
             titles = iter(_converted(translations[1], convert))
             replaced.update(self.titles.render(titles, self.pages, page_titles))
+        # the translated book says it is Chinese (Traditional where ``convert`` turns 汉 into 漢)
+        language = "zh-CN" if convert("汉") == "汉" else "zh-TW"
         for page in self.pages:
-            if page.body_texts or page_titles[page.zip_path] is not None:
-                replaced[page.zip_path] = page.render(body, page_titles[page.zip_path], bilingual=bilingual)
+            replaced[page.zip_path] = page.render(body, page_titles[page.zip_path], bilingual=bilingual, lang=language)
+        opf_name, opf_data = self.opf
+        opf = _parse_xml(replaced.get(opf_name, opf_data), f"{self.path}: {opf_name}")
+        for element in opf.iter(f"{{{DC_NS}}}language"):
+            if _is_japanese(element.text):
+                element.text = language
+        replaced[opf_name] = _serialize(opf)
         return _rewrite_archive(self.archive, replaced)
 
 
@@ -295,6 +311,29 @@ class TitleFiles:
         return _parse_xml(data, f"{self.book}: {name}")
 
 
+def _is_japanese(language: str | None) -> bool:
+    return language is not None and language.strip().lower().split("-")[0] in ("ja", "jp", "jpn")
+
+
+def _spine_documents(opf: tuple[str, bytes], opf_dir: str, names: set[str], book: Path) -> list[str]:
+    """The archive paths of the book's XHTML documents but the navigation document: in spine order, then the
+    rest in manifest order; a manifest entry whose file is missing is left out, as readers do."""
+    from urllib.parse import unquote
+
+    root = _parse_xml(opf[1], f"{book}: {opf[0]}")
+    documents: dict[str, str] = {}
+    for item in root.iter(f"{{{OPF_NS}}}item"):
+        properties = (item.get("properties") or "").split()
+        if item.get("media-type") == "application/xhtml+xml" and "nav" not in properties and item.get("href"):
+            name = posixpath.normpath(posixpath.join(opf_dir, unquote(item.get("href"))))
+            if name in names:
+                documents[item.get("id") or name] = name
+    ordered = [
+        documents.pop(ref.get("idref")) for ref in root.iter(f"{{{OPF_NS}}}itemref") if ref.get("idref") in documents
+    ]
+    return ordered + list(documents.values())
+
+
 def xml_text(text: str) -> str:
     """``text`` without the characters XML cannot hold."""
     return _NOT_XML.sub("", text)
@@ -333,9 +372,9 @@ def _parse_xml(data: bytes, where: str) -> Any:
         parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, recover=True)
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
-        raise InputError(f"{where} is not well-formed XML ({exc})") from None
+        raise InputError(zh(f"{where} is not well-formed XML ({exc})", "不是格式正确的 XML")) from None
     if root is None:
-        raise InputError(f"{where} is not well-formed XML")
+        raise InputError(zh(f"{where} is not well-formed XML", "不是格式正确的 XML"))
     return root
 
 

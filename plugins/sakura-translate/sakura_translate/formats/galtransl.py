@@ -13,11 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from sakura_translate.encoding import decode_text
-from sakura_translate.errors import InputError
+from sakura_translate.errors import InputError, zh
 from sakura_translate.formats.base import Convert, Document, LoadOptions, Translations, merged_text
 from sakura_translate.glossary import Glossary
 
 ESCAPED_NEWLINE = "\\n"
+
+
+class NotAScript(InputError):
+    """A file with nothing to translate: JSON that is no GalTransl script at all (a glossary, MTool's file), or
+    an empty text. An error for a file given alone; a folder's run leaves it out."""
 
 
 class GalTranslScript(Document):
@@ -46,20 +51,32 @@ class GalTranslScript(Document):
         try:
             items = json.loads(decoded.text)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(items, list):
-            raise InputError(f'{path}: a GalTransl script is a JSON list of {{"name", "message"}} objects')
+            raise InputError(zh(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})", "不是有效的 JSON")) from None
+        if not isinstance(items, list) or not any(isinstance(item, dict) and "message" in item for item in items):
+            raise NotAScript(
+                zh(
+                    f'{path}: not a GalTransl script (a JSON list of {{"name", "message"}} objects)',
+                    "不是 GalTransl 脚本",
+                )
+            )
         for index, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("message"), str):
-                raise InputError(f"{path}: item {index} of the script has no text 'message'")
+                raise InputError(
+                    zh(f"{path}: item {index} of the script has no text 'message'", "脚本条目缺少 message 文本")
+                )
             if item.get("name") is not None and not isinstance(item["name"], str):
-                raise InputError(f"{path}: item {index} of the script has a 'name' that is not text")
+                raise InputError(
+                    zh(f"{path}: item {index} of the script has a 'name' that is not text", "脚本条目的 name 不是文本")
+                )
         return cls(path, items, options.glossary, decoded.encoding)
 
     def speakers_without_glossary(self) -> list[str]:
         """Speakers' names that no glossary entry translates, in order of first appearance."""
         names = dict.fromkeys(str(item["name"]) for item in self.items if item.get("name"))
         return [name for name in names if self.glossary.lookup(name) is None]
+
+    def kept_names(self) -> list[str]:
+        return self.speakers_without_glossary()
 
     def notes(self) -> list[str]:
         missing = self.speakers_without_glossary()

@@ -9,6 +9,15 @@ from sakura_translate.encoding import decode_text
 from sakura_translate.formats.base import INDENT_CHARS, Convert, Document, LoadOptions, Translations
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Web-novel ruby (小説家になろう, カクヨム): ｜漢字《かんじ》 marks its base with a bar; 漢字《かんじ》 without one
+# annotates the kanji run before it. The reading is dropped before sending: the model translates the base.
+_BAR_RUBY = re.compile(r"[|｜]([^|｜《》\r\n]+)《[^《》\r\n]*》")
+_KANJI_RUBY = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff々〆ヶ]+)《[^《》\r\n]*》")
+
+
+def strip_ruby(line: str) -> str:
+    """``line`` with web-novel ruby readings removed, its bases kept."""
+    return _KANJI_RUBY.sub(r"\1", _BAR_RUBY.sub(r"\1", line))
 
 
 class TextDocument(Document):
@@ -28,7 +37,7 @@ class TextDocument(Document):
             body = line.strip(INDENT_CHARS)
             if body:
                 self.indents[number] = line[: len(line) - len(line.lstrip(INDENT_CHARS))]
-                segments.append(body)
+                segments.append(strip_ruby(body))
         super().__init__(path, [segments], encoding)
 
     @classmethod
