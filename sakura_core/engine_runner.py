@@ -14,10 +14,10 @@ import contextlib
 import inspect
 import itertools
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
 
 from sakura_core.engine import Engine, EngineError
+from sakura_core.fair_lane import FairLane
 from sakura_core.stop_strings import StopStringFilter
 from sakura_core.types import Delta, FinishReason, SamplingParams
 
@@ -36,8 +36,9 @@ class EngineRunner:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._long_counts: ThreadPoolExecutor | None = None
-        self._huge_counts: ThreadPoolExecutor | None = None
+        #: Long texts are counted here, one at a time, the clients taking turns; huge ones in a lane of their own.
+        self._long_counts = FairLane("sakura-count-tokens")
+        self._huge_counts = FairLane("sakura-count-tokens-huge")
         #: Generations running now (from the first request to the engine until its stream is closed).
         self.active = 0
         #: Most generations that ran at once.
@@ -77,20 +78,20 @@ class EngineRunner:
             self.stall_problem = None
         return self.stall_problem
 
-    async def count_tokens(self, text: str) -> int:
-        """The engine's token count of ``text``, never computed on the event loop by a blocking count."""
+    async def count_tokens(self, text: str, *, owner: Hashable = None) -> int:
+        """The engine's token count of ``text``, never computed on the event loop by a blocking count.
+
+        Long texts wait their turn in a counting lane where each ``owner`` (the client, when the caller knows it)
+        takes turns with the others: one client's many long prompts never hold up everyone else's.
+        """
         count_tokens = self.engine.count_tokens
         if inspect.iscoroutinefunction(count_tokens):
             result = await count_tokens(text)
         else:
             if len(text) > HUGE_TEXT_CHARS:
-                if self._huge_counts is None:
-                    self._huge_counts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sakura-count-tokens-huge")
-                result = await asyncio.get_running_loop().run_in_executor(self._huge_counts, count_tokens, text)
+                result = await self._huge_counts.run(owner, count_tokens, text)
             elif len(text) > LONG_TEXT_CHARS:
-                if self._long_counts is None:
-                    self._long_counts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sakura-count-tokens")
-                result = await asyncio.get_running_loop().run_in_executor(self._long_counts, count_tokens, text)
+                result = await self._long_counts.run(owner, count_tokens, text)
             else:
                 result = await asyncio.to_thread(count_tokens, text)
             if inspect.isawaitable(result):  # a plain method that returned a coroutine
@@ -101,10 +102,8 @@ class EngineRunner:
 
     def close(self) -> None:
         """Stop the counting threads (a count in progress finishes)."""
-        for pool in (self._long_counts, self._huge_counts):
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
-        self._long_counts = self._huge_counts = None
+        self._long_counts.close()
+        self._huge_counts.close()
 
     async def wait_closed(self) -> None:
         """Wait (up to ``CLOSE_WAIT_SECONDS``) for engine streams still closing."""

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Hashable, Mapping, Sequence
 from typing import Any, Literal
 
 from sakura_core.engine import Engine
@@ -99,6 +99,7 @@ class LoadedModel:
         max_tokens: int | None = None,
         messages: Sequence[Mapping[str, Any]] | None = None,
         request_id: str | None = None,
+        client: Hashable = None,
     ) -> GenerationRequest:
         """A generation request for ``prompt``, fitted to the model's context.
 
@@ -110,7 +111,7 @@ class LoadedModel:
         """
         values = sampling.model_dump() if isinstance(sampling, SamplingParams) else dict(sampling or {})
         self._check_length(prompt)
-        prompt_tokens = await self.count_prompt(prompt)
+        prompt_tokens = await self.count_prompt(prompt, client)
         wanted = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         stop = combined_stop(values.get("stop") or (), self.prompt_format.stop)
         params = SamplingParams(**{**values, "max_tokens": self._fit(wanted, prompt_tokens), "stop": stop})
@@ -125,18 +126,19 @@ class LoadedModel:
             prompt_tokens=prompt_tokens,
         )
 
-    async def count_prompt(self, prompt: str) -> int:
-        """The prompt's tokens; ``PromptTooLongError`` as soon as a prefix of it shows that it cannot fit."""
+    async def count_prompt(self, prompt: str, client: Hashable = None) -> int:
+        """The prompt's tokens; ``PromptTooLongError`` as soon as a prefix of it shows that it cannot fit.
+        ``client`` (its address, when known) takes turns with other clients for the counting thread."""
         prefix_chars = max(self.context_length * PREFIX_CHARS_PER_TOKEN, PREFIX_MIN_CHARS)
         if len(prompt) > prefix_chars:
-            counted = await self.runner.count_tokens(prompt[:prefix_chars])
+            counted = await self.runner.count_tokens(prompt[:prefix_chars], owner=client)
             if counted > self.context_length + PREFIX_MARGIN_TOKENS:
                 raise PromptTooLongError(
                     f"the prompt is more than {counted - PREFIX_MARGIN_TOKENS} tokens (its first {prefix_chars}"
                     f" characters alone; it has {len(prompt)}) but the model's context is {self.context_length}"
                     " tokens per sequence; send a shorter text"
                 )
-        return await self.runner.count_tokens(prompt)
+        return await self.runner.count_tokens(prompt, owner=client)
 
     def _check_length(self, prompt: str) -> None:
         limit = max_prompt_chars(self.context_length)

@@ -60,3 +60,17 @@ async def test_huge_prompts_do_not_delay_a_normal_one() -> None:
     assert all(isinstance(r, PromptTooLongError) for r in results)
     assert waited < 0.3, f"a 5,000-character prompt waited {waited:.2f} s behind the huge ones"
     assert max(engine.counted) == 131_072  # none of the huge prompts was counted whole
+
+
+async def test_one_clients_many_long_prompts_do_not_hold_up_another_clients() -> None:
+    model, _engine = await loaded(n_ctx=65_536)
+    prompt = "x" * 40_000  # 0.04 s to count
+    greedy = [asyncio.ensure_future(model.prepare(prompt, max_tokens=1, client="10.0.0.1")) for _ in range(10)]
+    await asyncio.sleep(0.005)
+    started = time.perf_counter()
+    other = await model.prepare(prompt, max_tokens=1, client="10.0.0.2")
+    waited = time.perf_counter() - started
+    await asyncio.gather(*greedy)
+    assert other.prompt_tokens == 40_000
+    # its turn comes after at most the greedy client's count in progress and one more, not all ten
+    assert waited < 0.25, f"waited {waited:.2f} s behind another client's prompts"

@@ -84,6 +84,7 @@ def generation_handler(
             max_tokens=wanted.max_tokens,
             messages=wanted.messages,
             prompt_param=wanted.prompt_param,
+            client=request.remote,
         )
         ticket = service.admit()
         admitted = Admitted(generation.request_id, int(time.time()), service.model_info.id, ticket)
