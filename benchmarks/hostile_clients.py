@@ -6,7 +6,8 @@ Content-Type) and, for work whose cost the client chooses, the p99 and max laten
 10 ms from another thread while the hostile request was handled. The figures are the before/after table of the
 hardening work.
 
-    python benchmarks/hostile_clients.py [--only NAME,...] [--sockets 1100]
+    python benchmarks/hostile_clients.py [--only NAME,...] [--sockets 1100] [--header-sockets 1000]
+        [--slow-bodies 1100] [--many-key-bodies 8]
 
 Probes that need server options only newer versions have (timeouts, --max-connections) are run with the
 server's defaults; the script passes no option an older server lacks.
@@ -421,6 +422,200 @@ def probe_shutdown(model: Path, log: Path) -> str:
     )
 
 
+# -- reliability probes (issue 25): memory before auth, non-reading streams, slow bodies, parsing, counting ------
+
+
+def rss_mb(pid: int) -> float:
+    """The process's resident memory, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def supports(option: str) -> bool:
+    """Whether this server version has ``option`` (the probes pass no option an older server lacks)."""
+    help_text = subprocess.run(
+        [sys.executable, "-m", "sakura_core.cli", "run", "--help"], capture_output=True, text=True, check=False
+    ).stdout
+    return option in help_text
+
+
+def probe_oversized_headers(count: int) -> Callable[[Server], str]:
+    def probe(server: Server) -> str:
+        """``count`` sockets each sending about 1 MB of header lines that never end; RSS before, at the peak, after."""
+        start = rss_mb(server.process.pid)
+        line = b"X-Fill: " + b"a" * 4000 + b"\r\n"
+        socks = []
+        refused = 0
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            sock.settimeout(0.5)
+            socks.append(sock)
+            try:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                for _ in range(250):
+                    sock.sendall(line)
+            except OSError:
+                refused += 1
+        time.sleep(1)
+        peak = rss_mb(server.process.pid)
+        for sock in socks:
+            sock.close()
+        time.sleep(3)
+        after = rss_mb(server.process.pid)
+        return (
+            f"RSS {start:.0f} MB -> {peak:.0f} MB with {count} sockets -> {after:.0f} MB after they closed"
+            f" ({refused} cut before 1 MB was sent)"
+        )
+
+    return probe
+
+
+def probe_silent_streams(model: Path, log: Path) -> str:
+    """4 clients ask for 30,000 tokens and read nothing; is another client served meanwhile, are the slots freed?"""
+    extra = ["--send-timeout", "3"] if supports("--send-timeout") else []
+    server = Server(model, log, "-c", "32768", *extra)
+    try:
+        body = json.dumps({"prompt": "x", "max_tokens": 30000, "stream": True}).encode()
+        silent = []
+        for _ in range(4):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", server.port))
+            sock.sendall(post_request(server.port, "/v1/completions", body))
+            silent.append(sock)
+        time.sleep(0.5)
+        started = time.monotonic()
+        normal = json.dumps({"prompt": "y", "max_tokens": 4}).encode()
+        try:
+            status = server.post("/v1/completions", normal, timeout=40)[0]
+            served = f"another client served after {time.monotonic() - started:.1f} s ({status})"
+        except OSError:
+            served = f"another client not served in {time.monotonic() - started:.0f} s"
+        slots = json.loads(server.get("/slots")[2])
+        busy = sum(1 for slot in slots if slot.get("state"))
+        for sock in silent:
+            sock.close()
+        option = " ".join(extra) or "no send timeout"
+        return f"{served}; {busy} of {len(slots)} slots busy then ({option})"
+    finally:
+        server.stop()
+
+
+def probe_slow_bodies(model: Path, log: Path, count: int) -> str:
+    """``count`` connections past a cap of ``count - 10`` each trickle a body, one client re-opens idle sockets;
+    /health polled from another loopback address (127.0.0.2) for 15 s."""
+    cap = count - 10
+    extra = ["--max-connections", str(cap)]
+    if supports("--max-connections-per-client"):
+        extra += ["--max-connections-per-client", str(cap // 4)]
+    server = Server(model, log, *extra)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def trickle() -> None:
+        for _ in range(count):
+            with contextlib.suppress(OSError):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=2)
+                sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+                held.append(sock)
+        while not stop.wait(5):
+            for sock in held:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b" ")
+
+    def reopen() -> None:
+        mine: list[socket.socket] = []
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                mine.append(socket.create_connection(("127.0.0.1", server.port), timeout=2))
+            if len(mine) > 50:
+                mine.pop(0).close()
+            time.sleep(0.01)
+        for sock in mine:
+            sock.close()
+
+    workers = [threading.Thread(target=trickle, daemon=True), threading.Thread(target=reopen, daemon=True)]
+    try:
+        for worker in workers:
+            worker.start()
+        time.sleep(2)
+        statuses: list[int] = []
+        latencies: list[float] = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                sock = socket.socket()
+                sock.settimeout(2)
+                sock.bind(("127.0.0.2", 0))
+                sock.connect(("127.0.0.1", server.port))
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = sock.recv(65536)
+                sock.close()
+                statuses.append(RawReply.parse(data).status if data else 0)
+            except OSError:
+                statuses.append(0)
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.2)
+        ok = statuses.count(200)
+        return (
+            f"/health 200 {ok} of {len(statuses)} polls (others: {sorted(set(statuses) - {200})}),"
+            f" slowest {max(latencies) * 1000:.0f} ms ({' '.join(extra)})"
+        )
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(10)
+        for sock in held:
+            sock.close()
+        server.stop()
+
+
+def probe_many_keys(bodies: int) -> Callable[[Server], str]:
+    def probe(server: Server) -> str:
+        """``bodies`` bodies of 8 MB at once, each 700,000 keys in an ignored field; /health meanwhile."""
+        ignored = {f"k{i}": 1 for i in range(700_000)}
+        body = json.dumps({"prompt": "x", "max_tokens": 1, "ignored": ignored}, separators=(",", ":")).encode()
+
+        def send() -> str:
+            results: list[str] = []
+            threads = [
+                threading.Thread(target=lambda: results.append(answer(*server.post("/v1/completions", body))))
+                for _ in range(bodies)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            return f"{bodies} x {len(body) / 1e6:.1f} MB: {sorted(set(results))}"
+
+        return while_polling(server, send)
+
+    return probe
+
+
+def probe_never_fitting(server: Server) -> str:
+    """4 prompts of 8 MB that cannot fit at once, then a normal 5,000-character prompt: how long does it wait?"""
+    text = (JAPANESE * (8_000_000 // len(JAPANESE.encode())))[: 8_000_000 // 3]
+    huge = json.dumps({"prompt": text, "max_tokens": 8}, ensure_ascii=False).encode()
+    normal = json.dumps({"prompt": (JAPANESE * 200)[:5000], "max_tokens": 1}, ensure_ascii=False).encode()
+    alone_started = time.perf_counter()
+    server.post("/v1/completions", normal)
+    alone = time.perf_counter() - alone_started
+    threads = [threading.Thread(target=server.post, args=("/v1/completions", huge)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    started = time.perf_counter()
+    status = server.post("/v1/completions", normal)[0]
+    waited = time.perf_counter() - started
+    for thread in threads:
+        thread.join()
+    return f"a normal prompt answered in {alone:.2f} s alone, {waited:.2f} s behind 4 huge ones ({status})"
+
+
 PROBES: dict[str, Callable[[Server], str]] = {
     "line separators": probe_line_separators,
     "8 MB prompt": probe_prompt_8mb,
@@ -438,6 +633,7 @@ PROBES: dict[str, Callable[[Server], str]] = {
     "CORS": probe_cors,
     "open-file limit": open_file_limit,
     "slow clients": probe_slow_clients,
+    "never-fitting prompts": probe_never_fitting,
 }
 
 
@@ -445,6 +641,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help="comma-separated probe names (substrings)")
     parser.add_argument("--sockets", type=int, default=1100, help="idle sockets for the open-file probe")
+    parser.add_argument("--header-sockets", type=int, default=1000, help="sockets sending 1 MB of header each")
+    parser.add_argument("--slow-bodies", type=int, default=1100, help="connections trickling a body")
+    parser.add_argument("--many-key-bodies", type=int, default=8, help="8 MB bodies of 700,000 keys sent at once")
     args = parser.parse_args()
     only = [part.strip().lower() for part in (args.only or "").split(",") if part.strip()]
 
@@ -461,13 +660,23 @@ def main() -> None:
         # inflated
         server = Server(model, Path(folder) / "server.log", "--alias", "sakura-tiny-v1.0\u2028alias", "-c", "32768")
         try:
-            for name, probe in PROBES.items():
+            probes = {
+                **PROBES,
+                "oversized headers": probe_oversized_headers(args.header_sockets),
+                "many-key bodies": probe_many_keys(args.many_key_bodies),
+            }
+            for name, probe in probes.items():
                 if wanted(name):
                     print(f"{name}: {probe(server)}", flush=True)
         finally:
             server.stop()
         if wanted("many sockets"):
             print(f"many sockets: {probe_many_sockets(model, Path(folder) / 'sockets.log', args.sockets)}", flush=True)
+        if wanted("silent streams"):
+            print(f"silent streams: {probe_silent_streams(model, Path(folder) / 'silent.log')}", flush=True)
+        if wanted("slow bodies"):
+            slow = probe_slow_bodies(model, Path(folder) / "slow.log", args.slow_bodies)
+            print(f"slow bodies: {slow}", flush=True)
         if wanted("shutdown"):
             print(f"shutdown: {probe_shutdown(model, Path(folder) / 'shutdown.log')}", flush=True)
 

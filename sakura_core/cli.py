@@ -197,11 +197,24 @@ def cli() -> None:
     help="Open client connections past which new ones are refused at once (lowered to fit the open-file limit).",
 )
 @click.option(
+    "--max-connections-per-client",
+    type=click.IntRange(min=1),
+    default=256,
+    help="Open connections one client address may hold; past them its new ones are refused at once.",
+)
+@click.option(
     "--max-body-size",
     type=click.IntRange(min=1024),
     default=8 * 1024 * 1024,
     metavar="BYTES",
     help="Largest request body (413 above it; a smaller bound follows from the model's context).",
+)
+@click.option(
+    "--max-header-size",
+    type=click.IntRange(min=1024),
+    default=32 * 1024,
+    metavar="BYTES",
+    help="Largest header block of one request (431 above it, before auth).",
 )
 @click.option(
     "--header-timeout",
@@ -214,6 +227,24 @@ def cli() -> None:
     type=click.FloatRange(min=0, min_open=True),
     default=30.0,
     help="Seconds a request body may pause between two reads (408 past it).",
+)
+@click.option(
+    "--send-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    help="Seconds a stream may wait for its client to read; past it the stream ends and its slot is freed.",
+)
+@click.option(
+    "--body-deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    help="Seconds a whole request body may take to arrive, however steadily it comes (408 past it).",
+)
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    help="Seconds a generation may make no progress before /health answers 503 (the engine is wedged); 0: off.",
 )
 @click.option(
     "--keepalive-timeout",
@@ -316,10 +347,15 @@ def _server_settings(params: dict[str, Any]) -> Any:
         alias=params["alias"],
         max_queue=params["max_queue"],
         max_connections=params["max_connections"],
+        max_connections_per_client=params["max_connections_per_client"],
         max_body_bytes=params["max_body_size"],
+        max_header_bytes=params["max_header_size"],
         header_timeout_seconds=params["header_timeout"],
         body_timeout_seconds=params["body_timeout"],
+        body_deadline_seconds=params["body_deadline"],
         keepalive_timeout_seconds=params["keepalive_timeout"],
+        send_timeout_seconds=params["send_timeout"],
+        stall_timeout_seconds=params["stall_timeout"],
         cors_origins=parse_cors_origins(params["cors_origins"]),
         shutdown_grace_seconds=params["shutdown_grace"],
         self_check=params["self_check"],

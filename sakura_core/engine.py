@@ -132,6 +132,13 @@ class Engine(abc.ABC):
         """
         return None
 
+    async def recover(self, reason: str) -> None:
+        """The server's watchdog found a generation with no progress for ``--stall-timeout`` seconds (``reason``
+        says which): restart what can be restarted (a backend process the engine spawned). Optional; the default
+        does nothing. ``/health`` answers 503 until the stalled generation ends or moves again.
+        """
+        return None
+
     def slot_caches(self) -> list[SlotCache] | None:
         """Per slot (engine sequence), what its prompt cache holds; None when the engine keeps no such cache.
 

@@ -12,16 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+import itertools
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
 
 from sakura_core.engine import Engine, EngineError
+from sakura_core.fair_lane import FairLane
 from sakura_core.stop_strings import StopStringFilter
 from sakura_core.types import Delta, FinishReason, SamplingParams
 
 #: Texts longer than this many characters are counted by the runner's one counting thread, one at a time, so a flood
 #: of huge prompts cannot take every CPU from decoding, nor make short prompts wait behind them.
 LONG_TEXT_CHARS = 4096
+#: Texts longer than this (longer than a real prompt for any usual context) are counted in a thread of their own,
+#: one at a time: a client that sends huge prompts makes only huge prompts wait.
+HUGE_TEXT_CHARS = 64 * 1024
 #: How long ``wait_closed`` waits for generations' streams to finish closing.
 CLOSE_WAIT_SECONDS = 2.0
 
@@ -31,7 +36,9 @@ class EngineRunner:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._long_counts: ThreadPoolExecutor | None = None
+        #: Long texts are counted here, one at a time, the clients taking turns; huge ones in a lane of their own.
+        self._long_counts = FairLane("sakura-count-tokens")
+        self._huge_counts = FairLane("sakura-count-tokens-huge")
         #: Generations running now (from the first request to the engine until its stream is closed).
         self.active = 0
         #: Most generations that ran at once.
@@ -41,18 +48,50 @@ class EngineRunner:
         #: Engine streams being closed (held so that a close outlives a cancelled caller).
         self._closing: set[asyncio.Future[None]] = set()
         #: Why the engine cannot serve, as its last health check said (None: it can, or it reports no health).
-        self.problem: str | None = None
+        self.health_problem: str | None = None
+        #: Why the watchdog thinks the engine is wedged (None: every generation is making progress).
+        self.stall_problem: str | None = None
+        #: When each running generation last made progress (its request, then each piece), by generation number.
+        self._progress: dict[int, float] = {}
+        self._numbers = itertools.count()
 
-    async def count_tokens(self, text: str) -> int:
-        """The engine's token count of ``text``, never computed on the event loop by a blocking count."""
+    @property
+    def problem(self) -> str | None:
+        """Why the engine cannot serve now: its health check's word, else the watchdog's (None: it can)."""
+        return self.health_problem or self.stall_problem
+
+    def stalled_for(self) -> float:
+        """Seconds the longest-silent running generation has gone without progress (0 when none runs)."""
+        if not self._progress:
+            return 0.0
+        return time.monotonic() - min(self._progress.values())
+
+    def check_progress(self, stall_seconds: float) -> str | None:
+        """The watchdog: a generation with no progress for ``stall_seconds`` makes the engine count as down until
+        it ends or moves again. Returns (and remembers) the reason, or None."""
+        silent = self.stalled_for()
+        if silent >= stall_seconds:
+            self.stall_problem = (
+                f"a generation has made no progress for {silent:.0f} s (the {self.engine.name} engine may be wedged)"
+            )
+        else:
+            self.stall_problem = None
+        return self.stall_problem
+
+    async def count_tokens(self, text: str, *, owner: Hashable = None) -> int:
+        """The engine's token count of ``text``, never computed on the event loop by a blocking count.
+
+        Long texts wait their turn in a counting lane where each ``owner`` (the client, when the caller knows it)
+        takes turns with the others: one client's many long prompts never hold up everyone else's.
+        """
         count_tokens = self.engine.count_tokens
         if inspect.iscoroutinefunction(count_tokens):
             result = await count_tokens(text)
         else:
-            if len(text) > LONG_TEXT_CHARS:
-                if self._long_counts is None:
-                    self._long_counts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sakura-count-tokens")
-                result = await asyncio.get_running_loop().run_in_executor(self._long_counts, count_tokens, text)
+            if len(text) > HUGE_TEXT_CHARS:
+                result = await self._huge_counts.run(owner, count_tokens, text)
+            elif len(text) > LONG_TEXT_CHARS:
+                result = await self._long_counts.run(owner, count_tokens, text)
             else:
                 result = await asyncio.to_thread(count_tokens, text)
             if inspect.isawaitable(result):  # a plain method that returned a coroutine
@@ -62,10 +101,9 @@ class EngineRunner:
         return result
 
     def close(self) -> None:
-        """Stop the counting thread (a count in progress finishes)."""
-        if self._long_counts is not None:
-            self._long_counts.shutdown(wait=False, cancel_futures=True)
-            self._long_counts = None
+        """Stop the counting threads (a count in progress finishes)."""
+        self._long_counts.close()
+        self._huge_counts.close()
 
     async def wait_closed(self) -> None:
         """Wait (up to ``CLOSE_WAIT_SECONDS``) for engine streams still closing."""
@@ -89,7 +127,7 @@ class EngineRunner:
             problem = f"the {self.engine.name} engine's health check did not answer within {within:g} s"
         except Exception as exc:
             problem = f"the {self.engine.name} engine's health check failed: {type(exc).__name__}: {exc}"
-        self.problem = problem
+        self.health_problem = problem
         return problem
 
     @property
@@ -115,8 +153,11 @@ class EngineRunner:
         self.active += 1
         self.started += 1
         self.peak_active = max(self.peak_active, self.active)
+        number = next(self._numbers)
+        self._progress[number] = time.monotonic()
         try:
             async for item in engine_stream:
+                self._progress[number] = time.monotonic()
                 if isinstance(item, str):
                     text, engine_finish = item, None
                     produced += 1
@@ -154,6 +195,7 @@ class EngineRunner:
             tail = stops.flush() if stops is not None else ""
             yield Delta(tail, prompt_tokens, produced, "length" if produced >= params.max_tokens else "stop", cached)
         finally:
+            self._progress.pop(number, None)
             await self._close(engine_stream)
 
     async def _close(self, engine_stream: AsyncIterator[object]) -> None:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Hashable, Mapping, Sequence
 from typing import Any, Literal
 
 from sakura_core.engine import Engine
@@ -36,6 +36,14 @@ logger = logging.getLogger(__name__)
 
 #: ``max_tokens`` that asks for as many tokens as the context leaves (llama-server's ``n_predict: -1``).
 UNTIL_CONTEXT_FULL = -1
+#: A prompt longer than ``max(context × PREFIX_CHARS_PER_TOKEN, PREFIX_MIN_CHARS)`` characters is first counted
+#: only that far: text averages well under 4 characters a token, so that prefix alone usually shows the prompt
+#: cannot fit, and the rest (megabytes, seconds of counting) is never counted.
+PREFIX_CHARS_PER_TOKEN = 4
+PREFIX_MIN_CHARS = 64 * 1024
+#: Tokens a prefix may count past the context before the whole prompt is refused on its count: a token may
+#: straddle the cut, so the prefix's count may exceed the same text's count inside the whole prompt a little.
+PREFIX_MARGIN_TOKENS = 16
 
 
 class PromptTooLongError(ValueError):
@@ -91,6 +99,7 @@ class LoadedModel:
         max_tokens: int | None = None,
         messages: Sequence[Mapping[str, Any]] | None = None,
         request_id: str | None = None,
+        client: Hashable = None,
     ) -> GenerationRequest:
         """A generation request for ``prompt``, fitted to the model's context.
 
@@ -102,7 +111,7 @@ class LoadedModel:
         """
         values = sampling.model_dump() if isinstance(sampling, SamplingParams) else dict(sampling or {})
         self._check_length(prompt)
-        prompt_tokens = await self.runner.count_tokens(prompt)
+        prompt_tokens = await self.count_prompt(prompt, client)
         wanted = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         stop = combined_stop(values.get("stop") or (), self.prompt_format.stop)
         params = SamplingParams(**{**values, "max_tokens": self._fit(wanted, prompt_tokens), "stop": stop})
@@ -116,6 +125,20 @@ class LoadedModel:
             request_id=request_id,
             prompt_tokens=prompt_tokens,
         )
+
+    async def count_prompt(self, prompt: str, client: Hashable = None) -> int:
+        """The prompt's tokens; ``PromptTooLongError`` as soon as a prefix of it shows that it cannot fit.
+        ``client`` (its address, when known) takes turns with other clients for the counting thread."""
+        prefix_chars = max(self.context_length * PREFIX_CHARS_PER_TOKEN, PREFIX_MIN_CHARS)
+        if len(prompt) > prefix_chars:
+            counted = await self.runner.count_tokens(prompt[:prefix_chars], owner=client)
+            if counted > self.context_length + PREFIX_MARGIN_TOKENS:
+                raise PromptTooLongError(
+                    f"the prompt is more than {counted - PREFIX_MARGIN_TOKENS} tokens (its first {prefix_chars}"
+                    f" characters alone; it has {len(prompt)}) but the model's context is {self.context_length}"
+                    " tokens per sequence; send a shorter text"
+                )
+        return await self.runner.count_tokens(prompt, owner=client)
 
     def _check_length(self, prompt: str) -> None:
         limit = max_prompt_chars(self.context_length)
@@ -143,7 +166,7 @@ class LoadedModel:
         if request.prompt_tokens is not None and request.prompt == counted:
             return
         self._check_length(request.prompt)
-        request.prompt_tokens = await self.runner.count_tokens(request.prompt)
+        request.prompt_tokens = await self.count_prompt(request.prompt)
         fitted = self._fit(request.params.max_tokens, request.prompt_tokens)
         if fitted != request.params.max_tokens:
             request.params = request.params.model_copy(update={"max_tokens": fitted})

@@ -10,6 +10,7 @@ from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server.generation.health import engine_health_watch
 from sakura_core.server.generation.state import ServerState
+from sakura_core.server.http.expect import expect_handler
 from sakura_core.server.http.middleware import MIDDLEWARES, add_cors_headers
 from sakura_core.server.keys import OPENAPI, PUBLIC_PATHS, STATE
 from sakura_core.server.routes import legacy, llamacpp, openai
@@ -42,9 +43,9 @@ def build_app(state: ServerState) -> web.Application:
     app[PUBLIC_PATHS] = frozenset(spec.path for spec in routes if spec.public)
     app[OPENAPI] = build_openapi(routes, version=__version__)
     for spec in routes:
-        app.router.add_route(spec.method, spec.path, spec.handler)
+        app.router.add_route(spec.method, spec.path, spec.handler, expect_handler=expect_handler)
         if spec.method == "GET":  # uptime monitors ask with HEAD: the same answer without its body
-            app.router.add_route("HEAD", spec.path, spec.handler)
+            app.router.add_route("HEAD", spec.path, spec.handler, expect_handler=expect_handler)
     app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.append(engine_health_watch)
     app.on_cleanup.append(_close_state)

@@ -300,3 +300,29 @@ async def test_requests_still_running_when_the_grace_ends_are_ended_properly(
     assert not any(" 499 " in line for line in access), access
     assert sum(" 200 stream " in line for line in access) == 2 and sum(" 503 " in line for line in access) == 1
     assert engine.active == 0 and engine.closed
+
+
+async def test_a_request_cut_by_the_shutdown_is_not_logged_as_closed_by_its_client(
+    recording_engine_class, registry_factory, caplog
+) -> None:
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    settings = ServerSettings(port=port, self_check=False, shutdown_grace_seconds=0.1)
+    engine = recording_engine_class(ReferenceOptions())
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_server(settings, engine, registry_factory(), MODEL, None, stop))
+    async with aiohttp.ClientSession() as session:
+        await wait_until_ready(session, url := f"http://127.0.0.1:{port}")
+        assert url
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"prompt": ')
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the handler waits for the rest of the body
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    writer.close()
+    access = [
+        r.getMessage() for r in caplog.records if r.name == "sakura_core.server.access" and "POST" in r.getMessage()
+    ]
+    assert len(access) == 1, access
+    assert " 499 " not in access[0] and "ended by the server: shutting down" in access[0], access

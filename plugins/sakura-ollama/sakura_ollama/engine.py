@@ -232,6 +232,22 @@ class OllamaEngine(Engine):
             return f"no Ollama server answers at {self.address.url}: {message_of(exc)}"
         return None
 
+    async def recover(self, reason: str) -> None:
+        """The server's watchdog found a generation making no progress (the runner wedge seen with Ollama 0.5.4):
+        restart the ``ollama serve`` that sakura started (its runners and their stuck generations go with it). A
+        server sakura did not start is left alone, with one log line."""
+        process, api = self.process, self._api
+        if process is None or api is None:
+            logger.warning(
+                "%s; the Ollama server at %s was not started by sakura: restart it", reason, self.address.url
+            )
+            return
+        logger.warning("%s: restarting the `ollama serve` that sakura started", reason)
+        await process.stop()
+        fresh = OllamaServerProcess(process.executable, self.address, parallel=self.options.parallel)
+        await fresh.start(lambda: self._answers(api))
+        self.process = fresh
+
     def _serving_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, EngineError | asyncio.CancelledError):
             return exc

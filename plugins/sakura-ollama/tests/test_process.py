@@ -46,3 +46,43 @@ async def test_a_server_that_never_answers_is_stopped(tmp_path: Path) -> None:
     assert marker.read_text().split() == ["serve", "127.0.0.1:4321", "3"]
     with pytest.raises(ProcessLookupError):
         os.kill(process.process.pid, 0)
+
+
+class AnsweringAPI:
+    """Stands in for the Ollama client: the server always answers."""
+
+    async def version(self) -> str:
+        return "0.5.4"
+
+
+async def test_recover_restarts_the_server_sakura_started(tmp_path: Path) -> None:
+    from sakura_ollama.engine import OllamaEngine
+
+    executable = script(tmp_path, "ollama", "exec sleep 60")
+    engine = OllamaEngine()
+    engine._api = AnsweringAPI()  # type: ignore[assignment]
+    engine.process = OllamaServerProcess(executable, engine.address, parallel=1)
+
+    async def ready() -> bool:
+        return True
+
+    await engine.process.start(ready)
+    first = engine.process
+    assert first.process is not None
+    try:
+        await engine.recover("a generation has made no progress for 300 s")
+        assert not first.running
+        assert engine.process is not first and engine.process.running
+        assert engine.process.process is not None and engine.process.process.pid != first.process.pid
+    finally:
+        await engine.process.stop()
+
+
+async def test_recover_leaves_a_server_it_did_not_start_alone(caplog: pytest.LogCaptureFixture) -> None:
+    from sakura_ollama.engine import OllamaEngine
+
+    engine = OllamaEngine()
+    engine._api = AnsweringAPI()  # type: ignore[assignment]
+    await engine.recover("a generation has made no progress for 300 s")
+    assert engine.process is None
+    assert "was not started by sakura" in caplog.text

@@ -196,6 +196,17 @@ class RayEngine(Engine):
         """What runs and waits on each live replica, asked of all of them at once."""
         return await self._broadcast("state")
 
+    async def health(self) -> str | None:
+        """None while at least one replica says its engine serves; else why none does (no replica answers, or
+        each one's reason)."""
+        if self._handle is None:
+            return "the Ray replicas are not running"
+        try:
+            answers = await self._broadcast("health")
+        except Exception as exc:
+            return f"the Ray replicas cannot be reached: {first_line(exc)}"
+        return replicas_health(answers)
+
     # -- shutdown --------------------------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -227,6 +238,15 @@ class RayEngine(Engine):
             await self._loaded().broadcast(method).results_async(timeout_s=BROADCAST_SECONDS, return_exceptions=True)
         )
         return [answer for answer in answers if not isinstance(answer, BaseException)]
+
+
+def replicas_health(answers: list[str | None]) -> str | None:
+    """The front's health from its replicas' answers: None when one serves, else why none does."""
+    if not answers:
+        return "no Ray replica answers"
+    if any(answer is None for answer in answers):
+        return None
+    return "no Ray replica can serve: " + "; ".join(sorted({str(answer) for answer in answers}))
 
 
 def _lost_replica_errors() -> tuple[type[BaseException], ...]:

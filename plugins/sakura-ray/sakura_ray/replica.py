@@ -21,6 +21,11 @@ from sakura_ray.autoscaling import SLOTS_METRIC
 
 logger = logging.getLogger(__name__)
 
+#: Seconds a replica's engine health check may take.
+HEALTH_CHECK_SECONDS = 1.0
+#: Seconds a generation on a replica may make no progress before the replica reports itself wedged (as the
+#: server's ``--stall-timeout`` default).
+STALL_SECONDS = 300.0
 #: One delta on the wire: text, prompt tokens, completion tokens, finish reason (a tuple pickles fastest).
 WireDelta = tuple[str, int, int, FinishReason | None]
 
@@ -106,6 +111,15 @@ class EngineReplica:
     async def state(self) -> ReplicaState:
         """What runs and waits here now."""
         return ReplicaState(self.replica_id, self.runner.active, self.waiting, self.runner.started, self.parallelism)
+
+    async def health(self) -> str | None:
+        """This replica's engine's own word on whether it serves (None: it does, or it reports no health), or the
+        watchdog's when a generation here has made no progress for ``STALL_SECONDS``."""
+        if self.runner.reports_health:
+            problem = await self.runner.check_health(within=HEALTH_CHECK_SECONDS)
+            if problem is not None:
+                return problem
+        return self.runner.check_progress(STALL_SECONDS)
 
     async def record_autoscaling_stats(self) -> dict[str, float]:
         """Metrics for the autoscaling policy: this replica's slots."""

@@ -110,3 +110,31 @@ async def test_a_blocking_call_gives_up_after_its_time_without_holding_the_loop(
     with pytest.raises(ZeroDivisionError):
         await in_daemon_thread(lambda: 1 / 0, 1)
     await asyncio.sleep(0)
+
+
+def test_the_front_is_healthy_while_one_replica_serves() -> None:
+    from sakura_ray.engine import replicas_health
+
+    assert replicas_health([None, "engine down"]) is None
+    assert replicas_health([]) == "no Ray replica answers"
+    assert replicas_health(["b down", "a down", "a down"]) == "no Ray replica can serve: a down; b down"
+
+
+async def test_the_front_asks_every_replica_for_its_health(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = RayEngine(LlamaCppEngine(), RayOptions(replicas=2))
+    assert await engine.health() == "the Ray replicas are not running"
+    engine._handle = SimpleNamespace()  # type: ignore[assignment]
+    asked: list[str] = []
+
+    async def broadcast(method: str) -> list[str | None]:
+        asked.append(method)
+        return ["wedged", None]
+
+    monkeypatch.setattr(engine, "_broadcast", broadcast)
+    assert await engine.health() is None and asked == ["health"]
+
+    async def unreachable(method: str) -> list[str | None]:
+        raise RuntimeError("the cluster is gone\nmore")
+
+    monkeypatch.setattr(engine, "_broadcast", unreachable)
+    assert await engine.health() == "the Ray replicas cannot be reached: the cluster is gone"

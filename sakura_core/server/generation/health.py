@@ -19,19 +19,33 @@ HEALTH_POLL_SECONDS = 1.0
 
 
 async def watch_engine_health(state: ServerState, interval: float = HEALTH_POLL_SECONDS) -> None:
-    """Poll the engine while the server is ready; ``/health`` and new requests answer 503 while it is down."""
+    """Poll the engine while the server is ready, and watch its generations' progress: ``/health`` and new requests
+    answer 503 while it is down or a generation has made no progress for ``--stall-timeout`` seconds."""
     while True:
         if state.phase is Phase.READY and state.model is not None:
             runner = state.model.runner
-            if not runner.reports_health:
-                return
             before = runner.problem
-            problem = await runner.check_health(within=interval)
+            if runner.reports_health:
+                await runner.check_health(within=interval)
+            stall = state.settings.stall_timeout_seconds
+            if stall:
+                runner.check_progress(stall)
+            problem = runner.problem
             if problem is not None and before is None:
                 logger.warning("the engine cannot serve: %s; /health answers 503 until it recovers", problem)
+                if runner.stall_problem is not None:
+                    await _restart_wedged(state, runner.stall_problem)
             elif problem is None and before is not None:
                 logger.info("the engine serves again")
         await asyncio.sleep(interval)
+
+
+async def _restart_wedged(state: ServerState, reason: str) -> None:
+    """Ask the engine to recover from a wedge (an engine that spawned its backend restarts it); most cannot."""
+    try:
+        await state.engine.recover(reason)
+    except Exception as exc:
+        logger.warning("the engine could not recover: %s: %s", type(exc).__name__, exc)
 
 
 async def engine_health_watch(app: web.Application) -> AsyncIterator[None]:

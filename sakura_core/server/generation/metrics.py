@@ -1,11 +1,16 @@
-"""Counters of what the server did, rendered as Prometheus text (our names and llama-server's ``llamacpp:``)."""
+"""Counters of what the server did, rendered as Prometheus text by prometheus_client (our names and llama-server's
+``llamacpp:``)."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from sakura_core.types import Delta, EngineMetric
 
@@ -79,6 +84,8 @@ class ServerMetrics:
 
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str]] = Counter()
+        #: HTTP requests by route, result (finished, cancelled, failed, refused) and reason.
+        self.results: Counter[tuple[str, str, str]] = Counter()
         self.outcomes: Counter[str] = Counter()
         self.prompt_tokens = 0
         self.prompt_tokens_cached = 0
@@ -122,36 +129,70 @@ class ServerMetrics:
         else:
             self.prompt_seconds += record.finished_at - record.started_at
 
+    def count_result(self, route: str, result: str, reason: str) -> None:
+        """Count how one HTTP request ended: ``finished``, ``cancelled``, ``failed`` or ``refused``, and why."""
+        self.results[(route, result, reason)] += 1
+
     def render(self, gauges: Gauges | None, engine_metrics: Sequence[EngineMetric] = ()) -> str:
-        """Prometheus text exposition (version 0.0.4); ``engine_metrics`` are the engine's own figures."""
-        out = _Writer()
+        """Prometheus text exposition (version 0.0.4), written by prometheus_client; ``engine_metrics`` are the
+        engine's own figures (``sakura_engine_<name>``)."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Snapshot(self, gauges, engine_metrics))
+        return generate_latest(registry).decode("utf-8")
+
+    def families(self, gauges: Gauges | None, engine_metrics: Sequence[EngineMetric] = ()) -> Iterator[Metric]:
+        """Every metric family, read now."""
+        requests = CounterMetricFamily(
+            "sakura_requests_total", "HTTP requests by route and status.", labels=("route", "status")
+        )
         for (route, status), count in sorted(self.requests.items()):
-            out.sample("sakura_requests_total", count, {"route": route, "status": status})
-        out.describe("sakura_requests_total", "counter", "HTTP requests by route and status.")
+            requests.add_metric((route, status), count)
+        yield requests
+        results = CounterMetricFamily(
+            "sakura_request_results_total",
+            "HTTP requests by how they ended (finished, cancelled, failed, refused) and why; they add up to"
+            " sakura_requests_total.",
+            labels=("route", "result", "reason"),
+        )
+        for (route, result, reason), count in sorted(self.results.items()):
+            results.add_metric((route, result, reason), count)
+        yield results
+        generations = CounterMetricFamily(
+            "sakura_generations_total",
+            "Generations by outcome (stop, length, cancelled, send_timeout, shutting_down, error).",
+            labels=("outcome",),
+        )
         for outcome, count in sorted(self.outcomes.items()):
-            out.sample("sakura_generations_total", count, {"outcome": outcome})
-        out.describe("sakura_generations_total", "counter", "Generations by outcome (stop, length, cancelled, error).")
-        out.metric("sakura_prompt_tokens_total", "counter", "Prompt tokens of generations.", self.prompt_tokens)
-        out.metric(
+            generations.add_metric((outcome,), count)
+        yield generations
+        yield CounterMetricFamily("sakura_prompt_tokens_total", "Prompt tokens of generations.", self.prompt_tokens)
+        yield CounterMetricFamily(
             "sakura_prompt_tokens_cached_total",
-            "counter",
             "Prompt tokens the engine took from its prompt cache instead of processing them.",
             self.prompt_tokens_cached,
         )
-        out.metric("sakura_completion_tokens_total", "counter", "Generated tokens.", self.completion_tokens)
-        out.histogram("sakura_time_to_first_token_seconds", "From arrival to the first token.", self.ttft)
-        running_tokens = sum(r.prompt_tokens + r.completion_tokens for r in self.running)
+        yield CounterMetricFamily("sakura_completion_tokens_total", "Generated tokens.", self.completion_tokens)
+        buckets = [(_bound(b), c) for b, c in zip(self.ttft.buckets, self.ttft.counts, strict=True)]
+        yield HistogramMetricFamily(
+            "sakura_time_to_first_token_seconds",
+            "From arrival to the first token.",
+            buckets=[*buckets, ("+Inf", self.ttft.total)],
+            sum_value=self.ttft.sum,
+        )
         if gauges is not None:
-            out.metric("sakura_queue_depth", "gauge", "Requests waiting for a slot.", gauges.queue_depth)
-            out.metric("sakura_active_sequences", "gauge", "Generations running in the engine.", gauges.active)
-            out.metric("sakura_slots", "gauge", "Sequences the engine decodes together.", gauges.slots)
+            yield GaugeMetricFamily("sakura_queue_depth", "Requests waiting for a slot.", gauges.queue_depth)
+            yield GaugeMetricFamily("sakura_active_sequences", "Generations running in the engine.", gauges.active)
+            yield GaugeMetricFamily("sakura_slots", "Sequences the engine decodes together.", gauges.slots)
         for metric in engine_metrics:
-            out.metric(f"sakura_engine_{metric.name}", metric.kind, metric.help, metric.value)
-        self._render_llamacpp(out, gauges, running_tokens)
-        return out.text()
+            engine_family = CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily
+            yield engine_family(f"sakura_engine_{metric.name}", metric.help, metric.value)
+        for name, kind, help_text, value in self._llamacpp_rows(gauges):
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family(f"llamacpp:{name}", help_text, value)
 
-    def _render_llamacpp(self, out: _Writer, gauges: Gauges | None, running_tokens: int) -> None:
+    def _llamacpp_rows(self, gauges: Gauges | None) -> list[tuple[str, str, str, float]]:
         """llama-server's names, which Sakura_Launcher_GUI reads; derived from the token events we observe."""
+        running_tokens = sum(r.prompt_tokens + r.completion_tokens for r in self.running)
         prompt_started = [r for r in self.running if r.first_token_at]
         cached = self.prompt_tokens_cached + sum(r.cached_tokens or 0 for r in prompt_started)
         # as llama-server counts them: prompt tokens processed, the ones taken from the cache apart
@@ -196,53 +237,24 @@ class ServerMetrics:
                 ("requests_processing", "gauge", "Number of requests processing.", gauges.active),
                 ("requests_deferred", "gauge", "Number of requests deferred.", gauges.queue_depth),
             ]
-        for name, kind, help_text, value in rows:
-            out.metric(f"llamacpp:{name}", kind, help_text, value)
+        return rows
+
+
+class _Snapshot(Collector):
+    """prometheus_client's view of the server's metrics at one scrape."""
+
+    def __init__(self, metrics: ServerMetrics, gauges: Gauges | None, engine_metrics: Sequence[EngineMetric]) -> None:
+        self.metrics = metrics
+        self.gauges = gauges
+        self.engine_metrics = engine_metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self.metrics.families(self.gauges, self.engine_metrics))
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))
 
 
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else 0.0
-
-
-def _number(value: float) -> str:
-    if isinstance(value, int) or float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
-
-
-class _Writer:
-    """Collects exposition lines; HELP/TYPE come before a metric's samples."""
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-        self._pending: list[str] = []
-
-    def sample(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
-        label_text = ""
-        if labels:
-            label_text = "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
-        self._pending.append(f"{name}{label_text} {_number(value)}")
-
-    def describe(self, name: str, kind: str, help_text: str) -> None:
-        """Emit HELP/TYPE for ``name`` followed by the samples added since the last describe."""
-        self._lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *self._pending]
-        self._pending = []
-
-    def metric(self, name: str, kind: str, help_text: str, value: float) -> None:
-        self.sample(name, value)
-        self.describe(name, kind, help_text)
-
-    def histogram(self, name: str, help_text: str, histogram: Histogram) -> None:
-        for bound, count in zip(histogram.buckets, histogram.counts, strict=True):
-            self.sample(f"{name}_bucket", count, {"le": repr(float(bound))})
-        self.sample(f"{name}_bucket", histogram.total, {"le": "+Inf"})
-        self.sample(f"{name}_sum", histogram.sum)
-        self.sample(f"{name}_count", histogram.total)
-        self.describe(name, "histogram", help_text)
-
-    def text(self) -> str:
-        return "\n".join(self._lines) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

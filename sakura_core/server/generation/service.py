@@ -79,11 +79,13 @@ class GenerationService:
         max_tokens: int | None,
         messages: Sequence[Mapping[str, Any]] | None = None,
         prompt_param: str = "prompt",
+        client: str | None = None,
     ) -> GenerationRequest:
         """``LoadedModel.prepare``, its refusals as 400s: a prompt the context cannot hold (``prompt_param`` names
-        the field at fault), a sampling value out of range; an engine that cannot count as 500 or 503."""
+        the field at fault), a sampling value out of range; an engine that cannot count as 500 or 503. ``client``
+        (an address) takes turns with other clients for the counting thread."""
         try:
-            return await self.model.prepare(prompt, sampling, max_tokens=max_tokens, messages=messages)
+            return await self.model.prepare(prompt, sampling, max_tokens=max_tokens, messages=messages, client=client)
         except PromptTooLongError as exc:
             raise invalid_request(str(exc), param=prompt_param, code="context_length_exceeded") from None
         except ValidationError as exc:
@@ -142,5 +144,5 @@ class GenerationService:
         finally:
             ticket.release()
             if record.outcome in ("queued", "running"):
-                record.outcome = "cancelled"
+                record.outcome = "shutting_down" if ticket.ended_by_server else "cancelled"
             self.metrics.finish(record)

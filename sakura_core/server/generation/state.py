@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 
 from sakura_core.engine import Engine
@@ -51,6 +52,8 @@ class ServerState:
         self.model: LoadedModel | None = None
         self.scheduler: Scheduler | None = None
         self.service: GenerationService | None = None
+        #: The one thread that parses large request bodies (started on the first one).
+        self._body_parser: ThreadPoolExecutor | None = None
 
     @property
     def model_info(self) -> ModelInfo | None:
@@ -74,6 +77,9 @@ class ServerState:
         """Release what the state holds (the engine runner's counting thread)."""
         if self.model is not None:
             self.model.runner.close()
+        if self._body_parser is not None:
+            self._body_parser.shutdown(wait=False, cancel_futures=True)
+            self._body_parser = None
 
     def body_limits(self) -> BodyLimits:
         """How much of a request body to read: ``--max-body-size``, or less when the model's context could not
@@ -85,7 +91,15 @@ class ServerState:
             if bound < limit:
                 limit = bound
                 reason = f"no prompt that fits the model's context of {self.model_info.context_length} tokens is longer"
-        return BodyLimits(max_bytes=limit, read_timeout=self.settings.body_timeout_seconds, reason=reason)
+        if self._body_parser is None:
+            self._body_parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sakura-parse-body")
+        return BodyLimits(
+            executor=self._body_parser,
+            max_bytes=limit,
+            read_timeout=self.settings.body_timeout_seconds,
+            deadline=self.settings.body_deadline_seconds,
+            reason=reason,
+        )
 
     def require_service(self) -> GenerationService:
         """The generation service, or 503 while the model is loading."""

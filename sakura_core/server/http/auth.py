@@ -114,13 +114,15 @@ def resolve_auth(settings: ServerSettings) -> AuthPolicy:
 
 
 def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    """Constant-time equality. ``given`` is the client's text: header bytes that are not UTF-8 reach it as lone
+    surrogates (aiohttp decodes with ``surrogateescape``), which encode back to those bytes and never match."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
 
 
 def _decode_basic(credentials: str) -> tuple[str, str] | None:
     try:
-        text = base64.b64decode(credentials, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = base64.b64decode(credentials.encode("ascii"), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
         return None
     user, sep, password = text.partition(":")
     return (user, password) if sep else None

@@ -45,8 +45,17 @@ LISTEN_BACKLOG = 128
 TROUBLE_LOG_SECONDS = 10.0
 #: The message asyncio gives its exception handler when accept() fails for lack of file descriptors or memory.
 ACCEPT_FAILED = "socket.accept() out of system resource"
+#: The ``Server`` header of every answer: the software, not its libraries' versions.
+SERVER_NAME = "sakura"
 #: Longest client text quoted in a protocol error.
 QUOTED_CHARS = 120
+#: aiohttp's own parser limits, set here rather than left to its defaults: the request line and each header field
+#: (bytes), and how many header fields one request may have. Real clients send a dozen headers of a few dozen bytes.
+MAX_LINE_BYTES = 8190
+MAX_FIELD_BYTES = 8190
+MAX_HEADER_FIELDS = 100
+#: How a request's header block ends (a bare LF is tolerated by some parsers, so it ends the count too).
+HEADER_ENDS = (b"\r\n\r\n", b"\n\n")
 
 
 def canned_response(error: APIError) -> bytes:
@@ -67,8 +76,29 @@ def canned_response(error: APIError) -> bytes:
 REQUEST_TIMEOUT = canned_response(
     APIError(408, "the request headers did not arrive in time", code="request_timeout", close_connection=True)
 )
+
+
+def headers_too_large(limit: int) -> bytes:
+    """The 431 sent (then the connection closed) when a request's header block passes ``limit`` bytes."""
+    return canned_response(
+        APIError(
+            431,
+            f"the request headers are larger than {limit} bytes (--max-header-size)",
+            code="request_header_too_large",
+            close_connection=True,
+        )
+    )
+
+
 TOO_MANY_CONNECTIONS = canned_response(
     unavailable("the server has too many open connections; retry shortly", code="too_many_connections", retry_after=1)
+)
+TOO_MANY_FROM_CLIENT = canned_response(
+    unavailable(
+        "this address has too many open connections to the server; close some or retry shortly",
+        code="too_many_connections",
+        retry_after=1,
+    )
 )
 
 
@@ -98,6 +128,9 @@ class GuardedRequestHandler(web.RequestHandler):
 
     A connection must send a complete request header within ``header_timeout`` seconds of its start, or of the
     first byte of a later request; past it the connection is closed, after a 408 when part of a request came.
+    A request's header block may be at most ``max_header_bytes`` long: past it the connection gets a 431 and is
+    closed before the parser buffers more (``on_oversized`` is told), so the memory a connection can hold before
+    authentication is bounded.
     Between requests aiohttp's keep-alive timer applies. While a request is handled (streams included) no timer
     runs here. The server's access-log middleware calls ``request_started`` once the headers are in.
     """
@@ -108,11 +141,24 @@ class GuardedRequestHandler(web.RequestHandler):
         *,
         loop: asyncio.AbstractEventLoop,
         header_timeout: float,
+        max_header_bytes: int = 32 * 1024,
         on_close: Any = None,
+        on_oversized: Any = None,
+        admit: Any = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("max_line_size", MAX_LINE_BYTES)
+        kwargs.setdefault("max_field_size", MAX_FIELD_BYTES)
+        kwargs.setdefault("max_headers", MAX_HEADER_FIELDS)
         super().__init__(manager, loop=loop, **kwargs)
         self._header_timeout = header_timeout
+        self._max_header_bytes = max_header_bytes
+        self._on_oversized = on_oversized
+        self._admit = admit
+        #: Bytes of the current request's header block seen so far; None once its end was seen.
+        self._header_bytes: int | None = 0
+        #: The last bytes of the previous chunk (a header end may straddle two chunks).
+        self._header_tail = b""
         self._header_timer: asyncio.TimerHandle | None = None
         self._on_close = on_close
         #: No request is being handled: the connection is new or between requests.
@@ -122,16 +168,48 @@ class GuardedRequestHandler(web.RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self._admit is not None and not self._admit(transport.get_extra_info("peername")):
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(TOO_MANY_FROM_CLIENT)  # refused before anything is parsed
+            self._header_bytes = None
+            self.force_close()
+            return
         self.keep_alive(True)  # a new connection is under the header timeout, not aiohttp's keep-alive timer
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._header_bytes is not None and self._count_header(data):
+            return
         super().data_received(data)
         if data and self._between_requests and not self._request_begun and self.transport is not None:
             self._request_begun = True
             self.keep_alive(True)  # stops the keep-alive timer: the header timeout applies from here
             if self._header_timer is None:
                 self._arm_header_timer()
+
+    def _count_header(self, data: bytes) -> bool:
+        """Count ``data`` toward the current request's header block; True when it passed the limit (answered)."""
+        assert self._header_bytes is not None
+        seen = self._header_tail + data
+        ends = [found + len(end) for end in HEADER_ENDS if (found := seen.find(end)) >= 0]
+        if ends:
+            self._header_bytes += min(ends) - len(self._header_tail)
+        else:
+            self._header_bytes += len(data)
+        if self._header_bytes > self._max_header_bytes:
+            if self.transport is not None:
+                self.transport.write(headers_too_large(self._max_header_bytes))
+            if self._on_oversized is not None:
+                self._on_oversized()
+            self._header_bytes = None
+            self.force_close()
+            return True
+        if ends:
+            self._header_bytes = None
+            self._header_tail = b""
+        else:
+            self._header_tail = seen[-3:]
+        return False
 
     def request_started(self) -> None:
         """The request's headers are complete and its handler runs: no timer applies until it is answered."""
@@ -142,6 +220,8 @@ class GuardedRequestHandler(web.RequestHandler):
     def log_access(self, request: web.BaseRequest, response: web.StreamResponse, time: float | None) -> None:
         super().log_access(request, response, time)
         self._between_requests = True  # answered: aiohttp's keep-alive timer takes over
+        if response.keep_alive is not False:  # the next request's header block is counted afresh
+            self._header_bytes, self._header_tail = 0, b""
         if response.status == 408:
             # the client stopped sending its body: close now rather than wait for the rest of it (aiohttp would
             # linger, reading, for up to 10 seconds)
@@ -170,6 +250,7 @@ class GuardedRequestHandler(web.RequestHandler):
         else:
             logger.info("%s from %s", escape_for_log(error.message), request.remote)
         response = web.Response(status=error.status, body=to_json(error.body()), content_type="application/json")
+        response.headers["Server"] = SERVER_NAME
         response.force_close()
         return response
 
@@ -199,6 +280,10 @@ def protocol_error(status: int, exc: BaseException | None) -> APIError:
         return APIError(
             status, f"the request line or a header is longer than {limit} bytes", code="request_header_too_large"
         )
+    if isinstance(exc, HttpProcessingError) and "too many headers" in str(exc.message).lower():
+        return APIError(
+            431, f"the request has more than {MAX_HEADER_FIELDS} header fields", code="request_header_too_large"
+        )
     if isinstance(exc, BadHttpMethod):
         return APIError(status, f"not an HTTP request: {_quote(exc.message)}", code="invalid_http")
     if isinstance(exc, HttpProcessingError):
@@ -221,16 +306,34 @@ class RefusedConnection(asyncio.Protocol):
         transport.close()
 
 
+def client_of(peername: Any) -> str:
+    """The client address a connection counts against (its IP address; the whole peername when it has none)."""
+    if isinstance(peername, tuple) and peername:
+        return str(peername[0])
+    return str(peername)
+
+
 class ConnectionGuard:
-    """The protocol factory of the listening socket: counts open connections and refuses past ``cap``."""
+    """The protocol factory of the listening socket: counts open connections and refuses past ``cap``, and past
+    ``per_client`` connections from one address."""
 
     def __init__(self, server: web.Server, settings: ServerSettings, cap: int) -> None:
         self.server = server
         self.settings = settings
         self.cap = cap
+        self.per_client = min(settings.max_connections_per_client, cap)
         self.open = 0
+        #: Open connections per client address (only addresses with at least one).
+        self.by_client: dict[str, int] = {}
+        self.client_refusals = Trouble(
+            f"refusing new connections from an address that holds {self.per_client} already"
+            " (--max-connections-per-client)"
+        )
         self.refusals = Trouble(
             f"refusing new connections: {cap} are open, the most this server takes (--max-connections)"
+        )
+        self.oversized = Trouble(
+            f"refused request headers larger than {settings.max_header_bytes} bytes (--max-header-size) with a 431"
         )
 
     def __call__(self) -> asyncio.Protocol:
@@ -238,18 +341,39 @@ class ConnectionGuard:
             self.refusals.happened()
             return RefusedConnection()
         self.open += 1
+        client: list[str] = []  # the address this connection counts against, once known
+
+        def admit(peername: Any) -> bool:
+            address = client_of(peername)
+            held = self.by_client.get(address, 0)
+            if held >= self.per_client:
+                self.client_refusals.happened(address)
+                return False
+            self.by_client[address] = held + 1
+            client.append(address)
+            return True
+
+        def closed() -> None:
+            self.open -= 1
+            if client:
+                left = self.by_client[client[0]] - 1
+                if left:
+                    self.by_client[client[0]] = left
+                else:
+                    del self.by_client[client[0]]
+
         return GuardedRequestHandler(
             self.server,
             loop=asyncio.get_running_loop(),
             header_timeout=self.settings.header_timeout_seconds,
-            on_close=self._closed,
+            max_header_bytes=self.settings.max_header_bytes,
+            on_close=closed,
+            on_oversized=self.oversized.happened,
+            admit=admit,
             keepalive_timeout=self.settings.keepalive_timeout_seconds,
             access_log=None,
             auto_decompress=False,  # bodies are inflated off the event loop, up to the size limit (httpio)
         )
-
-    def _closed(self) -> None:
-        self.open -= 1
 
 
 class AcceptErrors:

@@ -10,9 +10,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from sakura_core.server.generation.metrics import GenerationRecord
+from sakura_core.server.generation.state import Phase
 from sakura_core.server.http import cors
-from sakura_core.server.http.connections import GuardedRequestHandler
+from sakura_core.server.http.connections import SERVER_NAME, GuardedRequestHandler
 from sakura_core.server.http.errors import APIError, server_error
+from sakura_core.server.http.expect import unmet_expectation
 from sakura_core.server.http.httpio import error_response
 from sakura_core.server.http.logtext import escape_for_log
 from sakura_core.server.keys import ENDED_BY_SERVER, PUBLIC_PATHS, RECORD, STATE, STREAMED
@@ -23,6 +25,8 @@ error_logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Status logged for a request whose client went away before the answer.
 CLIENT_CLOSED = 499
+#: Why the server ended a request itself at shutdown (logged with the request).
+SHUTTING_DOWN = "shutting down"
 
 
 def route_name(request: web.Request) -> str:
@@ -45,14 +49,38 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         return response
     except asyncio.CancelledError:
         status = CLIENT_CLOSED
+        if request.app[STATE].phase is Phase.STOPPING and ENDED_BY_SERVER not in request:
+            # the shutdown closed it (a body still arriving, an answer not yet written), not the client
+            request[ENDED_BY_SERVER] = SHUTTING_DOWN
+            status = 503
         raise
     finally:
         record = request.get(RECORD)
         if record is not None and record.outcome == "cancelled" and ENDED_BY_SERVER not in request:
             status = CLIENT_CLOSED if status == 200 else status
-        request.app[STATE].metrics.count_request(route_name(request), status)
+        elif status == CLIENT_CLOSED and ENDED_BY_SERVER in request and request.get(STREAMED):
+            status = 200  # the stream was answered; the server ended it (the log line says why)
+        metrics = request.app[STATE].metrics
+        metrics.count_request(route_name(request), status)
+        metrics.count_result(route_name(request), *request_result(request, status, record))
         if request.method != "OPTIONS" or logger.isEnabledFor(logging.DEBUG):
             logger.info("%s", describe_request(request, status, time.perf_counter() - started, record))
+
+
+def request_result(request: web.Request, status: int, record: GenerationRecord | None) -> tuple[str, str]:
+    """How a request ended, for the metrics: ``finished``, ``cancelled``, ``failed`` or ``refused``, and why."""
+    ended = request.get(ENDED_BY_SERVER)
+    if ended is not None:
+        return "cancelled", "send_timeout" if ended.startswith("send timeout") else "shutting_down"
+    if status == CLIENT_CLOSED:
+        return "cancelled", "client_closed"
+    if status < 400:
+        if record is not None and record.outcome == "error":
+            return "failed", "engine_error"
+        return "finished", record.outcome if record is not None else "ok"
+    if status < 500 or status == 503:
+        return "refused", str(status)
+    return "failed", str(status)
 
 
 def describe_request(request: web.Request, status: int, seconds: float, record: GenerationRecord | None) -> str:
@@ -112,6 +140,15 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIErr
 
 
 @web.middleware
+async def refuse_unmet_expectation(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """417 for an ``Expect`` value other than ``100-continue``, in the JSON error shape."""
+    error = unmet_expectation(request)
+    if error is not None:
+        raise error
+    return await handler(request)
+
+
+@web.middleware
 async def cors_preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
     """``OPTIONS`` on any path is a CORS preflight, answered without auth."""
     if request.method == "OPTIONS":
@@ -137,9 +174,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: every response, streams and errors included, carries the CORS headers."""
+    """``on_response_prepare``: every response, streams and errors included, carries the CORS headers, and a
+    ``Server`` header that names no library version."""
+    response.headers["Server"] = SERVER_NAME
     for name, value in cors.response_headers(request.headers, request.app[STATE].settings.cors_origins).items():
         response.headers.setdefault(name, value)
 
 
-MIDDLEWARES = (access_log, error_bodies, cors_preflight, authenticate)
+MIDDLEWARES = (access_log, error_bodies, refuse_unmet_expectation, cors_preflight, authenticate)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from types import TracebackType
 
@@ -14,7 +15,15 @@ from sakura_core.server.http.errors import APIError
 from sakura_core.server.http.httpio import to_json
 
 PING = b": ping\n\n"
+#: The kernel send buffer of a streaming connection, in bytes: token events are small, so this is ample for any
+#: client that reads, and a client that stops reading fills it (and with it the send timeout's clock) in seconds
+#: rather than after the megabytes an auto-tuned buffer would take.
+STREAM_SEND_BUFFER = 64 * 1024
 DONE = b"data: [DONE]\n\n"
+
+
+class SendTimeoutError(ConnectionError):
+    """The client read nothing for the send timeout: the write could not finish, the connection was dropped."""
 
 
 class EventStream:
@@ -23,12 +32,16 @@ class EventStream:
     ``async with EventStream(request, ping_seconds) as events:`` sends the headers at once; a background task
     writes a ``: ping`` comment whenever nothing was written for ``ping_seconds`` (a request waiting in the
     queue or in prefill keeps clients with read timeouts waiting). Writes to a client that went away raise
-    ConnectionError.
+    ConnectionError. A write that cannot finish within ``send_timeout`` seconds (the client stopped reading and
+    every buffer between is full) drops the connection and raises ``SendTimeoutError``.
     """
 
-    def __init__(self, request: web.Request, ping_seconds: float) -> None:
+    def __init__(self, request: web.Request, ping_seconds: float, send_timeout: float | None = None) -> None:
         self.request = request
         self.ping_seconds = ping_seconds
+        self.send_timeout = send_timeout
+        #: True once a write timed out (the connection is dropped).
+        self.timed_out = False
         self.response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
@@ -40,6 +53,11 @@ class EventStream:
         self._pinger: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> EventStream:
+        transport = self.request.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
         await self.response.prepare(self.request)
         self._last_write = time.monotonic()
         self._pinger = asyncio.get_running_loop().create_task(self._ping_while_silent())
@@ -59,8 +77,7 @@ class EventStream:
 
     async def send_json(self, payload: bytes) -> None:
         """One ``data: {json}`` event from JSON already serialised."""
-        self._last_write = time.monotonic()
-        await self.response.write(b"data: " + payload + b"\n\n")
+        await self._write(b"data: " + payload + b"\n\n")
 
     async def send_error(self, error: APIError) -> None:
         """An error after the stream started: one ``data: {"error": ...}`` event (clients raise on it)."""
@@ -71,8 +88,18 @@ class EventStream:
         await self._write(DONE)
 
     async def _write(self, payload: bytes) -> None:
+        if self.timed_out:
+            raise SendTimeoutError("the client stopped reading")
         self._last_write = time.monotonic()
-        await self.response.write(payload)
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await self.response.write(payload)
+        except TimeoutError:
+            self.timed_out = True
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()  # what is buffered for this client will never be read
+            raise SendTimeoutError(f"the client read nothing for {self.send_timeout:g} seconds") from None
 
     async def _ping_while_silent(self) -> None:
         with contextlib.suppress(ConnectionError):

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from sakura_core.server.generation.scheduler import Ticket
 from sakura_core.server.generation.service import GenerationService
-from sakura_core.server.http.httpio import json_response, parse, read_json
+from sakura_core.server.http.httpio import json_response, parse, read_body_as
 from sakura_core.server.keys import STATE
 from sakura_core.server.routes.sampling import merge_sakura_extras
 from sakura_core.server.routes.streaming import Completed, EventRenderer, run_as_events, run_to_end
@@ -71,8 +71,12 @@ def generation_handler(
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
         service = state.require_service()
-        raw = await read_json(request, state.body_limits())
-        body = parse(body_model, merge_sakura_extras(raw, request.query) if sakura_extras else raw)
+        query = request.query
+
+        def validate(raw: dict[str, Any]) -> Body:
+            return parse(body_model, merge_sakura_extras(raw, query) if sakura_extras else raw)
+
+        body = await read_body_as(request, state.body_limits(), validate)
         wanted = plan(body, service)
         generation = await service.prepare(
             wanted.prompt,
@@ -80,6 +84,7 @@ def generation_handler(
             max_tokens=wanted.max_tokens,
             messages=wanted.messages,
             prompt_param=wanted.prompt_param,
+            client=request.remote,
         )
         ticket = service.admit()
         admitted = Admitted(generation.request_id, int(time.time()), service.model_info.id, ticket)

@@ -15,7 +15,7 @@ from sakura_core.server.generation.metrics import GenerationRecord
 from sakura_core.server.generation.scheduler import Ticket
 from sakura_core.server.http.errors import APIError, server_error, unavailable
 from sakura_core.server.http.logtext import escape_for_log
-from sakura_core.server.http.sse import EventStream
+from sakura_core.server.http.sse import EventStream, SendTimeoutError
 from sakura_core.server.keys import ENDED_BY_SERVER, RECORD, STATE, STREAMED
 from sakura_core.types import Delta, FinishReason, GenerationRequest
 
@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 #: Why the server ended a request itself (logged with the request).
 SHUTTING_DOWN = "shutting down"
+#: The outcome of a generation ended because its client read nothing for the send timeout.
+SEND_TIMEOUT = "send_timeout"
 
 
 class EventRenderer(Protocol):
@@ -90,16 +92,20 @@ async def run_as_events(
     service = state.require_service()
     record = _record_for(request)
     request[STREAMED] = True
-    events = EventStream(request, state.settings.sse_ping_seconds)
+    events = EventStream(request, state.settings.sse_ping_seconds, state.settings.send_timeout_seconds)
     try:
         async with events:
             try:
                 for event in renderer.opening():
                     await events.send_json(event)
                 async with contextlib.aclosing(service.stream(ticket, generation, record)) as deltas:
-                    async for delta in deltas:
-                        for event in renderer.delta(delta):
-                            await events.send_json(event)
+                    try:
+                        async for delta in deltas:
+                            for event in renderer.delta(delta):
+                                await events.send_json(event)
+                    except SendTimeoutError as exc:
+                        _send_timed_out(request, record, exc)  # before the stream closes: counted as such
+                        raise
                 for event in renderer.closing(record):
                     await events.send_json(event)
                 if renderer.done_marker:
@@ -117,6 +123,8 @@ async def run_as_events(
                 logger.exception("internal error while streaming %s", escape_for_log(request.path))
                 error = server_error(f"internal server error: {type(exc).__name__}: {exc}")
                 await _end_with_error(events, renderer, error)
+    except SendTimeoutError as exc:
+        _send_timed_out(request, record, exc)
     except ConnectionError:
         if record.outcome in ("queued", "running"):
             record.outcome = "cancelled"
@@ -145,6 +153,21 @@ def _ended_by_server(request: web.Request) -> None:
     if task is not None:
         task.uncancel()
     request[ENDED_BY_SERVER] = SHUTTING_DOWN
+
+
+def _send_timed_out(request: web.Request, record: GenerationRecord, exc: SendTimeoutError) -> None:
+    """The client stopped reading: the stream is ended, its slot freed; say so once, in the log and the metrics."""
+    if ENDED_BY_SERVER in request:
+        return
+    if record.outcome in ("queued", "running"):
+        record.outcome = SEND_TIMEOUT
+    request[ENDED_BY_SERVER] = f"send timeout ({exc})"
+    logger.warning(
+        "ended a stream to %s on %s: %s (--send-timeout); its slot is free",
+        request.remote,
+        escape_for_log(request.path),
+        exc,
+    )
 
 
 def _record_for(request: web.Request) -> GenerationRecord:

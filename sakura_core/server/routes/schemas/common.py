@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 #: Stop strings one request may send. Engines check every stop string after every token, so their number is the
 #: client's to choose only within a bound; OpenAI allows 4, translation clients send one or two.
@@ -17,6 +18,31 @@ StopString = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
 StopStrings = StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)]
 #: A raw prompt: a string, or a list holding exactly one string (one generation per request).
 Prompt = str | Annotated[list[str], Field(min_length=1, max_length=1)]
+
+
+def _refuse_text_and_booleans(kind: str, what: str) -> Any:
+    """A validator that lets only JSON numbers through to a ``kind`` (``float_type``/``int_type``) field.
+
+    Clients send these fields as JSON numbers: a string (``"0.5"``) or a boolean (``true``, which would count as
+    1) is a client's mistake, refused rather than guessed at. The Sakura extras, which arrive as URL query
+    strings, do not use this.
+    """
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool | str):
+            raise PydanticCustomError(
+                kind,
+                "Input should be a valid {what} (a JSON number, not {given})",
+                {"what": what, "given": type(value).__name__},
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+#: A number field that takes only JSON numbers (an integral float is fine for an int; strings and booleans not).
+JsonFloat = Annotated[float, _refuse_text_and_booleans("float_type", "number")]
+JsonInt = Annotated[int, _refuse_text_and_booleans("int_type", "integer")]
 
 
 def is_none(value: Any) -> bool:
@@ -85,13 +111,13 @@ class SamplingFields(RequestModel):
     nested ``extra_query``/``extra_body`` object or as URL query parameters; the server merges them in first.
     """
 
-    temperature: float | None = Field(None, ge=0.0, le=2.0, description="Default 0.1; 0 means greedy.")
-    top_p: float | None = Field(None, ge=0.0, le=1.0, description="Default 0.3; 0 means greedy.")
+    temperature: JsonFloat | None = Field(None, ge=0.0, le=2.0, description="Default 0.1; 0 means greedy.")
+    top_p: JsonFloat | None = Field(None, ge=0.0, le=1.0, description="Default 0.3; 0 means greedy.")
     top_k: int | None = Field(None, ge=0, description="Default 40; 0 disables top-k.")
     repetition_penalty: float | None = Field(None, gt=0.0, le=2.0, description="Default 1.0 (off).")
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Default 0.")
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Default 0.")
-    seed: int | None = Field(None, description="Random seed; absent or negative means random.")
+    frequency_penalty: JsonFloat | None = Field(None, ge=-2.0, le=2.0, description="Default 0.")
+    presence_penalty: JsonFloat | None = Field(None, ge=-2.0, le=2.0, description="Default 0.")
+    seed: JsonInt | None = Field(None, description="Random seed; absent or negative means random.")
     do_sample: bool | None = Field(None, description="False means greedy decoding.")
     num_beams: int | None = Field(None, ge=1, description="Accepted for compatibility; decoding is not beam search.")
     stop: StopStrings | None = Field(

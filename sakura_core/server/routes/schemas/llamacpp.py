@@ -6,26 +6,34 @@ from typing import Any, Literal
 
 from pydantic import Field, RootModel
 
-from sakura_core.server.routes.schemas.common import Prompt, RequestModel, ResponseModel, StopStrings, is_none
+from sakura_core.server.routes.schemas.common import (
+    JsonFloat,
+    JsonInt,
+    Prompt,
+    RequestModel,
+    ResponseModel,
+    StopStrings,
+    is_none,
+)
 
 
 class LlamaCompletionRequest(RequestModel):
     """``POST /completion``, llama-server's native completion (the sharing network proxies it)."""
 
     prompt: Prompt = Field(description="The raw prompt (a list must hold exactly one string).")
-    n_predict: int | None = Field(
+    n_predict: JsonInt | None = Field(
         None,
         description="Tokens to generate; absent or negative: as many as fit. 0 is refused.",
         json_schema_extra={"not": {"const": 0}},
     )
-    max_tokens: int | None = Field(None, ge=1, description="Same as n_predict (used when it is absent).")
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    max_tokens: JsonInt | None = Field(None, ge=1, description="Same as n_predict (used when it is absent).")
+    temperature: JsonFloat | None = Field(None, ge=0.0, le=2.0)
+    top_p: JsonFloat | None = Field(None, ge=0.0, le=1.0)
     top_k: int | None = Field(None, ge=0)
     repeat_penalty: float | None = Field(None, gt=0.0, le=2.0)
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    seed: int | None = None
+    frequency_penalty: JsonFloat | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: JsonFloat | None = Field(None, ge=-2.0, le=2.0)
+    seed: JsonInt | None = None
     stop: StopStrings | None = None
     stream: bool = False
 

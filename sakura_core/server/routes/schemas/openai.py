@@ -7,7 +7,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from sakura_core.prompts import ROLES
-from sakura_core.server.routes.schemas.common import Prompt, RequestModel, ResponseModel, SamplingFields, Usage, is_none
+from sakura_core.server.routes.schemas.common import (
+    JsonInt,
+    Prompt,
+    RequestModel,
+    ResponseModel,
+    SamplingFields,
+    Usage,
+    is_none,
+)
 from sakura_core.types import FinishReason
 
 #: Turns one chat request may hold. Clients send a system prompt, some history and the text (GalTransl four turns,
@@ -59,8 +67,10 @@ class ChatCompletionRequest(SamplingFields):
         max_length=MAX_MESSAGES,
         json_schema_extra={"minItems": 1},
     )
-    max_tokens: int | None = Field(None, ge=1, description="Default 512; lowered to what the context leaves.")
-    max_completion_tokens: int | None = Field(None, ge=1, description="Same as max_tokens (used when it is absent).")
+    max_tokens: JsonInt | None = Field(None, ge=1, description="Default 512; lowered to what the context leaves.")
+    max_completion_tokens: JsonInt | None = Field(
+        None, ge=1, description="Same as max_tokens (used when it is absent)."
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -70,7 +80,7 @@ class CompletionRequest(SamplingFields):
 
     model: str | None = Field(None, description="Ignored; responses carry the served model's id.")
     prompt: Prompt = Field(description="The raw prompt (a list must hold exactly one string).")
-    max_tokens: int | None = Field(None, ge=1, description="Default 512; lowered to what the context leaves.")
+    max_tokens: JsonInt | None = Field(None, ge=1, description="Default 512; lowered to what the context leaves.")
     stream: bool = False
     stream_options: StreamOptions | None = None
 
