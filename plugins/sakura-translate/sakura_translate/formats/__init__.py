@@ -8,7 +8,7 @@ from pathlib import Path
 from sakura_translate.errors import InputError, zh
 from sakura_translate.formats.base import Document, LoadOptions, Translations
 from sakura_translate.formats.epub import EpubDocument
-from sakura_translate.formats.galtransl import GalTranslScript
+from sakura_translate.formats.jsonformats import load_json
 from sakura_translate.formats.subtitles import SUBTITLE_FORMATS, SubtitleDocument
 from sakura_translate.formats.text import TextDocument
 from sakura_translate.formats.webvtt import WebVttDocument
@@ -16,7 +16,7 @@ from sakura_translate.formats.webvtt import WebVttDocument
 LOADERS: dict[str, Callable[[Path, LoadOptions], Document]] = {
     ".txt": TextDocument.load,
     ".epub": EpubDocument.load,
-    ".json": GalTranslScript.load,
+    ".json": load_json,
     **{suffix: SubtitleDocument.load for suffix in SUBTITLE_FORMATS},
     ".vtt": WebVttDocument.load,  # pysubs2 would drop what a .vtt holds beyond timings and text
 }
