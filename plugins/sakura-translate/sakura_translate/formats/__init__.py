@@ -9,6 +9,8 @@ from sakura_translate.errors import InputError, zh
 from sakura_translate.formats.base import Document, LoadOptions, Translations
 from sakura_translate.formats.epub import EpubDocument
 from sakura_translate.formats.jsonformats import load_json
+from sakura_translate.formats.markdown import MarkdownDocument
+from sakura_translate.formats.po import PoCatalog
 from sakura_translate.formats.subtitles import SUBTITLE_FORMATS, SubtitleDocument
 from sakura_translate.formats.text import TextDocument
 from sakura_translate.formats.webvtt import WebVttDocument
@@ -19,6 +21,9 @@ LOADERS: dict[str, Callable[[Path, LoadOptions], Document]] = {
     ".json": load_json,
     **{suffix: SubtitleDocument.load for suffix in SUBTITLE_FORMATS},
     ".vtt": WebVttDocument.load,  # pysubs2 would drop what a .vtt holds beyond timings and text
+    ".md": MarkdownDocument.load,
+    ".markdown": MarkdownDocument.load,
+    ".po": PoCatalog.load,
 }
 SUPPORTED_SUFFIXES = tuple(LOADERS)
 
