@@ -12,6 +12,7 @@ from sakura_translate.formats.galtransl import GalTranslScript, NotAScript
 from sakura_translate.formats.jsonspans import JsonText
 from sakura_translate.formats.mtool import MToolFile
 from sakura_translate.formats.paratranz import ParatranzFile
+from sakura_translate.formats.rpgmaker import RpgMakerData, is_rpgmaker_data
 
 
 def load_json(path: Path, options: LoadOptions) -> Document:
@@ -22,6 +23,8 @@ def load_json(path: Path, options: LoadOptions) -> Document:
     except json.JSONDecodeError as exc:
         raise InputError(zh(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})", "不是有效的 JSON")) from None
     value = json_text.value
+    if is_rpgmaker_data(path, value):
+        return RpgMakerData(path, json_text, decoded.encoding)
     if ParatranzFile.sniff(value):
         return ParatranzFile.from_json(path, json_text, decoded.encoding)
     if GalTranslScript.sniff(value):
