@@ -11,6 +11,7 @@ from sakura_translate.formats.epub import EpubDocument
 from sakura_translate.formats.jsonformats import load_json
 from sakura_translate.formats.markdown import MarkdownDocument
 from sakura_translate.formats.po import PoCatalog
+from sakura_translate.formats.renpy import RenPyScript
 from sakura_translate.formats.subtitles import SUBTITLE_FORMATS, SubtitleDocument
 from sakura_translate.formats.text import TextDocument
 from sakura_translate.formats.webvtt import WebVttDocument
@@ -24,6 +25,7 @@ LOADERS: dict[str, Callable[[Path, LoadOptions], Document]] = {
     ".md": MarkdownDocument.load,
     ".markdown": MarkdownDocument.load,
     ".po": PoCatalog.load,
+    ".rpy": RenPyScript.load,
 }
 SUPPORTED_SUFFIXES = tuple(LOADERS)
 
