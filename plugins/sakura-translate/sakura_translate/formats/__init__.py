@@ -15,6 +15,7 @@ from sakura_translate.formats.renpy import RenPyScript
 from sakura_translate.formats.subtitles import SUBTITLE_FORMATS, SubtitleDocument
 from sakura_translate.formats.text import TextDocument
 from sakura_translate.formats.webvtt import WebVttDocument
+from sakura_translate.formats.xlsx import Spreadsheet
 
 LOADERS: dict[str, Callable[[Path, LoadOptions], Document]] = {
     ".txt": TextDocument.load,
@@ -26,6 +27,7 @@ LOADERS: dict[str, Callable[[Path, LoadOptions], Document]] = {
     ".markdown": MarkdownDocument.load,
     ".po": PoCatalog.load,
     ".rpy": RenPyScript.load,
+    ".xlsx": Spreadsheet.load,
 }
 SUPPORTED_SUFFIXES = tuple(LOADERS)
 
