@@ -95,3 +95,43 @@ def test_vntextpatch_script_edited_in_place(
     named = json.loads((tmp_path / "named.json").read_text(encoding="utf-8"))
     assert [item.get("name") for item in named] == ["美咲(Misaki)", None, "先輩"]
     assert [item["message"] for item in named] == [item["message"] for item in script]
+
+
+def trans_project(translated: bool) -> dict[str, Any]:
+    def row(text: str) -> list[Any]:
+        return [text, text if translated else None]
+
+    return {
+        "project": {
+            "gameEngine": "rmmz",
+            "gameTitle": "勇者の旅",
+            "files": {
+                "data/Actors.json": {
+                    "data": [row("ハロルド"), row("村の少年。")],
+                    "context": [["Actors/1/name"], ["Actors/1/profile"]],
+                    "tags": [None, "red"],
+                },
+                "data/Map001.json": {
+                    "data": [row("\\C[3]村長\\C[0]「ようこそ」"), ["", None]],
+                    "context": [["Map001/events/1/pages/0/list/1"], []],
+                    "tags": [],
+                },
+            },
+        }
+    }
+
+
+def test_translator_plus_plus_project_rows_filled(
+    tmp_path: Path, translate_cli: Any, recorder: Any, echo_args: tuple[str, ...]
+) -> None:
+    source = tmp_path / "game.trans"
+    source.write_text(json.dumps(trans_project(False), ensure_ascii=False), encoding="utf-8")
+    result = translate_cli(source, *echo_args, "--slots", "1")
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "game.zh.trans").read_text(encoding="utf-8"))
+    assert written == trans_project(True)  # rows filled; context, tags and the empty row kept
+    assert recorder.texts == ["ハロルド", "村の少年。", "\\C[3]村長\\C[0]「ようこそ」"]
+    done = tmp_path / "done.trans"
+    done.write_text(json.dumps(trans_project(True), ensure_ascii=False, indent=1), encoding="utf-8")
+    assert translate_cli(done, *echo_args).exit_code == 0
+    assert (tmp_path / "done.zh.trans").read_bytes() == done.read_bytes()

@@ -28,6 +28,7 @@ LOADERS: dict[str, Callable[[Path, LoadOptions], Document]] = {
     ".po": PoCatalog.load,
     ".rpy": RenPyScript.load,
     ".xlsx": Spreadsheet.load,
+    ".trans": load_json,  # Translator++ projects are JSON
 }
 SUPPORTED_SUFFIXES = tuple(LOADERS)
 

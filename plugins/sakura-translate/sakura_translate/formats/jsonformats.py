@@ -13,6 +13,7 @@ from sakura_translate.formats.jsonspans import JsonText
 from sakura_translate.formats.mtool import MToolFile
 from sakura_translate.formats.paratranz import ParatranzFile
 from sakura_translate.formats.rpgmaker import RpgMakerData, is_rpgmaker_data
+from sakura_translate.formats.trans import TransProject
 
 
 def load_json(path: Path, options: LoadOptions) -> Document:
@@ -25,6 +26,8 @@ def load_json(path: Path, options: LoadOptions) -> Document:
     value = json_text.value
     if is_rpgmaker_data(path, value):
         return RpgMakerData(path, json_text, decoded.encoding)
+    if TransProject.sniff(value):
+        return TransProject.from_json(path, json_text, decoded.encoding)
     if ParatranzFile.sniff(value):
         return ParatranzFile.from_json(path, json_text, decoded.encoding)
     if GalTranslScript.sniff(value):

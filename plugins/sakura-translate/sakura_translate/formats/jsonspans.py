@@ -34,6 +34,8 @@ class JsonText:
         self.text = text
         self.value: Any = json.loads(text)  # the errors users see come from json's own messages
         self.spans: dict[JsonPath, Span] = {}
+        #: Where each number, true, false or null lies (a null may be replaced by a string).
+        self.literals: dict[JsonPath, Span] = {}
         end = self._value(_WHITESPACE.match(text, 0).end(), ())  # type: ignore[union-attr]
         del end
 
@@ -70,16 +72,18 @@ class JsonText:
                 index = self._skip(index + 1)
         match = _LITERAL.match(self.text, index)
         assert match is not None  # json.loads accepted the text
+        self.literals[path] = Span(index, match.end())
         return match.end()
 
     def edited(self, replacements: dict[JsonPath, str]) -> str:
-        """The text with the string at each path replaced (kept as written where the new value is the old one)."""
+        """The text with the string (or literal) at each path replaced (kept as written where the new value is the
+        old one)."""
         pieces: list[str] = []
         position = 0
-        for path, new in sorted(replacements.items(), key=lambda item: self.spans[item[0]].start):
-            span = self.spans[path]
-            old = scanstring(self.text, span.start + 1)[0]
-            if new == old:
+        located = {path: self.spans.get(path) or self.literals[path] for path in replacements}
+        for path, new in sorted(replacements.items(), key=lambda item: located[item[0]].start):
+            span = located[path]
+            if path in self.spans and new == scanstring(self.text, span.start + 1)[0]:
                 continue
             pieces += [self.text[position : span.start], json.dumps(new, ensure_ascii=_ascii(self.text, span))]
             position = span.end
