@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,7 @@ async def test_terms_translated_by_the_running_server(app_server: Any, recorder:
     server = await app_server(engine)
     write_book(tmp_path / "book.txt")
     process = await asyncio.create_subprocess_exec(
-        *[os.sys.executable, "-c", "from sakura_core.cli import main; main()"],  # type: ignore[attr-defined]
+        *[sys.executable, "-c", "from sakura_core.cli import main; main()"],
         "glossary",
         str(tmp_path / "book.txt"),
         "-o",
