@@ -129,3 +129,15 @@ def test_a_translation_that_alters_control_codes_is_written_as_its_source(tmp_pa
     assert lines[5] == ["ありがとう。（译）"]
     assert out["displayName"] == "はじまりの村（译）"
     assert document.notes() == ["2 texts kept in Japanese: their translation altered control codes"]
+
+
+def test_an_mv_deployment_keeps_www_data(tmp_path: Path, translate_cli: Any, echo_args: tuple[str, ...]) -> None:
+    write_game(tmp_path / "mv" / "www")
+    (tmp_path / "mv" / "Game.exe").write_bytes(b"MZ\x90\x00")
+    result = translate_cli(tmp_path / "mv", *echo_args, "-o", tmp_path / "mv-cn")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mv-cn" / "Game.exe").read_bytes() == b"MZ\x90\x00"
+    for name in ("Map001.json", "System.json", "MapInfos.json"):
+        copy = tmp_path / "mv-cn" / "www" / "data" / name
+        assert copy.read_bytes() == (tmp_path / "mv" / "www" / "data" / name).read_bytes()
+    assert "files of the game copied as they are" in result.output
