@@ -189,3 +189,32 @@ def test_in_process_game_and_tool_formats_keep_their_structure_and_codes(
     markdown = (out / "notes.md").read_text(encoding="utf-8").splitlines()
     assert markdown[0].startswith("# ") and markdown[1] == ""
     assert "`code`" in markdown[2] and "](maps/1.png)" in markdown[2]  # restored, or the source line kept
+
+
+def test_in_process_json_tool_formats_stay_valid(tiny_gguf: Path, tmp_path: Path, translate_cli: Any) -> None:
+    folder = tmp_path / "tools"
+    folder.mkdir()
+    mtool = {"おはよう": "おはよう", "\\C[2]剣\\C[0]を手に入れた": "\\C[2]剣\\C[0]を手に入れた"}
+    paratranz = [{"key": "a", "original": "宝箱だ！", "translation": "", "stage": 0}]
+    vnt = [{"name": "美咲", "message": "「待って」"}, {"message": "雨だった。"}]
+    trans = {"project": {"files": {"data/Items.json": {"data": [["薬草", None]], "context": [["Items/1/name"]]}}}}
+    for name, value in (("ManualTransFile.json", mtool), ("para.json", paratranz), ("vnt.json", vnt)):
+        (folder / name).write_text(json.dumps(value, ensure_ascii=False, indent=2), encoding="utf-8")
+    (folder / "game.trans").write_text(json.dumps(trans, ensure_ascii=False), encoding="utf-8")
+    result = translate_cli(folder, "--engine", "llamacpp", "--model", tiny_gguf, *ENGINE_OPTIONS, *SMALL)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "tools-zh"
+    written_mtool = json.loads((out / "ManualTransFile.json").read_text(encoding="utf-8"))
+    assert list(written_mtool) == list(mtool)
+    assert all("\\C[2]" in v and "\\C[0]" in v for k, v in written_mtool.items() if "\\C" in k)  # or the source kept
+    written_para = json.loads((out / "para.json").read_text(encoding="utf-8"))
+    assert [{k: v for k, v in e.items() if k != "translation"} for e in written_para] == [
+        {k: v for k, v in e.items() if k != "translation"} for e in paratranz
+    ]
+    assert written_para[0]["translation"]
+    written_vnt = json.loads((out / "vnt.json").read_text(encoding="utf-8"))
+    assert [sorted(item) for item in written_vnt] == [sorted(item) for item in vnt]
+    rows = json.loads((out / "game.trans").read_text(encoding="utf-8"))["project"]["files"]["data/Items.json"]
+    assert (
+        rows["data"][0][0] == "薬草" and isinstance(rows["data"][0][1], str) and rows["context"] == [["Items/1/name"]]
+    )
