@@ -39,6 +39,7 @@ label start:
     e "おはよう、[player]。"
     "窓の外で{b}雨{/b}が降っている。" with fade
     e happy "傘を持ってきた？"
+    extend "{w}本当に？"
 
     menu:
         "持ってきた":
@@ -103,6 +104,7 @@ def test_script_dialogue_and_choices_translated_in_place(
         "おはよう、[player]。",
         "窓の外で{b}雨{/b}が降っている。",
         "傘を持ってきた？",
+        "{w}本当に？",
         "持ってきた",
         "忘れた",
     ]

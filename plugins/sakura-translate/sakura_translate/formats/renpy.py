@@ -35,7 +35,7 @@ _SAY = re.compile(
 _KEYWORDS = frozenset(
     "define default label jump call show hide scene play stop queue voice image init python screen style transform "
     "return if elif else while for pass window with pause menu translate old new text textbutton action key use "
-    "add style_prefix config renpy nvl centered extend".split()
+    "add style_prefix config renpy".split()
 )
 _TAGS = re.compile(r"\{\{|\[\[|\{[^{}]*\}|\[[^\[\]]*\]")
 
