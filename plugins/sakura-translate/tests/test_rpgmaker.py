@@ -87,7 +87,7 @@ def test_game_folder_translated_into_a_copy_with_the_same_layout(
         json.loads((copy / "data" / name).read_text(encoding="utf-8"))
     sent = set(recorder.texts)
     assert {
-        "ようこそ、\\N[1]さん！",  # the speaker before "：" is kept by the pipeline, as in every format
+        "ようこそ、\\N[1]さん！",  # the echo answers what follows the prompt's last "："
         "所持金は\\V[1]\\Gです。\\{大変だ！",
         "はい",
         "いいえ",
@@ -141,3 +141,14 @@ def test_an_mv_deployment_keeps_www_data(tmp_path: Path, translate_cli: Any, ech
         copy = tmp_path / "mv-cn" / "www" / "data" / name
         assert copy.read_bytes() == (tmp_path / "mv" / "www" / "data" / name).read_bytes()
     assert "files of the game copied as they are" in result.output
+
+
+def test_a_game_run_again_comes_from_the_cache(tmp_path: Path, translate_cli: Any, echo_args: tuple[str, ...]) -> None:
+    write_game(tmp_path / "game")
+    first = translate_cli(tmp_path / "game", *echo_args, "--keep-cache")
+    assert first.exit_code == 0, first.output
+    again = translate_cli(tmp_path / "game", *echo_args, "--overwrite")
+    assert again.exit_code == 0, again.output
+    chunks = [line for line in again.output.splitlines() if "from cache" in line]
+    assert chunks and all("(0 from cache)" not in line for line in chunks), again.output
+    assert not list((tmp_path / "game-zh").rglob("*.sakura-cache.jsonl"))  # removed after success

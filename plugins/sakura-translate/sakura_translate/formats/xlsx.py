@@ -65,7 +65,7 @@ class Spreadsheet(Document):
                 value = row[source_column - 1] if len(row) >= source_column else None
                 if isinstance(value, str) and value.strip():
                     self.cells.append(Cell(sheet.title, number, source_column, target_column, value))
-        super().__init__(path, [[cell.text.replace("\n", "\\n") for cell in self.cells]], "xlsx")
+        super().__init__(path, [[cell.text.replace("\n", "\\n") for cell in self.cells]])
 
     @classmethod
     def load(cls, path: Path, options: LoadOptions) -> Spreadsheet:
