@@ -19,6 +19,12 @@ translate chinese start_a1b2c3d4:
     # "静かな朝だった。\\n鳥が鳴いている。" with dissolve
     "静かな朝だった。\\n鳥が鳴いている。" with dissolve
 
+# game/script.rpy:16
+translate chinese start_5e6f7a8b:
+
+    # "謎の声" "……誰？"
+    "謎の声" "……誰？"
+
 translate chinese strings:
 
     # game/script.rpy:20
@@ -40,6 +46,7 @@ label start:
     "窓の外で{b}雨{/b}が降っている。" with fade
     e happy "傘を持ってきた？"
     extend "{w}本当に？"
+    "謎の声" "……誰？"
 
     menu:
         "持ってきた":
@@ -63,6 +70,7 @@ def test_translation_file_sources_from_comments_and_old(
     assert recorder.texts == [
         "こんにちは、[player]さん。{i}本当に{/i}久しぶり！",
         "静かな朝だった。\\n鳥が鳴いている。",
+        "……誰？",
         "はじめる",
         "「続ける」と言った",
     ]
@@ -78,14 +86,16 @@ def test_new_lines_are_written_and_tags_checked(tmp_path: Path) -> None:
         [
             "こんにちは、[player]さん。{i}本当に{/i}久しぶり！",
             "静かな朝だった。\\n鳥が鳴いている。",
+            "……誰？",
             "はじめる",
             "「続ける」と言った",
         ]
     ]
-    translations = [["你好，[player]。好久不见！", "安静的早晨。\n鸟在叫。", "开始", '说了"继续"']]
+    translations = [["你好，[player]。好久不见！", "安静的早晨。\n鸟在叫。", "……是谁？", "开始", '说了"继续"']]
     text = document.render(translations).decode("utf-8")
     assert '    e "こんにちは、[player]さん。{i}本当に{/i}久しぶり！"' in text  # {i} lost: the source kept
     assert '    "安静的早晨。\\n鸟在叫。" with dissolve' in text
+    assert '    "謎の声" "……是谁？"' in text
     assert '    new "开始"' in text
     assert '    new "说了\\"继续\\""' in text  # a quote in the translation escaped
     assert '    # e "こんにちは' in text and 'old "はじめる"' in text
@@ -105,6 +115,7 @@ def test_script_dialogue_and_choices_translated_in_place(
         "窓の外で{b}雨{/b}が降っている。",
         "傘を持ってきた？",
         "{w}本当に？",
+        "……誰？",
         "持ってきた",
         "忘れた",
     ]

@@ -3,10 +3,10 @@
 
 In a translation file, a dialogue block's source is its comment (``# e "…"``) and the translation goes into the
 statement under it; a strings block's ``old`` is sent and its ``new`` written. In a script file, say statements
-(``e "…"``), narration (``"…"``) and menu choices (``"…":``) are translated in place. Only the text between the
-quotes changes: indentation, speakers, ``with`` clauses and comments stay byte for byte. Text is sent as written
-(escapes such as ``\\n`` and ``\\"`` included); a translation whose text tags (``{i}``, ``{/i}``) or interpolations
-(``[name]``) differ from the source's is written as the source and counted in the report.
+(``e "…"``, ``"Name" "…"``), narration (``"…"``) and menu choices (``"…":``) are translated in place. Only the text
+between the quotes changes: indentation, speakers, ``with`` clauses and comments stay byte for byte. Text is sent as
+written (escapes such as ``\\n`` and ``\\"`` included); a translation whose text tags (``{i}``, ``{/i}``) or
+interpolations (``[name]``) differ from the source's is written as the source and counted in the report.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from sakura_translate.formats.base import Convert, Document, LoadOptions, Transl
 _LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
 _STRING = r'"((?:[^"\\]|\\.)*)"'
 _TRANSLATE = re.compile(r"^translate\s+\w+\s+(\w+)\s*:\s*$")
-_COMMENTED_SAY = re.compile(r"^\s*#\s*(?:[A-Za-z_]\w*(?:\s+[A-Za-z_]\w*)*\s+)?" + _STRING + r"(?:\s+.*)?$")
+_COMMENTED_SAY = re.compile(
+    r'^\s*#\s*(?:[A-Za-z_]\w*(?:\s+[A-Za-z_]\w*)*\s+|"(?:[^"\\]|\\.)*"\s+)?' + _STRING + r"(?:\s+.*)?$"
+)
 _OLD = re.compile(r"^\s*old\s+" + _STRING + r"\s*$")
 _NEW = re.compile(r"^(\s*new\s+)" + _STRING + r"\s*$")
 #: A say statement, narration or menu choice: optional speaker (and attributes), the string, an optional tail.
 _SAY = re.compile(
-    r"^(\s*(?:(?P<who>[A-Za-z_]\w*)(?:\s+[A-Za-z_]\w*)*\s+)?)"
+    r'^(\s*(?:(?P<who>[A-Za-z_]\w*)(?:\s+[A-Za-z_]\w*)*\s+|"(?:[^"\\]|\\.)*"\s+)?)'
     + r'"(?P<text>(?:[^"\\]|\\.)*)"'
     + r"(\s*(?:(?:with|nointeract|id)\b[^\"#]*|if\b[^\"#]*:|:)?\s*(?:#.*)?)$"
 )
