@@ -108,3 +108,10 @@ async def test_terms_translated_by_the_running_server(app_server: Any, recorder:
     assert "terms written to" in stdout.decode()
     rows = [line.split("\t") for line in (tmp_path / "names.tsv").read_text(encoding="utf-8").splitlines()]
     assert {row[0] for row in rows} >= set(NAMES) and all(row[1] for row in rows)
+
+
+def test_a_missing_book_is_one_line(tmp_path: Path, sakura: Any) -> None:
+    result = sakura("glossary", tmp_path / "missing.txt", "-o", tmp_path / "names.txt")
+    assert result.exit_code == 2
+    assert "missing.txt: no such file or folder（" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "names.txt").exists()

@@ -1,4 +1,5 @@
-"""The input formats ``sakura translate`` reads, by file suffix."""
+"""The input formats ``sakura translate`` reads: a reader per file suffix (``.json`` and ``.trans`` are told apart by
+content in ``jsonformats``); each reader returns a Document that writes its own file back."""
 
 from __future__ import annotations
 
