@@ -1,5 +1,6 @@
 """MTool's translation files (``ManualTransFile.json``): one object, each source text a key, its translation the
-value (MTool writes the source as the value until it is translated). The key is sent; the value is written."""
+value (MTool writes the source as the value until it is translated). The key of each entry whose value is still
+its key is sent, and the value written; entries translated already are kept as they are."""
 
 from __future__ import annotations
 
@@ -27,5 +28,5 @@ class MToolFile(JsonStringsDocument):
 
     @classmethod
     def from_json(cls, path: Path, json_text: JsonText, encoding: str) -> MToolFile:
-        targets = [((key,), key) for key in json_text.value if key.strip()]
+        targets = [((key,), key) for key, value in json_text.value.items() if key.strip() and value == key]
         return cls(path, json_text, targets, encoding)
