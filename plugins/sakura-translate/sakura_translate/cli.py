@@ -121,8 +121,9 @@ class TranslateCommand(EngineCommand):
 )
 @click.pass_context
 def translate(ctx: click.Context, **params: Any) -> None:
-    """Translate a novel (.txt, .epub), subtitles (.srt, .ass, .vtt), a GalTransl JSON script, or a folder of
-    them, into Chinese.
+    """Translate a novel (.txt, .epub), subtitles (.srt, .ass, .vtt), game and tool files (name/message, MTool and
+    Paratranz JSON, Translator++ .trans, .xlsx, RPG Maker MV/MZ data, Ren'Py .rpy, .po, Markdown), or a folder of
+    them (a whole RPG Maker game), into Chinese.
 
     \b
     Through a running server (the default, http://127.0.0.1:8080):

@@ -15,6 +15,7 @@ from sakura_translate.cache import ChunkCache, cache_path_for
 from sakura_translate.errors import InputError, zh
 from sakura_translate.formats import Document, LoadOptions, load_document
 from sakura_translate.formats.galtransl import NotAScript
+from sakura_translate.gamecopy import copy_files, game_copies
 from sakura_translate.glossary import Glossary, load_glossaries
 from sakura_translate.outputs import check_writable, is_finished_output
 from sakura_translate.paths import FilePlan, plan_files
@@ -62,6 +63,8 @@ class Prepared:
     kept: list[FilePlan] = field(default_factory=list)
     #: Files of a folder left out, and why (one line each).
     notes: list[str] = field(default_factory=list)
+    #: A game folder's files that are copied, not translated: (source, copy).
+    copies: list[tuple[Path, Path]] = field(default_factory=list)
 
 
 def prepare(job: Job) -> Prepared:
@@ -110,7 +113,10 @@ def prepare(job: Job) -> Prepared:
                 "未知的 OpenCC 转换",
             )
         )
-    return Prepared(plans, glossary, documents, kept, notes)
+    copies = game_copies(job.source, plans + kept)
+    if copies:
+        notes = [f"{len(copies)} files of the game copied as they are"]  # not each data file without text
+    return Prepared(plans, glossary, documents, kept, notes, copies)
 
 
 async def translate_files(
@@ -172,6 +178,7 @@ async def translate_files(
             progress.close()
             for cache in caches:
                 cache.close()
+        copy_files(prepared.copies)
         if not job.keep_cache:
             for cache in caches:
                 cache.remove()

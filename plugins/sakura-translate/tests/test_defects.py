@@ -164,11 +164,12 @@ def test_8_a_folder_leaves_out_other_json_earlier_outputs_and_excluded_files(
     assert result.exit_code == 0, result.output
     written = sorted(p.relative_to(tmp_path / "game-zh").as_posix() for p in (tmp_path / "game-zh").rglob("*"))
     assert written == ["op.srt", "script.json"]
-    assert "glossary.json: not a GalTransl script" in result.output and "mtool.json: not a GalTransl" in result.output
+    assert "glossary.json: not a JSON file sakura translate knows" in result.output
+    assert "mtool.json: not a JSON file sakura translate knows" in result.output
     assert "下書き。" not in recorder.texts
     # a single non-script JSON is still an error
     line = one_error_line(translate_cli(folder / "glossary.json", *ECHO))
-    assert "not a GalTransl script" in line
+    assert "not a JSON file sakura translate knows" in line
 
 
 def test_7_server_addresses_as_users_type_them() -> None:

@@ -131,3 +131,90 @@ async def test_epub_through_a_llamacpp_server(
             assert "".join(new.itertext()).startswith("".join(old.itertext()).rstrip())
             answers += len(new.findall(f"{XHTML}br"))
     assert answers >= chunks
+
+
+def test_in_process_game_and_tool_formats_keep_their_structure_and_codes(
+    tiny_gguf: Path, tmp_path: Path, translate_cli: Any, recorder: Any
+) -> None:
+    import openpyxl
+    import polib
+
+    game = tmp_path / "game"
+    (game / "data").mkdir(parents=True)
+    say = [
+        {"code": 401, "indent": 0, "parameters": ["\\C[3]村長\\C[0]：\\N[1]さん！"]},
+        {"code": 102, "indent": 0, "parameters": [["はい", "いいえ"], 1, 0, 2, 0]},
+        {"code": 0, "indent": 0, "parameters": []},
+    ]
+    (game / "data" / "Map001.json").write_text(
+        json.dumps({"displayName": "村", "events": [None, {"id": 1, "pages": [{"list": say}]}]}, ensure_ascii=False),
+        encoding="utf-8",
+    )
+    system = {"gameTitle": "勇者", "terms": {"messages": {"obtainGold": "%1\\Gを得た！"}}}
+    (game / "data" / "System.json").write_text(json.dumps(system, ensure_ascii=False), encoding="utf-8")
+    (game / "img").mkdir()
+    (game / "img" / "face.png").write_bytes(b"\x89PNG face")
+    (game / "tl.rpy").write_text(
+        'translate chinese start_1:\n\n    # e "{i}やあ{/i}、[name]。"\n    e "{i}やあ{/i}、[name]。"\n',
+        encoding="utf-8",
+    )
+    catalog = polib.POFile()
+    catalog.append(polib.POEntry(msgid="はじめる", occurrences=[("menu.py", "3")]))
+    catalog.save(str(game / "menu.po"))
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in (["src", "dst"], ["剣", None]):
+        sheet.append(row)
+    book.save(str(game / "items.xlsx"))
+    (game / "notes.md").write_text("# 冒険\n\n`code` と[地図](maps/1.png)\n", encoding="utf-8")
+    result = translate_cli(game, "--engine", "llamacpp", "--model", tiny_gguf, *ENGINE_OPTIONS, *SMALL)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "game-zh"
+    assert recorder.generations  # every text went through the model
+    assert (out / "img" / "face.png").read_bytes() == b"\x89PNG face"
+    commands = json.loads((out / "data" / "Map001.json").read_text(encoding="utf-8"))["events"][1]["pages"][0]["list"]
+    assert [c["code"] for c in commands] == [401, 102, 0] and len(commands[1]["parameters"][0]) == 2
+    codes = re.compile(r"\\[A-Za-z]+\[\d+\]|\\[{}G]")
+    assert codes.findall(commands[0]["parameters"][0]) == ["\\C[3]", "\\C[0]", "\\N[1]"]
+    gold = json.loads((out / "data" / "System.json").read_text(encoding="utf-8"))["terms"]["messages"]["obtainGold"]
+    assert "%1" in gold and "\\G" in gold
+    tl = (out / "tl.rpy").read_text(encoding="utf-8").splitlines()
+    assert tl[:3] == ["translate chinese start_1:", "", '    # e "{i}やあ{/i}、[name]。"']
+    assert tl[3].startswith('    e "') and "{i}" in tl[3] and "[name]" in tl[3]
+    entries = list(polib.pofile(str(out / "menu.po")))
+    assert [(e.msgid, e.occurrences) for e in entries] == [("はじめる", [("menu.py", "3")])]
+    rows = list(openpyxl.load_workbook(str(out / "items.xlsx")).active.iter_rows(values_only=True))  # type: ignore[union-attr]
+    assert rows[0] == ("src", "dst") and rows[1][0] == "剣" and rows[1][1]
+    markdown = (out / "notes.md").read_text(encoding="utf-8").splitlines()
+    assert markdown[0].startswith("# ") and markdown[1] == ""
+    assert "`code`" in markdown[2] and "](maps/1.png)" in markdown[2]  # restored, or the source line kept
+
+
+def test_in_process_json_tool_formats_stay_valid(tiny_gguf: Path, tmp_path: Path, translate_cli: Any) -> None:
+    folder = tmp_path / "tools"
+    folder.mkdir()
+    mtool = {"おはよう": "おはよう", "\\C[2]剣\\C[0]を手に入れた": "\\C[2]剣\\C[0]を手に入れた"}
+    paratranz = [{"key": "a", "original": "宝箱だ！", "translation": "", "stage": 0}]
+    vnt = [{"name": "美咲", "message": "「待って」"}, {"message": "雨だった。"}]
+    trans = {"project": {"files": {"data/Items.json": {"data": [["薬草", None]], "context": [["Items/1/name"]]}}}}
+    for name, value in (("ManualTransFile.json", mtool), ("para.json", paratranz), ("vnt.json", vnt)):
+        (folder / name).write_text(json.dumps(value, ensure_ascii=False, indent=2), encoding="utf-8")
+    (folder / "game.trans").write_text(json.dumps(trans, ensure_ascii=False), encoding="utf-8")
+    result = translate_cli(folder, "--engine", "llamacpp", "--model", tiny_gguf, *ENGINE_OPTIONS, *SMALL)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "tools-zh"
+    written_mtool = json.loads((out / "ManualTransFile.json").read_text(encoding="utf-8"))
+    assert list(written_mtool) == list(mtool)
+    assert all("\\C[2]" in v and "\\C[0]" in v for k, v in written_mtool.items() if "\\C" in k)  # or the source kept
+    written_para = json.loads((out / "para.json").read_text(encoding="utf-8"))
+    assert [{k: v for k, v in e.items() if k != "translation"} for e in written_para] == [
+        {k: v for k, v in e.items() if k != "translation"} for e in paratranz
+    ]
+    assert written_para[0]["translation"]
+    written_vnt = json.loads((out / "vnt.json").read_text(encoding="utf-8"))
+    assert [sorted(item) for item in written_vnt] == [sorted(item) for item in vnt]
+    rows = json.loads((out / "game.trans").read_text(encoding="utf-8"))["project"]["files"]["data/Items.json"]
+    assert (
+        rows["data"][0][0] == "薬草" and isinstance(rows["data"][0][1], str) and rows["context"] == [["Items/1/name"]]
+    )

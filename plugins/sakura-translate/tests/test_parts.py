@@ -114,7 +114,7 @@ def test_output_paths(tmp_path: Path) -> None:
         plan_files(tmp_path / "book.txt", tmp_path / "book.txt")
     folder = tmp_path / "season"
     (folder / "extra").mkdir(parents=True)
-    for name in ("01.ass", "extra/02.srt", "notes.md", ".hidden.srt", "01.ass.sakura-cache.jsonl", "names.txt"):
+    for name in ("01.ass", "extra/02.srt", "notes.rtf", ".hidden.srt", "01.ass.sakura-cache.jsonl", "names.txt"):
         (folder / name).write_text("x")
     plans = plan_files(folder, None, skip=(folder / "names.txt",))
     assert [(p.source.relative_to(folder).as_posix(), p.output.relative_to(tmp_path).as_posix()) for p in plans] == [

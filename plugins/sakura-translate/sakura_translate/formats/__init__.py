@@ -1,4 +1,5 @@
-"""The input formats ``sakura translate`` reads, by file suffix."""
+"""The input formats ``sakura translate`` reads: a reader per file suffix (``.json`` and ``.trans`` are told apart by
+content in ``jsonformats``); each reader returns a Document that writes its own file back."""
 
 from __future__ import annotations
 
@@ -8,17 +9,27 @@ from pathlib import Path
 from sakura_translate.errors import InputError, zh
 from sakura_translate.formats.base import Document, LoadOptions, Translations
 from sakura_translate.formats.epub import EpubDocument
-from sakura_translate.formats.galtransl import GalTranslScript
+from sakura_translate.formats.jsonformats import load_json
+from sakura_translate.formats.markdown import MarkdownDocument
+from sakura_translate.formats.po import PoCatalog
+from sakura_translate.formats.renpy import RenPyScript
 from sakura_translate.formats.subtitles import SUBTITLE_FORMATS, SubtitleDocument
 from sakura_translate.formats.text import TextDocument
 from sakura_translate.formats.webvtt import WebVttDocument
+from sakura_translate.formats.xlsx import Spreadsheet
 
 LOADERS: dict[str, Callable[[Path, LoadOptions], Document]] = {
     ".txt": TextDocument.load,
     ".epub": EpubDocument.load,
-    ".json": GalTranslScript.load,
+    ".json": load_json,
     **{suffix: SubtitleDocument.load for suffix in SUBTITLE_FORMATS},
     ".vtt": WebVttDocument.load,  # pysubs2 would drop what a .vtt holds beyond timings and text
+    ".md": MarkdownDocument.load,
+    ".markdown": MarkdownDocument.load,
+    ".po": PoCatalog.load,
+    ".rpy": RenPyScript.load,
+    ".xlsx": Spreadsheet.load,
+    ".trans": load_json,  # Translator++ projects are JSON
 }
 SUPPORTED_SUFFIXES = tuple(LOADERS)
 

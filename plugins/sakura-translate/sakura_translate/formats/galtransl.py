@@ -1,4 +1,5 @@
-"""GalTransl-style JSON game scripts: ``[{"name": ..., "message": ...}, ...]``.
+"""Name/message JSON game scripts: ``[{"name": ..., "message": ...}, ...]``, as GalTransl, VNTextPatch,
+SExtractor and msg-tool write them.
 
 Each message is one segment; a speaker's line is sent as ``name「message」`` and line breaks inside a message as
 a literal ``\\n``, as GalTransl sends them to Sakura models. Names are translated through the glossary (an entry
@@ -7,7 +8,6 @@ whose source is exactly the name); names without one are kept and listed in the 
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 from sakura_translate.encoding import decode_text
 from sakura_translate.errors import InputError, zh
 from sakura_translate.formats.base import Convert, Document, LoadOptions, Translations, merged_text
+from sakura_translate.formats.jsonspans import JsonPath, JsonText
 from sakura_translate.glossary import Glossary
 
 ESCAPED_NEWLINE = "\\n"
@@ -30,7 +31,9 @@ class GalTranslScript(Document):
 
     kind = "game script"
 
-    def __init__(self, path: Path, items: list[dict[str, Any]], glossary: Glossary, encoding: str) -> None:
+    def __init__(self, path: Path, json_text: JsonText, glossary: Glossary, encoding: str) -> None:
+        self.json_text = json_text
+        items: list[dict[str, Any]] = json_text.value
         self.items = items
         self.glossary = glossary
         self.translated_items: list[int] = []
@@ -49,10 +52,21 @@ class GalTranslScript(Document):
     def load(cls, path: Path, options: LoadOptions) -> GalTranslScript:
         decoded = decode_text(path.read_bytes(), path, options.encoding)
         try:
-            items = json.loads(decoded.text)
+            json_text = JsonText(decoded.text)
         except json.JSONDecodeError as exc:
             raise InputError(zh(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})", "不是有效的 JSON")) from None
-        if not isinstance(items, list) or not any(isinstance(item, dict) and "message" in item for item in items):
+        return cls.from_json(path, json_text, options, decoded.encoding)
+
+    @staticmethod
+    def sniff(value: Any) -> bool:
+        """Whether a parsed JSON value looks like a name/message script."""
+        return isinstance(value, list) and any(isinstance(item, dict) and "message" in item for item in value)
+
+    @classmethod
+    def from_json(cls, path: Path, json_text: JsonText, options: LoadOptions, encoding: str) -> GalTranslScript:
+        """The script in an already parsed JSON text."""
+        items = json_text.value
+        if not cls.sniff(items):
             raise NotAScript(
                 zh(
                     f'{path}: not a GalTransl script (a JSON list of {{"name", "message"}} objects)',
@@ -68,7 +82,7 @@ class GalTranslScript(Document):
                 raise InputError(
                     zh(f"{path}: item {index} of the script has a 'name' that is not text", "脚本条目的 name 不是文本")
                 )
-        return cls(path, items, options.glossary, decoded.encoding)
+        return cls(path, json_text, options.glossary, encoding)
 
     def speakers_without_glossary(self) -> list[str]:
         """Speakers' names that no glossary entry translates, in order of first appearance."""
@@ -87,19 +101,20 @@ class GalTranslScript(Document):
 
     def render(self, translations: Translations, *, bilingual: bool = False, convert: Convert = str) -> bytes:
         (translated,) = translations
-        items = copy.deepcopy(self.items)
-        for item in items:
+        edits: dict[JsonPath, str] = {}
+        for index, item in enumerate(self.items):
             name = item.get("name")
             if name:
                 dst = self.glossary.lookup(name)
-                item["name"] = convert(dst) if dst is not None else name
+                edits[(index, "name")] = convert(dst) if dst is not None else name
         for index, translation in zip(self.translated_items, translated, strict=True):
-            item = items[index]
             source = self.items[index]["message"]
             text = convert(merged_text(translation))
             if self.items[index].get("name") and "「" in text:
                 text = text.partition("「")[2].removesuffix("」")
             newline = "\r\n" if "\r\n" in source else "\n"
             text = text.replace("\n", newline).replace(ESCAPED_NEWLINE, newline)
-            item["message"] = f"{source}{newline}{text}" if bilingual and text else (source if bilingual else text)
-        return (json.dumps(items, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+            edits[(index, "message")] = (
+                f"{source}{newline}{text}" if bilingual and text else (source if bilingual else text)
+            )
+        return self.json_text.edited(edits).encode("utf-8")
