@@ -49,6 +49,9 @@ class EngineRunner:
         self._closing: set[asyncio.Future[None]] = set()
         #: Why the engine cannot serve, as its last health check said (None: it can, or it reports no health).
         self.health_problem: str | None = None
+        #: The engine's health check in progress (one at a time: a check that outlives its time limit is waited
+        #: for again by the next poll, never started twice).
+        self._health_check: asyncio.Future[str | None] | None = None
         #: Why the watchdog thinks the engine is wedged (None: every generation is making progress).
         self.stall_problem: str | None = None
         #: When each running generation last made progress (its request, then each piece), by generation number.
@@ -101,9 +104,11 @@ class EngineRunner:
         return result
 
     def close(self) -> None:
-        """Stop the counting threads (a count in progress finishes)."""
+        """Stop the counting threads (a count in progress finishes) and a health check still running."""
         self._long_counts.close()
         self._huge_counts.close()
+        if self._health_check is not None:
+            self._health_check.cancel()
 
     async def wait_closed(self) -> None:
         """Wait (up to ``CLOSE_WAIT_SECONDS``) for engine streams still closing."""
@@ -118,15 +123,25 @@ class EngineRunner:
     async def check_health(self, within: float) -> str | None:
         """Ask the engine whether it can serve; remember and return its answer (None: it can).
 
-        An engine whose check raises or takes longer than ``within`` seconds is taken to be down.
+        An engine whose check raises or takes longer than ``within`` seconds is taken to be down. The check runs as
+        a task of its own, waited for at most ``within`` seconds, so one that ignores cancellation (a call into a
+        library that cannot be interrupted) holds up neither the caller nor a server's shutdown; the next poll
+        waits for the same check again rather than starting a second one.
         """
-        try:
-            async with asyncio.timeout(within):
-                problem = await self.engine.health()
-        except TimeoutError:
+        if self._health_check is None or self._health_check.done():
+            self._health_check = asyncio.ensure_future(self.engine.health())
+            self._health_check.add_done_callback(_consume)
+        check = self._health_check
+        await asyncio.wait({check}, timeout=within)
+        problem: str | None
+        if not check.done():
             problem = f"the {self.engine.name} engine's health check did not answer within {within:g} s"
-        except Exception as exc:
-            problem = f"the {self.engine.name} engine's health check failed: {type(exc).__name__}: {exc}"
+        elif check.cancelled() or check.exception() is not None:
+            error = check.exception() if not check.cancelled() else None
+            reason = f"{type(error).__name__}: {error}" if error is not None else "cancelled"
+            problem = f"the {self.engine.name} engine's health check failed: {reason}"
+        else:
+            problem = check.result()
         self.health_problem = problem
         return problem
 
@@ -224,3 +239,9 @@ async def _close_quietly(aclose: Callable[[], Awaitable[object]]) -> None:
     """Await an engine stream's ``aclose()``; what it raises was the engine's to report while it streamed."""
     with contextlib.suppress(Exception):
         await aclose()
+
+
+def _consume(check: asyncio.Future[str | None]) -> None:
+    """Retrieve a finished health check's exception, so that one nobody waited for is not reported as lost."""
+    if not check.cancelled():
+        check.exception()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -53,5 +52,5 @@ async def engine_health_watch(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.get_running_loop().create_task(watch_engine_health(app[STATE]))
     yield
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    # bounded: an engine call that ignores the cancellation must not hold up the shutdown
+    await asyncio.wait({task}, timeout=HEALTH_POLL_SECONDS)
