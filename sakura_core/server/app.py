@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiohttp import web
 
 from sakura_core import __version__
@@ -61,14 +63,15 @@ def create_app(
     registry: PluginRegistry,
     model_info: ModelInfo,
     settings: ServerSettings | None = None,
+    others: Sequence[tuple[LoadedModel, Sequence[str]]] = (),
 ) -> web.Application:
     """The application for an engine that already loaded ``model_info`` (for tests, benchmarks, embedding).
 
     ``settings.alias`` is not applied here: pass the ModelInfo with the id to serve. Serve it as ``serve`` does:
     ``web.AppRunner(app, **sakura_core.server.runner.RUNNER_OPTIONS)`` (a client that disconnects cancels its
     generation) and a ``sakura_core.server.http.connections.GuardedSite`` (timeouts, connection cap, JSON protocol
-    errors).
+    errors). ``others`` are loaded models served beside it, each with its aliases (``model_info`` is the default).
     """
     state = ServerState(settings if settings is not None else ServerSettings(), engine, registry)
-    state.set_ready(LoadedModel(engine, registry, model_info))
+    state.set_ready(LoadedModel(engine, registry, model_info), others)
     return build_app(state)

@@ -158,37 +158,38 @@ async def _self_check(model: LoadedModel) -> None:
 async def _drain(state: ServerState, grace: float, force: asyncio.Event | None) -> None:
     """Stop taking generations, let running ones finish for ``grace`` seconds (or until ``force``), cancel the rest."""
     state.begin_stopping()
-    scheduler = state.scheduler
-    if scheduler is None:
+    schedulers = [entry.scheduler for entry in state.models]
+    if not schedulers:
         return
-    pending = scheduler.active + scheduler.waiting
+    pending = sum(scheduler.active + scheduler.waiting for scheduler in schedulers)
     if pending:
         logger.info(
             "shutting down: waiting up to %.0fs for %d requests in flight (signal again to cancel)", grace, pending
         )
     else:
         logger.info("shutting down")
-    idle = asyncio.ensure_future(scheduler.wait_idle(grace))
-    waiters: set[asyncio.Future[bool]] = {idle}
+    idle = asyncio.ensure_future(asyncio.gather(*(scheduler.wait_idle(grace) for scheduler in schedulers)))
+    waiters: set[asyncio.Future[Any]] = {idle}
     if force is not None:
         waiters.add(asyncio.ensure_future(force.wait()))
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for waiter in waiters:
         waiter.cancel()
-    if scheduler.active + scheduler.waiting:
-        ended = scheduler.cancel_all()
+    if sum(scheduler.active + scheduler.waiting for scheduler in schedulers):
+        ended = sum(scheduler.cancel_all() for scheduler in schedulers)
         logger.warning(
             "ending %d requests still in flight: streams end with a shutting_down error event, others get a 503",
             ended,
         )
-        await scheduler.wait_idle(CANCEL_SETTLE_SECONDS)
+        await asyncio.gather(*(scheduler.wait_idle(CANCEL_SETTLE_SECONDS) for scheduler in schedulers))
 
 
 async def _close_engine(state: ServerState) -> None:
     """Close the engine: through its loaded model when it loaded (streams still closing finish first)."""
     try:
         if state.model is not None:
-            await state.model.close()
+            for entry in state.models:
+                await entry.model.close()
         else:
             await state.engine.close()
     except Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 
@@ -11,6 +12,7 @@ from sakura_core.limits import max_body_bytes
 from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server.generation.metrics import Gauges, ServerMetrics
+from sakura_core.server.generation.models import ModelTable, ServedModel
 from sakura_core.server.generation.scheduler import Scheduler
 from sakura_core.server.generation.service import GenerationService
 from sakura_core.server.http.auth import AuthPolicy, resolve_auth
@@ -48,7 +50,9 @@ class ServerState:
         self.metrics = ServerMetrics()
         self.phase = Phase.LOADING
         self.created = int(time.time())
-        #: The loaded model's generation path (None while loading).
+        #: Every served model, the default first (empty while loading).
+        self.models = ModelTable()
+        #: The default model's generation path, scheduler and service (None while loading).
         self.model: LoadedModel | None = None
         self.scheduler: Scheduler | None = None
         self.service: GenerationService | None = None
@@ -60,23 +64,44 @@ class ServerState:
         """The served model's identity (None while loading)."""
         return self.model.info if self.model is not None else None
 
-    def set_ready(self, model: LoadedModel) -> None:
-        """The model is loaded: admit requests up to the engine's parallelism."""
-        self.model = model
-        self.scheduler = Scheduler(self.engine.parallelism, self.settings.max_queue)
-        self.service = GenerationService(model, self.scheduler, self.metrics)
+    def set_ready(self, model: LoadedModel, others: Sequence[tuple[LoadedModel, Sequence[str]]] = ()) -> None:
+        """The models are loaded: ``model`` is the default, ``others`` (each with its aliases) are served beside
+        it; each admits requests up to its engine's parallelism."""
+        entry = self.models.add(model, self.metrics, self.settings.max_queue)
+        for other, aliases in others:
+            self.models.add(other, self.metrics, self.settings.max_queue, aliases)
+        self._use_default(entry)
         self.phase = Phase.READY
+
+    def set_default(self, name: str) -> None:
+        """Make the model that answers to ``name`` the default; ``KeyError`` when none does."""
+        self.models.set_default(name)
+        default = self.models.default
+        assert default is not None
+        self._use_default(default)
+
+    def _use_default(self, entry: ServedModel) -> None:
+        self.model = entry.model
+        self.scheduler = entry.scheduler
+        self.service = entry.service
+
+    def served(self, name: str | None) -> ServedModel:
+        """The model a request's ``model`` names (the default for none or an unknown name); 503 while loading."""
+        self.require_service()
+        entry = self.models.find(name)
+        assert entry is not None
+        return entry
 
     def begin_stopping(self) -> None:
         """Shutdown started: new generations get 503."""
         self.phase = Phase.STOPPING
-        if self.scheduler is not None:
-            self.scheduler.close()
+        for entry in self.models:
+            entry.scheduler.close()
 
     def close(self) -> None:
-        """Release what the state holds (the engine runner's counting thread)."""
-        if self.model is not None:
-            self.model.runner.close()
+        """Release what the state holds (the engine runners' counting threads)."""
+        for entry in self.models:
+            entry.model.runner.close()
         if self._body_parser is not None:
             self._body_parser.shutdown(wait=False, cancel_futures=True)
             self._body_parser = None

@@ -1,8 +1,9 @@
 """The one handler behind every generation route: each route module says only what differs.
 
-Every generation route goes the same way: the server's state and service, the body read and validated, the
-prompt prepared for the model (rendered, counted, fitted to the context), a place admitted, then the generation
-run to its end (one JSON answer) or streamed as events. A route supplies three functions: what it asks of the
+Every generation route goes the same way: the server's state, the body read and validated, the service of the
+model its ``model`` names (the default one for none or an unknown name), the prompt prepared for the model
+(rendered, counted, fitted to the context), a place admitted, then the generation run to its end (one JSON
+answer) or streamed as events. A route supplies three functions: what it asks of the
 model (``plan``), its stream events (``events``) and its JSON answer (``answer``).
 """
 
@@ -70,13 +71,14 @@ def generation_handler(
 
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
-        service = state.require_service()
+        state.require_service()  # 503 while loading, before the body is read
         query = request.query
 
         def validate(raw: dict[str, Any]) -> Body:
             return parse(body_model, merge_sakura_extras(raw, query) if sakura_extras else raw)
 
         body = await read_body_as(request, state.body_limits(), validate)
+        service = state.served(getattr(body, "model", None)).service
         wanted = plan(body, service)
         generation = await service.prepare(
             wanted.prompt,
@@ -89,8 +91,8 @@ def generation_handler(
         ticket = service.admit()
         admitted = Admitted(generation.request_id, int(time.time()), service.model_info.id, ticket)
         if wanted.stream:
-            return await run_as_events(request, ticket, generation, events(body, admitted))
-        done = await run_to_end(request, ticket, generation)
+            return await run_as_events(request, ticket, generation, events(body, admitted), service=service)
+        done = await run_to_end(request, ticket, generation, service=service)
         return json_response(answer(body, admitted, done))
 
     handle.__doc__ = doc

@@ -194,19 +194,25 @@ completions = generation_handler(
 
 
 async def models(request: web.Request) -> web.Response:
-    """The served model, as llama-server lists it, with the original Sakura server's identity fields."""
+    """The served models, as llama-server lists them, with the original Sakura server's identity fields; the
+    default model first (``data[0]``)."""
     state = request.app[STATE]
-    info = state.require_model()
-    card = ModelCard(
-        id=info.id,
-        created=state.created,
-        meta=info.meta,
-        model_name=info.name,
-        model_version=info.version,
-        model_quant=info.quant,
-        model_name_or_path=info.path,
-    )
-    return json_response(ModelList(data=[card]))
+    state.require_model()
+    cards = []
+    for entry in state.models:
+        info = entry.model.info
+        cards.append(
+            ModelCard(
+                id=info.id,
+                created=state.created,
+                meta=info.meta,
+                model_name=info.name,
+                model_version=info.version,
+                model_quant=info.quant,
+                model_name_or_path=info.path,
+            )
+        )
+    return json_response(ModelList(data=cards))
 
 
 _CHAT = "Chat completion: messages are rendered with the model's Sakura prompt format."
