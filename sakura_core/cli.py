@@ -160,8 +160,16 @@ def cli() -> None:
     "--model-name-or-path",
     "model",
     required=True,
-    metavar="PATH_OR_TAG",
-    help="Model file, directory, Hugging Face repository or Ollama tag, depending on the engine.",
+    multiple=True,
+    metavar="[ALIAS=]PATH_OR_TAG",
+    help="Model file, directory, Hugging Face repository or Ollama tag, depending on the engine. Repeat it to serve"
+    " several models; a request's `model` (served id or ALIAS) picks one, others go to the default model.",
+)
+@click.option(
+    "--default-model",
+    metavar="NAME",
+    help="The model for requests that name none or an unknown one, listed first (an ALIAS or a --model value;"
+    " default: the first --model).",
 )
 @click.option(
     "--model-version",
@@ -285,16 +293,39 @@ def run(ctx: click.Context, **params: Any) -> None:
         state.registry.check_model_version(params["model_version"])
     except UnknownModelVersionError as exc:
         raise OneLineUsageError(str(exc)) from None
+    from sakura_core.model_specs import ModelSpecError, order_with_default, parse_model_specs
+
+    try:
+        specs = order_with_default(parse_model_specs(params["model"]), params["default_model"])
+    except ModelSpecError as exc:
+        raise OneLineUsageError(str(exc)) from None
     options = build_options(state.engine.engine_class.Options, ctx, state.engine_options)
     settings = _server_settings(params)
     _configure_logging(params["log_level"])
-    engine = _hosted(ctx, state, state.engine.engine_class(options))  # type: ignore[arg-type]
+    engine_class = state.engine.engine_class
+
+    def make_engine() -> Engine:
+        return _hosted(ctx, state, engine_class(options))  # type: ignore[arg-type]
+
+    engine = make_engine()
+    first, others = specs[0], specs[1:]
     import asyncio
 
     from sakura_core.server import serve  # the server (aiohttp) is imported only when serving
 
     try:
-        asyncio.run(serve(settings, engine, state.registry, params["model"], params["model_version"]))
+        asyncio.run(
+            serve(
+                settings,
+                engine,
+                state.registry,
+                first.source,
+                params["model_version"],
+                others=others,
+                make_engine=make_engine,
+                first_aliases=(first.alias,) if first.alias else (),
+            )
+        )
     except ModelLoadError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from sakura_core.engine import Engine
 from sakura_core.loaded_model import LoadedModel
+from sakura_core.model_specs import ModelSpec
 from sakura_core.plugins import PluginRegistry
 from sakura_core.self_check import self_check
 from sakura_core.server.app import build_app
@@ -44,8 +45,11 @@ async def serve(
     registry: PluginRegistry,
     model: str,
     model_version: str | None,
+    others: Sequence[ModelSpec] = (),
+    make_engine: Callable[[], Engine] | None = None,
+    first_aliases: Sequence[str] = (),
 ) -> None:
-    """Serve the Sakura API until SIGINT/SIGTERM.
+    """Serve the Sakura API until SIGINT/SIGTERM (``others``: models served beside ``model``, see ``run_server``).
 
     Binds first (``/health`` answers 503 while loading), loads the model, applies ``--alias``, runs the
     self-check, logs the banner and serves. On the first signal it stops accepting, lets in-flight requests
@@ -69,7 +73,18 @@ async def serve(
             loop.add_signal_handler(signum, on_signal)
             installed.append(signum)
     try:
-        await run_server(settings, engine, registry, model, model_version, stop, force=force)
+        await run_server(
+            settings,
+            engine,
+            registry,
+            model,
+            model_version,
+            stop,
+            force=force,
+            others=others,
+            make_engine=make_engine,
+            first_aliases=first_aliases,
+        )
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
@@ -85,10 +100,15 @@ async def run_server(
     *,
     force: asyncio.Event | None = None,
     on_bound: Callable[[str, int], None] | None = None,
+    others: Sequence[ModelSpec] = (),
+    make_engine: Callable[[], Engine] | None = None,
+    first_aliases: Sequence[str] = (),
 ) -> None:
     """``serve`` without the signal handlers: serves until ``stop`` is set (``force`` skips the grace period).
 
-    ``on_bound(host, port)`` is called once the socket listens (port 0 binds a free port).
+    ``on_bound(host, port)`` is called once the socket listens (port 0 binds a free port). ``others`` are served
+    beside ``model``, each loaded by an engine from ``make_engine``; ``model`` (also named ``first_aliases``) is
+    the default.
     """
     state = ServerState(settings, engine, registry)
     runner = web.AppRunner(build_app(state), **RUNNER_OPTIONS)
@@ -114,9 +134,13 @@ async def run_server(
             return
         if settings.alias:
             loaded.with_id(settings.alias)
+        extra = await _load_others(others, make_engine, registry, model_version, stop)
+        if extra is None:
+            logger.info("stopped while loading the models")
+            return
         if settings.self_check:
             await _self_check(loaded)
-        state.set_ready(loaded)
+        state.set_ready(loaded, extra, aliases=first_aliases)
         info = loaded.info
         logger.info("%s", banner(engine, info, host, port, state.auth))
         if state.auth.generated and not logger.isEnabledFor(logging.INFO):  # the key must be seen once
@@ -146,6 +170,39 @@ async def _load_unless_stopped(
     if load.cancelled():
         return None
     return load.result()  # a ModelLoadError propagates from here
+
+
+async def _load_others(
+    others: Sequence[ModelSpec],
+    make_engine: Callable[[], Engine] | None,
+    registry: PluginRegistry,
+    model_version: str | None,
+    stop: asyncio.Event,
+) -> list[tuple[LoadedModel, Sequence[str]]] | None:
+    """Load the models served beside the first, each with its own engine; None when stopped while loading."""
+    loaded: list[tuple[LoadedModel, Sequence[str]]] = []
+    try:
+        for spec in others:
+            if make_engine is None:
+                raise ValueError("serving several models needs make_engine")
+            logger.info("loading %s", spec.source)
+            model = await _load_unless_stopped(make_engine(), registry, spec.source, model_version, stop)
+            if model is None:
+                break
+            loaded.append((model, (spec.alias,) if spec.alias else ()))
+    except BaseException:
+        await _close_models(loaded)
+        raise
+    if len(loaded) < len(others):
+        await _close_models(loaded)
+        return None
+    return loaded
+
+
+async def _close_models(loaded: Sequence[tuple[LoadedModel, Sequence[str]]]) -> None:
+    for model, _aliases in loaded:
+        with contextlib.suppress(Exception):
+            await model.close()
 
 
 async def _self_check(model: LoadedModel) -> None:

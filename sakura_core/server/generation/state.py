@@ -64,10 +64,15 @@ class ServerState:
         """The served model's identity (None while loading)."""
         return self.model.info if self.model is not None else None
 
-    def set_ready(self, model: LoadedModel, others: Sequence[tuple[LoadedModel, Sequence[str]]] = ()) -> None:
-        """The models are loaded: ``model`` is the default, ``others`` (each with its aliases) are served beside
-        it; each admits requests up to its engine's parallelism."""
-        entry = self.models.add(model, self.metrics, self.settings.max_queue)
+    def set_ready(
+        self,
+        model: LoadedModel,
+        others: Sequence[tuple[LoadedModel, Sequence[str]]] = (),
+        aliases: Sequence[str] = (),
+    ) -> None:
+        """The models are loaded: ``model`` (also named ``aliases``) is the default, ``others`` (each with its
+        aliases) are served beside it; each admits requests up to its engine's parallelism."""
+        entry = self.models.add(model, self.metrics, self.settings.max_queue, aliases)
         for other, aliases in others:
             self.models.add(other, self.metrics, self.settings.max_queue, aliases)
         self._use_default(entry)

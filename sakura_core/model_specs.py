@@ -1,0 +1,58 @@
+"""The models ``sakura run`` is given: ``--model`` repeated, each ``PATH_OR_TAG`` or ``ALIAS=PATH_OR_TAG``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class ModelSpecError(ValueError):
+    """A ``--model`` value or ``--default-model`` that cannot be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to serve: where it comes from and the extra name requests may use for it."""
+
+    source: str
+    alias: str | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> ModelSpec:
+        """``ALIAS=PATH_OR_TAG`` or ``PATH_OR_TAG``. The part before the first ``=`` is an alias only when it
+        names no path (no ``/`` or ``\\``), so ``./a=b.gguf`` stays a path."""
+        alias, sep, source = value.partition("=")
+        if sep and alias and source and not any(mark in alias for mark in "/\\"):
+            return cls(source=source, alias=alias)
+        if not value:
+            raise ModelSpecError("--model needs a path or tag")
+        return cls(source=value)
+
+
+def parse_model_specs(values: Sequence[str]) -> list[ModelSpec]:
+    """Every ``--model`` value, in order; a name used twice is an error."""
+    specs = [ModelSpec.parse(value) for value in values]
+    aliases = [spec.alias for spec in specs if spec.alias is not None]
+    for alias in aliases:
+        if aliases.count(alias) > 1:
+            raise ModelSpecError(f"the alias {alias!r} is given to two models; give each model its own")
+    return specs
+
+
+def served_name(source: str) -> str:
+    """The id a model from ``source`` is served under by default: the file's base name without ``.gguf``."""
+    base = source.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+    return base[: -len(".gguf")] if base.lower().endswith(".gguf") else base
+
+
+def order_with_default(specs: Sequence[ModelSpec], default: str | None) -> list[ModelSpec]:
+    """``specs`` with the default model first: the one ``default`` names (an alias, a ``--model`` value or its
+    file's base name), else the first given."""
+    ordered = list(specs)
+    if not default:
+        return ordered
+    for index, spec in enumerate(ordered):
+        if default in (spec.alias, spec.source, served_name(spec.source)):
+            return [ordered[index], *ordered[:index], *ordered[index + 1 :]]
+    names = ", ".join(spec.alias or served_name(spec.source) for spec in ordered)
+    raise ModelSpecError(f"--default-model {default!r} names none of the models ({names}); use an alias or a --model")

@@ -1,0 +1,61 @@
+"""``sakura run`` with ``--model`` repeated: two tiny GGUFs behind one llama.cpp server, each its own prompt format."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import spawn_sakura
+
+
+@pytest.fixture(scope="module")
+def v15_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second tiny GGUF, named like a Sakura v1.5 model."""
+    from sakura_llamacpp.tiny_model import write_tiny_gguf
+
+    folder = tmp_path_factory.mktemp("tiny-v15")
+    return write_tiny_gguf(folder / "sakura-tiny-qwen3-v1.5.gguf", name="sakura-tiny-qwen3-v1.5", seed=1)
+
+
+def _post(port: int, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _chat(model: str) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "こんにちは"}], "max_tokens": 4}
+
+
+def test_two_models_each_served_by_name(tiny_gguf: Path, v15_gguf: Path, tmp_path: Path) -> None:
+    server = spawn_sakura(tiny_gguf, tmp_path, "-m", f"v15={v15_gguf}", "--default-model", "v15")
+    try:
+        status, raw = server.get("/v1/models")
+        assert status == 200
+        cards = json.loads(raw)["data"]
+        assert [card["id"] for card in cards] == ["sakura-tiny-qwen3-v1.5", tiny_gguf.stem]
+        assert [card["model_version"] for card in cards] == ["1.5", "1.0"]
+        assert _post(server.port, _chat("v15"))["model"] == "sakura-tiny-qwen3-v1.5"
+        assert _post(server.port, _chat(""))["model"] == "sakura-tiny-qwen3-v1.5"
+        assert _post(server.port, _chat(tiny_gguf.stem))["model"] == tiny_gguf.stem
+        assert _post(server.port, _chat("gpt-3.5-turbo"))["model"] == "sakura-tiny-qwen3-v1.5"
+    finally:
+        assert server.stop() == 0
+
+
+def test_an_unknown_default_model_is_one_line_and_exit_2(tiny_gguf: Path) -> None:
+    command = [sys.executable, "-m", "sakura_core.cli", "run", "-m", str(tiny_gguf), "--default-model", "nope"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--default-model 'nope' names none of the models" in done.stderr
+    assert "Traceback" not in done.stderr
