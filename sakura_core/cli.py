@@ -177,6 +177,20 @@ def cli() -> None:
     metavar="V",
     help="Sakura version (0.8, 0.9, 0.10, 1.0, 1.5, galtransl); overrides what the model's name or metadata says.",
 )
+@click.option(
+    "--models-max",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Models loaded at once (several --model); past it the least recently used idle one is unloaded. 0: no bound.",
+)
+@click.option(
+    "--models-ttl",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="SECONDS",
+    help="Unload a model (other than the default) idle this long; it loads again on its next request. 0: never.",
+)
 @click.option("--alias", "-a", metavar="ID", help="Served model id instead of the file name.")
 @click.option("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT", help="Address to serve on.")
 @click.option("--host", metavar="HOST", help="Host to serve on (overrides --listen's host).")
@@ -391,6 +405,8 @@ def _server_settings(params: dict[str, Any]) -> Any:
         shutdown_grace_seconds=params["shutdown_grace"],
         self_check=params["self_check"],
         log_level=params["log_level"].lower(),
+        models_max=params["models_max"],
+        models_ttl_seconds=params["models_ttl"],
     )
 
 

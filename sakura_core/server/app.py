@@ -11,6 +11,7 @@ from sakura_core.engine import Engine
 from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server.generation.health import engine_health_watch
+from sakura_core.server.generation.idle import idle_models_watch
 from sakura_core.server.generation.state import ServerState
 from sakura_core.server.http.expect import expect_handler
 from sakura_core.server.http.middleware import MIDDLEWARES, add_cors_headers
@@ -50,6 +51,7 @@ def build_app(state: ServerState) -> web.Application:
             app.router.add_route("HEAD", spec.path, spec.handler, expect_handler=expect_handler)
     app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.append(engine_health_watch)
+    app.cleanup_ctx.append(idle_models_watch)
     app.on_cleanup.append(_close_state)
     return app
 

@@ -13,11 +13,12 @@ from aiohttp import web
 
 from sakura_core.engine import Engine
 from sakura_core.loaded_model import LoadedModel
-from sakura_core.model_specs import ModelSpec
+from sakura_core.model_specs import ModelSpec, served_name
 from sakura_core.plugins import PluginRegistry
 from sakura_core.self_check import self_check
 from sakura_core.server.app import build_app
 from sakura_core.server.banner import banner, url_host
+from sakura_core.server.generation.models import Loader
 from sakura_core.server.generation.state import ServerState
 from sakura_core.server.http.connections import GuardedSite, raise_open_file_limit
 from sakura_core.server.settings import ServerSettings
@@ -107,8 +108,8 @@ async def run_server(
     """``serve`` without the signal handlers: serves until ``stop`` is set (``force`` skips the grace period).
 
     ``on_bound(host, port)`` is called once the socket listens (port 0 binds a free port). ``others`` are served
-    beside ``model``, each loaded by an engine from ``make_engine``; ``model`` (also named ``first_aliases``) is
-    the default.
+    beside ``model``, each loaded by an engine from ``make_engine`` on the first request that names it; ``model``
+    (also named ``first_aliases``) is the default, loaded at start.
     """
     state = ServerState(settings, engine, registry)
     runner = web.AppRunner(build_app(state), **RUNNER_OPTIONS)
@@ -134,13 +135,18 @@ async def run_server(
             return
         if settings.alias:
             loaded.with_id(settings.alias)
-        extra = await _load_others(others, make_engine, registry, model_version, stop)
-        if extra is None:
-            logger.info("stopped while loading the models")
-            return
         if settings.self_check:
             await _self_check(loaded)
-        state.set_ready(loaded, extra, aliases=first_aliases)
+        state.set_ready(loaded, aliases=first_aliases)
+        for spec in others:
+            if make_engine is None:
+                raise ValueError("serving several models needs make_engine")
+            state.register(
+                served_name(spec.source),
+                spec.source,
+                (spec.alias,) if spec.alias else (),
+                _loader(spec, make_engine, registry),
+            )
         info = loaded.info
         logger.info("%s", banner(engine, info, host, port, state.auth))
         if state.auth.generated and not logger.isEnabledFor(logging.INFO):  # the key must be seen once
@@ -172,37 +178,13 @@ async def _load_unless_stopped(
     return load.result()  # a ModelLoadError propagates from here
 
 
-async def _load_others(
-    others: Sequence[ModelSpec],
-    make_engine: Callable[[], Engine] | None,
-    registry: PluginRegistry,
-    model_version: str | None,
-    stop: asyncio.Event,
-) -> list[tuple[LoadedModel, Sequence[str]]] | None:
-    """Load the models served beside the first, each with its own engine; None when stopped while loading."""
-    loaded: list[tuple[LoadedModel, Sequence[str]]] = []
-    try:
-        for spec in others:
-            if make_engine is None:
-                raise ValueError("serving several models needs make_engine")
-            logger.info("loading %s", spec.source)
-            model = await _load_unless_stopped(make_engine(), registry, spec.source, model_version, stop)
-            if model is None:
-                break
-            loaded.append((model, (spec.alias,) if spec.alias else ()))
-    except BaseException:
-        await _close_models(loaded)
-        raise
-    if len(loaded) < len(others):
-        await _close_models(loaded)
-        return None
-    return loaded
+def _loader(spec: ModelSpec, make_engine: Callable[[], Engine], registry: PluginRegistry) -> Loader:
+    """Loads ``spec`` with a new engine (``--model-version`` applies to the default model only)."""
 
+    async def load() -> LoadedModel:
+        return await LoadedModel.load(make_engine(), registry, spec.source)
 
-async def _close_models(loaded: Sequence[tuple[LoadedModel, Sequence[str]]]) -> None:
-    for model, _aliases in loaded:
-        with contextlib.suppress(Exception):
-            await model.close()
+    return load
 
 
 async def _self_check(model: LoadedModel) -> None:
@@ -215,7 +197,7 @@ async def _self_check(model: LoadedModel) -> None:
 async def _drain(state: ServerState, grace: float, force: asyncio.Event | None) -> None:
     """Stop taking generations, let running ones finish for ``grace`` seconds (or until ``force``), cancel the rest."""
     state.begin_stopping()
-    schedulers = [entry.scheduler for entry in state.models]
+    schedulers = [entry.scheduler for entry in state.models if entry.scheduler is not None]
     if not schedulers:
         return
     pending = sum(scheduler.active + scheduler.waiting for scheduler in schedulers)
@@ -246,7 +228,7 @@ async def _close_engine(state: ServerState) -> None:
     try:
         if state.model is not None:
             for entry in state.models:
-                await entry.model.close()
+                await state.models.unload(entry)
         else:
             await state.engine.close()
     except Exception:

@@ -44,11 +44,15 @@ def test_two_models_each_served_by_name(tiny_gguf: Path, v15_gguf: Path, tmp_pat
         assert status == 200
         cards = json.loads(raw)["data"]
         assert [card["id"] for card in cards] == ["sakura-tiny-qwen3-v1.5", tiny_gguf.stem]
-        assert [card["model_version"] for card in cards] == ["1.5", "1.0"]
+        assert [card["status"]["value"] for card in cards] == ["loaded", "unloaded"]  # loaded on demand
+        assert [card["model_version"] for card in cards] == ["1.5", None]
         assert _post(server.port, _chat("v15"))["model"] == "sakura-tiny-qwen3-v1.5"
         assert _post(server.port, _chat(""))["model"] == "sakura-tiny-qwen3-v1.5"
         assert _post(server.port, _chat(tiny_gguf.stem))["model"] == tiny_gguf.stem
         assert _post(server.port, _chat("gpt-3.5-turbo"))["model"] == "sakura-tiny-qwen3-v1.5"
+        cards = json.loads(server.get("/v1/models")[1])["data"]
+        assert [card["status"]["value"] for card in cards] == ["loaded", "loaded"]
+        assert [card["model_version"] for card in cards] == ["1.5", "1.0"]
     finally:
         assert server.stop() == 0
 

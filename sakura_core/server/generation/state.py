@@ -12,7 +12,7 @@ from sakura_core.limits import max_body_bytes
 from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server.generation.metrics import Gauges, ServerMetrics
-from sakura_core.server.generation.models import ModelTable, ServedModel
+from sakura_core.server.generation.models import Loader, ModelTable, ServedModel
 from sakura_core.server.generation.scheduler import Scheduler
 from sakura_core.server.generation.service import GenerationService
 from sakura_core.server.http.auth import AuthPolicy, resolve_auth
@@ -51,7 +51,9 @@ class ServerState:
         self.phase = Phase.LOADING
         self.created = int(time.time())
         #: Every served model, the default first (empty while loading).
-        self.models = ModelTable()
+        self.models = ModelTable(
+            self.metrics, settings.max_queue, settings.models_max, settings.model_load_wait_seconds
+        )
         #: The default model's generation path, scheduler and service (None while loading).
         self.model: LoadedModel | None = None
         self.scheduler: Scheduler | None = None
@@ -72,9 +74,9 @@ class ServerState:
     ) -> None:
         """The models are loaded: ``model`` (also named ``aliases``) is the default, ``others`` (each with its
         aliases) are served beside it; each admits requests up to its engine's parallelism."""
-        entry = self.models.add(model, self.metrics, self.settings.max_queue, aliases)
-        for other, aliases in others:
-            self.models.add(other, self.metrics, self.settings.max_queue, aliases)
+        entry = self.models.add(model, aliases)
+        for other, other_aliases in others:
+            self.models.add(other, other_aliases)
         self._use_default(entry)
         self.phase = Phase.READY
 
@@ -84,6 +86,10 @@ class ServerState:
         default = self.models.default
         assert default is not None
         self._use_default(default)
+
+    def register(self, name: str, source: str, aliases: Sequence[str], loader: Loader) -> None:
+        """Serve a model that ``loader`` loads on the first request naming it (``name``: its id until then)."""
+        self.models.register(name, source, aliases, loader)
 
     def _use_default(self, entry: ServedModel) -> None:
         self.model = entry.model
@@ -101,11 +107,13 @@ class ServerState:
         """Shutdown started: new generations get 503."""
         self.phase = Phase.STOPPING
         for entry in self.models:
-            entry.scheduler.close()
+            if entry.scheduler is not None:
+                entry.scheduler.close()
 
     def close(self) -> None:
         """Release what the state holds (the engine runners' counting threads)."""
-        for entry in self.models:
+        for entry in self.models.loaded():
+            assert entry.model is not None
             entry.model.runner.close()
         if self._body_parser is not None:
             self._body_parser.shutdown(wait=False, cancel_futures=True)

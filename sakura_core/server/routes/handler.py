@@ -78,22 +78,23 @@ def generation_handler(
             return parse(body_model, merge_sakura_extras(raw, query) if sakura_extras else raw)
 
         body = await read_body_as(request, state.body_limits(), validate)
-        service = state.served(getattr(body, "model", None)).service
-        wanted = plan(body, service)
-        generation = await service.prepare(
-            wanted.prompt,
-            wanted.sampling,
-            max_tokens=wanted.max_tokens,
-            messages=wanted.messages,
-            prompt_param=wanted.prompt_param,
-            client=request.remote,
-        )
-        ticket = service.admit()
-        admitted = Admitted(generation.request_id, int(time.time()), service.model_info.id, ticket)
-        if wanted.stream:
-            return await run_as_events(request, ticket, generation, events(body, admitted), service=service)
-        done = await run_to_end(request, ticket, generation, service=service)
-        return json_response(answer(body, admitted, done))
+        entry = state.served(getattr(body, "model", None))
+        async with state.models.use(entry) as service:  # loads the model first when needed
+            wanted = plan(body, service)
+            generation = await service.prepare(
+                wanted.prompt,
+                wanted.sampling,
+                max_tokens=wanted.max_tokens,
+                messages=wanted.messages,
+                prompt_param=wanted.prompt_param,
+                client=request.remote,
+            )
+            ticket = service.admit()
+            admitted = Admitted(generation.request_id, int(time.time()), service.model_info.id, ticket)
+            if wanted.stream:
+                return await run_as_events(request, ticket, generation, events(body, admitted), service=service)
+            done = await run_to_end(request, ticket, generation, service=service)
+            return json_response(answer(body, admitted, done))
 
     handle.__doc__ = doc
     return handle

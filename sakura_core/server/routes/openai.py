@@ -28,6 +28,7 @@ from sakura_core.server.routes.schemas.openai import (
     CompletionResponse,
     ModelCard,
     ModelList,
+    ModelLoadStatus,
 )
 from sakura_core.server.routes.spec import GENERATION_ERRORS, MODEL_ERRORS, RouteSpec
 from sakura_core.server.routes.streaming import Completed
@@ -198,11 +199,23 @@ async def models(request: web.Request) -> web.Response:
     default model first (``data[0]``)."""
     state = request.app[STATE]
     state.require_model()
+    several = len(state.models) > 1
     cards = []
     for entry in state.models:
-        info = entry.model.info
-        cards.append(
-            ModelCard(
+        status = ModelLoadStatus(value=entry.status.value, failure=entry.failure) if several else None
+        if entry.model is None:
+            card = ModelCard(
+                id=entry.id,
+                created=state.created,
+                model_name=entry.id,
+                model_version=None,
+                model_quant=None,
+                model_name_or_path=entry.source,
+                status=status,
+            )
+        else:
+            info = entry.model.info
+            card = ModelCard(
                 id=info.id,
                 created=state.created,
                 meta=info.meta,
@@ -210,8 +223,9 @@ async def models(request: web.Request) -> web.Response:
                 model_version=info.version,
                 model_quant=info.quant,
                 model_name_or_path=info.path,
+                status=status,
             )
-        )
+        cards.append(card)
     return json_response(ModelList(data=cards))
 
 

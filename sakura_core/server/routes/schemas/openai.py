@@ -174,6 +174,13 @@ class CompletionChunk(ResponseModel):
     usage: Usage | None = Field(None, exclude_if=is_none, description="Only in the usage chunk.")
 
 
+class ModelLoadStatus(ResponseModel):
+    """A served model's state, as llama-server's router reports it."""
+
+    value: Literal["loaded", "loading", "unloaded", "failed"]
+    failure: str | None = Field(None, exclude_if=is_none, description="Why the last load failed.")
+
+
 class ModelCard(ResponseModel):
     """The served model, in llama-server's shape plus the original Sakura server's fields."""
 
@@ -188,6 +195,9 @@ class ModelCard(ResponseModel):
     model_version: str | None
     model_quant: str | None
     model_name_or_path: str
+    status: ModelLoadStatus | None = Field(
+        None, exclude_if=is_none, description="Only when several models are served: whether this one is loaded."
+    )
 
 
 class ModelList(ResponseModel):
