@@ -314,7 +314,7 @@ def run(ctx: click.Context, **params: Any) -> None:
     except ModelSpecError as exc:
         raise OneLineUsageError(str(exc)) from None
     options = build_options(state.engine.engine_class.Options, ctx, state.engine_options)
-    settings = _server_settings(params)
+    settings = _server_settings(params).model_copy(update={"several_models": len(specs) > 1})
     _configure_logging(params["log_level"])
     engine_class = state.engine.engine_class
 

@@ -16,7 +16,7 @@ from sakura_core.server.generation.state import ServerState
 from sakura_core.server.http.expect import expect_handler
 from sakura_core.server.http.middleware import MIDDLEWARES, add_cors_headers
 from sakura_core.server.keys import OPENAPI, PUBLIC_PATHS, STATE
-from sakura_core.server.routes import legacy, llamacpp, openai
+from sakura_core.server.routes import legacy, llamacpp, openai, router
 from sakura_core.server.routes.openapi import build_openapi
 from sakura_core.server.routes.spec import RouteSpec
 from sakura_core.server.settings import ServerSettings
@@ -33,15 +33,16 @@ OPENAPI_ROUTE = RouteSpec(
 )
 
 
-def route_table() -> list[RouteSpec]:
-    """Every route the server answers."""
-    return [*openai.ROUTES, *llamacpp.ROUTES, *legacy.ROUTES, OPENAPI_ROUTE]
+def route_table(several_models: bool = False) -> list[RouteSpec]:
+    """Every route the server answers; the load and unload routes only when it serves several models."""
+    extra = router.ROUTES if several_models else []
+    return [*openai.ROUTES, *llamacpp.ROUTES, *legacy.ROUTES, *extra, OPENAPI_ROUTE]
 
 
 def build_app(state: ServerState) -> web.Application:
     """The application over ``state`` (loading or ready)."""
     app = web.Application(middlewares=MIDDLEWARES)  # bodies are read by httpio, with their own limits
-    routes = route_table()
+    routes = route_table(state.settings.several_models)
     app[STATE] = state
     app[PUBLIC_PATHS] = frozenset(spec.path for spec in routes if spec.public)
     app[OPENAPI] = build_openapi(routes, version=__version__)

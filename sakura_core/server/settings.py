@@ -54,6 +54,8 @@ class ServerSettings(BaseModel):
     #: Run the やる気マンゴスキン self-check after loading.
     self_check: bool = True
     log_level: str = "info"
+    #: True when several models are served (``--model`` repeated): the load and unload routes are added.
+    several_models: bool = False
     #: Models loaded at once when several are served (``--models-max``); past it the least recently used idle
     #: one is unloaded. 0: no bound.
     models_max: int = Field(0, ge=0)

@@ -173,3 +173,39 @@ async def test_an_idle_model_is_unloaded_after_the_ttl_and_loads_again(start: An
     assert statuses["sakura-7b-qwen2.5-v1.0-iq4xs"] == "loaded"  # never the default
     assert (await server.chat("b"))[0] == 200
     assert len(server.engines["b"]) == 2
+
+
+async def test_load_and_unload_routes_need_auth_and_work(start: Any) -> None:
+    server = await start(several_models=True, api_key="k")
+    headers = {"Authorization": "Bearer k"}
+    async with server.session.post(server.url + "/models/load", json={"model": "b"}) as response:
+        assert response.status == 401
+    async with server.session.post(server.url + "/models/load", json={"model": "b"}, headers=headers) as response:
+        assert (response.status, await response.json()) == (200, {"success": True})
+    assert server.engines["b"] and not server.engines["b"][0].closed
+    async with server.session.get(server.url + "/slots?model=b") as response:
+        assert response.status == 200
+        assert len(await response.json()) == 4
+    async with server.session.get(server.url + "/health?model=b") as response:
+        assert (response.status, (await response.json())["status"]) == (200, "ok")
+    async with server.session.get(server.url + "/health?model=c") as response:
+        assert (response.status, (await response.json())["status"]) == (503, "loading model")
+    async with server.session.post(server.url + "/models/unload", json={"model": "b"}, headers=headers) as response:
+        assert (response.status, await response.json()) == (200, {"success": True})
+    assert server.engines["b"][0].closed
+    async with server.session.get(server.url + "/slots?model=b") as response:
+        assert (response.status, (await response.json())["error"]["code"]) == (503, "model_not_loaded")
+    for path, body, status in [
+        ("/models/unload", {"model": "sakura-7b-qwen2.5-v1.0-iq4xs"}, 400),  # the default stays
+        ("/models/load", {"model": "nope"}, 404),
+        ("/models/load", {}, 400),
+    ]:
+        async with server.session.post(server.url + path, json=body, headers=headers) as response:
+            assert response.status == status, (path, body)
+            assert "error" in await response.json()
+
+
+async def test_one_model_has_no_load_routes(start: Any) -> None:
+    server = await start()
+    async with server.session.post(server.url + "/models/load", json={"model": "b"}) as response:
+        assert response.status in (404, 405)
