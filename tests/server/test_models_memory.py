@@ -109,3 +109,27 @@ def test_a_stream_does_not_stall_while_another_model_loads(two_models: SakuraPro
     busy = _gaps(stamps)
     # the load ran in a worker thread: the stream's worst gap stays near the quiet stream's
     assert max(busy) < max(max(quiet) * 5, 0.25), (max(quiet), max(busy))
+
+
+def test_the_model_past_models_max_unloads_the_least_recently_used_and_memory_returns(
+    tiny_gguf: Path, big_gguf: Path, tmp_path: Path
+) -> None:
+    from sakura_llamacpp.tiny_model import write_tiny_gguf
+
+    third = write_tiny_gguf(tmp_path / "sakura-third-qwen2.5-v1.0.gguf", name="sakura-third-qwen2.5-v1.0", seed=3)
+    server = spawn_sakura(tiny_gguf, tmp_path, "-m", f"big={big_gguf}", "-m", f"third={third}", "--models-max", "2")
+    try:
+        pid = server.process.pid
+        before = _rss_bytes(pid)
+        assert _post(server.port, "/v1/completions", {"model": "big", "prompt": "a", "max_tokens": 2})[0] == 200
+        with_big = _rss_bytes(pid)
+        assert with_big - before > 20 * 1024 * 1024, (before, with_big)
+        answer = _post(server.port, "/v1/completions", {"model": "third", "prompt": "a", "max_tokens": 2})
+        assert answer[0] == 200 and answer[1]["model"] == "sakura-third-qwen2.5-v1.0"
+        after = _rss_bytes(pid)
+        assert after - before < (with_big - before) / 2, (before, with_big, after)
+        raw = server.get("/v1/models")[1]
+        statuses = [card["status"]["value"] for card in json.loads(raw)["data"]]
+        assert statuses == ["loaded", "unloaded", "loaded"]
+    finally:
+        assert server.stop() == 0
