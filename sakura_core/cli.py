@@ -6,6 +6,7 @@ import errno
 import json
 import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -159,11 +160,16 @@ def cli() -> None:
     "--model_name_or_path",
     "--model-name-or-path",
     "model",
-    required=True,
     multiple=True,
     metavar="[ALIAS=]PATH_OR_TAG",
     help="Model file, directory, Hugging Face repository or Ollama tag, depending on the engine. Repeat it to serve"
     " several models; a request's `model` (served id or ALIAS) picks one, others go to the default model.",
+)
+@click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Serve every GGUF file and model folder in DIR too (after any --model), each loaded on demand.",
 )
 @click.option(
     "--default-model",
@@ -307,10 +313,16 @@ def run(ctx: click.Context, **params: Any) -> None:
         state.registry.check_model_version(params["model_version"])
     except UnknownModelVersionError as exc:
         raise OneLineUsageError(str(exc)) from None
-    from sakura_core.model_specs import ModelSpecError, order_with_default, parse_model_specs
+    from sakura_core.model_specs import ModelSpecError, models_in_dir, order_with_default, parse_model_specs
 
     try:
-        specs = order_with_default(parse_model_specs(params["model"]), params["default_model"])
+        given = parse_model_specs(params["model"])
+        if params["models_dir"]:
+            known = {Path(spec.source).resolve() for spec in given}
+            given += [spec for spec in models_in_dir(params["models_dir"]) if Path(spec.source).resolve() not in known]
+        if not given:
+            raise ModelSpecError("Missing option '--model' / '-m': give a model to serve (or --models-dir DIR).")
+        specs = order_with_default(given, params["default_model"])
     except ModelSpecError as exc:
         raise OneLineUsageError(str(exc)) from None
     options = build_options(state.engine.engine_class.Options, ctx, state.engine_options)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class ModelSpecError(ValueError):
@@ -56,3 +58,28 @@ def order_with_default(specs: Sequence[ModelSpec], default: str | None) -> list[
             return [ordered[index], *ordered[:index], *ordered[index + 1 :]]
     names = ", ".join(spec.alias or served_name(spec.source) for spec in ordered)
     raise ModelSpecError(f"--default-model {default!r} names none of the models ({names}); use an alias or a --model")
+
+
+#: A later part of a split GGUF (``name-00002-of-00003.gguf``): the first part loads them all.
+_LATER_SPLIT_PART = re.compile(r"-(\d{5})-of-\d{5}\.gguf$", re.IGNORECASE)
+
+
+def models_in_dir(folder: str | Path) -> list[ModelSpec]:
+    """The models in ``folder`` (``--models-dir``), by name: each GGUF file (the first part of a split one) and each
+    sub-folder holding a model (a ``config.json`` or GGUF files). Projector files (``mmproj``) are left out."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ModelSpecError(f"--models-dir {folder}: not a folder")
+    specs = []
+    for path in sorted(root.iterdir(), key=lambda item: item.name.lower()):
+        if path.name.startswith(".") or "mmproj" in path.name.lower():
+            continue
+        if path.is_file() and path.suffix.lower() == ".gguf":
+            later = _LATER_SPLIT_PART.search(path.name)
+            if later is None or later.group(1) == "00001":
+                specs.append(ModelSpec(source=str(path)))
+        elif path.is_dir() and ((path / "config.json").is_file() or any(path.glob("*.gguf"))):
+            specs.append(ModelSpec(source=str(path)))
+    if not specs:
+        raise ModelSpecError(f"--models-dir {folder}: no GGUF file or model folder in it")
+    return specs

@@ -63,3 +63,29 @@ def test_an_unknown_default_model_is_one_line_and_exit_2(tiny_gguf: Path) -> Non
     assert done.returncode == 2
     assert "--default-model 'nope' names none of the models" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_models_dir_serves_every_model_in_it(tiny_gguf: Path, v15_gguf: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "a-first.gguf").symlink_to(tiny_gguf)
+    (folder / "b-second-qwen3-v1.5.gguf").symlink_to(v15_gguf)
+    (folder / "big-00002-of-00002.gguf").write_bytes(b"")  # a later part of a split model: not a model of its own
+    (folder / "mmproj-f16.gguf").write_bytes(b"")
+    (folder / "notes.txt").write_text("not a model")
+    server = spawn_sakura(tiny_gguf, tmp_path, "--models-dir", str(folder))
+    try:
+        cards = json.loads(server.get("/v1/models")[1])["data"]
+        # the --model file is not served twice; the folder's models follow it, by name
+        assert [card["id"] for card in cards] == [tiny_gguf.stem, "b-second-qwen3-v1.5"]
+        assert _post(server.port, _chat("b-second-qwen3-v1.5"))["model"] == "b-second-qwen3-v1.5"  # the file name
+    finally:
+        assert server.stop() == 0
+
+
+def test_models_dir_without_models_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "sakura_core.cli", "run", "--models-dir", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "no GGUF file or model folder in it" in done.stderr
+    assert "Traceback" not in done.stderr
