@@ -316,7 +316,7 @@ def run(ctx: click.Context, **params: Any) -> None:
     from sakura_core.model_specs import ModelSpecError, models_in_dir, order_with_default, parse_model_specs
 
     try:
-        given = parse_model_specs(params["model"])
+        given = parse_model_specs(params["model"], state.engines())
         if params["models_dir"]:
             known = {Path(spec.source).resolve() for spec in given}
             given += [spec for spec in models_in_dir(params["models_dir"]) if Path(spec.source).resolve() not in known]
@@ -330,11 +330,20 @@ def run(ctx: click.Context, **params: Any) -> None:
     _configure_logging(params["log_level"])
     engine_class = state.engine.engine_class
 
-    def make_engine() -> Engine:
-        return _hosted(ctx, state, engine_class(options))  # type: ignore[arg-type]
+    def make_engine(name: str | None = None) -> Engine:
+        """A new engine: ``--engine``'s with the options given, or another installed one with its defaults."""
+        if name is None or name == engine_class.name:
+            return _hosted(ctx, state, engine_class(options))  # type: ignore[arg-type]
+        other = state.choose_engine(name).engine_class
+        return other(other.Options())
 
-    engine = make_engine()
+    from pydantic import ValidationError
+
     first, others = specs[0], specs[1:]
+    try:
+        engine = make_engine(first.engine)
+    except ValidationError as exc:
+        raise OneLineUsageError(f"the {first.engine} engine needs options: {exc.errors()[0]['msg']}") from None
     import asyncio
 
     from sakura_core.server import serve  # the server (aiohttp) is imported only when serving

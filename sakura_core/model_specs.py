@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,22 +18,30 @@ class ModelSpec:
 
     source: str
     alias: str | None = None
+    #: The engine that loads it (``ENGINE:PATH_OR_TAG``); None: the one ``--engine`` chose.
+    engine: str | None = None
 
     @classmethod
-    def parse(cls, value: str) -> ModelSpec:
-        """``ALIAS=PATH_OR_TAG`` or ``PATH_OR_TAG``. The part before the first ``=`` is an alias only when it
-        names no path (no ``/`` or ``\\``), so ``./a=b.gguf`` stays a path."""
+    def parse(cls, value: str, engines: Collection[str] = ()) -> ModelSpec:
+        """``[ALIAS=][ENGINE:]PATH_OR_TAG``. The part before the first ``=`` is an alias only when it names no
+        path (no ``/`` or ``\\``), so ``./a=b.gguf`` stays a path; ``ENGINE:`` only when it is the name of an
+        installed engine in ``engines`` (an Ollama tag or a Windows drive keeps its colon)."""
+        alias: str | None
         alias, sep, source = value.partition("=")
-        if sep and alias and source and not any(mark in alias for mark in "/\\"):
-            return cls(source=source, alias=alias)
-        if not value:
+        if not (sep and alias and source and not any(mark in alias for mark in "/\\")):
+            alias, source = None, value
+        if not source:
             raise ModelSpecError("--model needs a path or tag")
-        return cls(source=value)
+        engine, colon, rest = source.partition(":")
+        if colon and rest and engine in engines:
+            return cls(source=rest, alias=alias, engine=engine)
+        return cls(source=source, alias=alias)
 
 
-def parse_model_specs(values: Sequence[str]) -> list[ModelSpec]:
-    """Every ``--model`` value, in order; a name used twice is an error."""
-    specs = [ModelSpec.parse(value) for value in values]
+def parse_model_specs(values: Sequence[str], engines: Collection[str] = ()) -> list[ModelSpec]:
+    """Every ``--model`` value, in order (``engines``: the installed engines' names); a name used twice is an
+    error."""
+    specs = [ModelSpec.parse(value, engines) for value in values]
     aliases = [spec.alias for spec in specs if spec.alias is not None]
     for alias in aliases:
         if aliases.count(alias) > 1:

@@ -47,7 +47,7 @@ async def serve(
     model: str,
     model_version: str | None,
     others: Sequence[ModelSpec] = (),
-    make_engine: Callable[[], Engine] | None = None,
+    make_engine: Callable[[str | None], Engine] | None = None,
     first_aliases: Sequence[str] = (),
 ) -> None:
     """Serve the Sakura API until SIGINT/SIGTERM (``others``: models served beside ``model``, see ``run_server``).
@@ -102,7 +102,7 @@ async def run_server(
     force: asyncio.Event | None = None,
     on_bound: Callable[[str, int], None] | None = None,
     others: Sequence[ModelSpec] = (),
-    make_engine: Callable[[], Engine] | None = None,
+    make_engine: Callable[[str | None], Engine] | None = None,
     first_aliases: Sequence[str] = (),
 ) -> None:
     """``serve`` without the signal handlers: serves until ``stop`` is set (``force`` skips the grace period).
@@ -178,11 +178,12 @@ async def _load_unless_stopped(
     return load.result()  # a ModelLoadError propagates from here
 
 
-def _loader(spec: ModelSpec, make_engine: Callable[[], Engine], registry: PluginRegistry) -> Loader:
-    """Loads ``spec`` with a new engine (``--model-version`` applies to the default model only)."""
+def _loader(spec: ModelSpec, make_engine: Callable[[str | None], Engine], registry: PluginRegistry) -> Loader:
+    """Loads ``spec`` with a new engine, its own (``ENGINE:``) or the default one (``--model-version`` applies to
+    the default model only)."""
 
     async def load() -> LoadedModel:
-        return await LoadedModel.load(make_engine(), registry, spec.source)
+        return await LoadedModel.load(make_engine(spec.engine), registry, spec.source)
 
     return load
 

@@ -89,3 +89,26 @@ def test_models_dir_without_models_is_one_line_and_exit_2(tmp_path: Path) -> Non
     assert done.returncode == 2
     assert "no GGUF file or model folder in it" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_model_with_its_own_engine(tiny_gguf: Path, tmp_path: Path) -> None:
+    """``--model ALIAS=ENGINE:PATH``: the echo engine serves one model beside llama.cpp's."""
+    server = spawn_sakura(tiny_gguf, tmp_path, "-m", "echo=echo:models/sakura-7b-qwen2.5-v0.9-iq4xs.gguf")
+    try:
+        assert _post(server.port, _chat("echo"))["model"] == "sakura-7b-qwen2.5-v0.9-iq4xs"
+        assert _post(server.port, _chat(""))["model"] == tiny_gguf.stem
+        cards = json.loads(server.get("/v1/models")[1])["data"]
+        assert cards[1]["model_version"] == "0.9"
+    finally:
+        assert server.stop() == 0
+
+
+def test_model_specs_keep_tags_and_paths_whole() -> None:
+    from sakura_core.model_specs import ModelSpec
+
+    engines = {"llamacpp", "vllm", "ollama"}
+    assert ModelSpec.parse("onekuma/sakura-13b:q2_k", engines) == ModelSpec("onekuma/sakura-13b:q2_k")
+    assert ModelSpec.parse("ollama:onekuma/sakura:q2_k", engines) == ModelSpec("onekuma/sakura:q2_k", engine="ollama")
+    assert ModelSpec.parse("v10=vllm:./Sakura-14B", engines) == ModelSpec("./Sakura-14B", "v10", "vllm")
+    assert ModelSpec.parse("./a=b.gguf", engines) == ModelSpec("./a=b.gguf")
+    assert ModelSpec.parse("C:\\models\\x.gguf", engines) == ModelSpec("C:\\models\\x.gguf")
