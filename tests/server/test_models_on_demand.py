@@ -209,3 +209,18 @@ async def test_one_model_has_no_load_routes(start: Any) -> None:
     server = await start()
     async with server.session.post(server.url + "/models/load", json={"model": "b"}) as response:
         assert response.status in (404, 405)
+
+
+async def test_completion_and_metrics_follow_the_named_model(start: Any) -> None:
+    server = await start(several_models=True)
+    body = {"model": "b", "prompt": "こんにちは", "n_predict": 4}
+    async with server.session.post(server.url + "/completion", json=body) as response:
+        assert (await response.json())["model"] == "sakura-14b-qwen2.5-v1.0-q6k"
+    async with server.session.post(server.url + "/completion", json={**body, "model": 7}) as response:
+        assert (await response.json())["model"] == "sakura-7b-qwen2.5-v1.0-iq4xs"  # not a name: the default
+    async with server.session.get(server.url + "/metrics?model=b") as response:
+        text = await response.text()
+    assert "llamacpp:requests_processing 0.0" in text
+    async with server.session.get(server.url + "/metrics?model=c") as response:  # not loaded: no gauges
+        assert response.status == 200
+        assert "llamacpp:requests_processing" not in await response.text()

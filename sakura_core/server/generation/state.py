@@ -151,13 +151,14 @@ class ServerState:
         """The served model's identity, or 503 while the model is loading."""
         return self.require_service().model_info
 
-    def gauges(self) -> Gauges | None:
-        """Scheduler and model values for /metrics (None while loading)."""
-        if self.scheduler is None or self.model_info is None:
+    def gauges(self, entry: ServedModel | None = None) -> Gauges | None:
+        """Scheduler and model values for /metrics, of the default model or ``entry`` (None while not loaded)."""
+        scheduler, model = (self.scheduler, self.model) if entry is None else (entry.scheduler, entry.model)
+        if scheduler is None or model is None:
             return None
         return Gauges(
-            queue_depth=self.scheduler.waiting,
-            active=self.scheduler.active,
-            slots=self.scheduler.capacity,
-            context_length=self.model_info.context_length,
+            queue_depth=scheduler.waiting,
+            active=scheduler.active,
+            slots=scheduler.capacity,
+            context_length=model.info.context_length,
         )

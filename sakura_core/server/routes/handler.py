@@ -78,7 +78,8 @@ def generation_handler(
             return parse(body_model, merge_sakura_extras(raw, query) if sakura_extras else raw)
 
         body = await read_body_as(request, state.body_limits(), validate)
-        entry = state.served(getattr(body, "model", None))
+        name = getattr(body, "model", None)
+        entry = state.served(name if isinstance(name, str) else None)
         async with state.models.use(entry) as service:  # loads the model first when needed
             wanted = plan(body, service)
             generation = await service.prepare(

@@ -188,7 +188,13 @@ async def health(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text: our metrics and llama-server's ``llamacpp:`` names."""
     state = request.app[STATE]
-    text = state.metrics.render(state.gauges(), state.engine.metrics())
+    gauges, engine_metrics = state.gauges(), state.engine.metrics()
+    name = request.query.get("model")
+    if name and state.models.default is not None:  # several models: ?model= reports that one's gauges
+        entry = state.served(name)
+        gauges = state.gauges(entry)
+        engine_metrics = entry.model.engine.metrics() if entry.model is not None else ()
+    text = state.metrics.render(gauges, engine_metrics)
     return web.Response(body=text.encode("utf-8"), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
 
