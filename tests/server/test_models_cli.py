@@ -112,3 +112,30 @@ def test_model_specs_keep_tags_and_paths_whole() -> None:
     assert ModelSpec.parse("v10=vllm:./Sakura-14B", engines) == ModelSpec("./Sakura-14B", "v10", "vllm")
     assert ModelSpec.parse("./a=b.gguf", engines) == ModelSpec("./a=b.gguf")
     assert ModelSpec.parse("C:\\models\\x.gguf", engines) == ModelSpec("C:\\models\\x.gguf")
+
+
+async def test_translate_chooses_a_served_model(tiny_gguf: Path, v15_gguf: Path, tmp_path: Path) -> None:
+    """``sakura translate --server URL --model ID``: the chosen model's id, prompt format and slots."""
+    from sakura_translate.backends import HttpBackend
+    from sakura_translate.errors import InputError
+
+    from sakura_core.plugins import PluginRegistry
+
+    registry = PluginRegistry.create(entry_points=False)
+    server = spawn_sakura(tiny_gguf, tmp_path, "-m", f"v15={v15_gguf}")
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        default = await HttpBackend.connect(url, None, registry, None)
+        chosen = await HttpBackend.connect(url, None, registry, None, served_model="sakura-tiny-qwen3-v1.5.gguf")
+        try:
+            assert default.model_id == tiny_gguf.stem
+            assert chosen.model_id == "sakura-tiny-qwen3-v1.5"
+            assert chosen.prompt_format.name != default.prompt_format.name
+            assert chosen.parallelism >= 1
+        finally:
+            await default.close()
+            await chosen.close()
+        with pytest.raises(InputError, match="serves no model 'nope'"):
+            await HttpBackend.connect(url, None, registry, None, served_model="nope")
+    finally:
+        assert server.stop() == 0
