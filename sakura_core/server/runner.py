@@ -228,8 +228,7 @@ async def _close_engine(state: ServerState) -> None:
     """Close the engine: through its loaded model when it loaded (streams still closing finish first)."""
     try:
         if state.model is not None:
-            for entry in state.models:
-                await state.models.unload(entry)
+            await state.models.close()
         else:
             await state.engine.close()
     except Exception:

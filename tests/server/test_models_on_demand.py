@@ -224,3 +224,15 @@ async def test_completion_and_metrics_follow_the_named_model(start: Any) -> None
     async with server.session.get(server.url + "/metrics?model=c") as response:  # not loaded: no gauges
         assert response.status == 200
         assert "llamacpp:requests_processing" not in await response.text()
+
+
+async def test_shutdown_during_a_load_answers_the_waiters_and_closes_everything(start: Any) -> None:
+    server = await start()
+    server.gates["b"] = asyncio.Event()
+    waiting = asyncio.ensure_future(server.chat("b"))
+    await asyncio.sleep(0.1)
+    closing = asyncio.ensure_future(server.state.models.close())
+    status, body = await waiting
+    await closing
+    assert (status, body["error"]["code"]) == (503, "shutting_down")
+    assert all(entry.model is None and entry.loading is None for entry in server.state.models)

@@ -169,6 +169,11 @@ class ModelTable:
             entry.loading = asyncio.ensure_future(self._load(entry))
         try:
             await asyncio.wait_for(asyncio.shield(entry.loading), self.load_wait_seconds)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the client went away: the load goes on for the others
+            raise unavailable("the server is shutting down", code="shutting_down") from None
         except TimeoutError:
             raise unavailable(
                 f"the model {entry.id} is still loading; retry shortly",
@@ -232,6 +237,17 @@ class ModelTable:
         for entry in self:
             if entry.idle and entry.loader is not None and now - entry.last_used >= ttl:
                 await self.unload(entry)
+
+    async def close(self) -> None:
+        """Unload every model, after stopping the loads under way (a model loaded meanwhile is closed too)."""
+        loads = [entry.loading for entry in self._entries if entry.loading is not None]
+        for load in loads:
+            load.cancel()
+        for load in loads:
+            with contextlib.suppress(BaseException):
+                await load
+        for entry in self:
+            await self.unload(entry)
 
     def loaded(self) -> list[ServedModel]:
         return [entry for entry in self._entries if entry.model is not None]
