@@ -16,7 +16,7 @@ import pytest
 from .conftest import SakuraProcess, spawn_sakura
 
 #: The default model's stream: enough tokens to outlast the other model's load.
-STREAM_TOKENS = 160
+STREAM_TOKENS = 480
 
 
 @pytest.fixture(scope="module")
@@ -93,22 +93,24 @@ def test_a_stream_does_not_stall_while_another_model_loads(two_models: SakuraPro
     quiet = _gaps(_stream_stamps(two_models.port))
     started = threading.Event()
     loaded: list[tuple[int, Any]] = []
-    load_done: list[float] = []
+    window: list[float] = []
 
     def load_big() -> None:
         started.wait(30)
+        window.append(time.monotonic())
         loaded.append(_post(two_models.port, "/models/load", {"model": "big"}))
-        load_done.append(time.monotonic())
+        window.append(time.monotonic())
 
     loader = threading.Thread(target=load_big)
     loader.start()
     stamps = _stream_stamps(two_models.port, during=started)
     loader.join(60)
     assert loaded == [(200, {"success": True})]
-    assert load_done[0] < stamps[-1], "the load did not overlap the stream"
-    busy = _gaps(stamps)
+    during = [stamp for stamp in stamps if window[0] <= stamp <= window[1]]
+    assert len(during) >= 5, f"only {len(during)} chunks came while the other model loaded"
+    busy = _gaps(during)
     # the load ran in a worker thread: the stream's worst gap stays near the quiet stream's
-    assert max(busy) < max(max(quiet) * 5, 0.25), (max(quiet), max(busy))
+    assert max(busy) < max(max(quiet) * 5, 0.25), (max(quiet), max(busy), len(during))
 
 
 def test_the_model_past_models_max_unloads_the_least_recently_used_and_memory_returns(
