@@ -161,9 +161,10 @@ def cli() -> None:
     "--model-name-or-path",
     "model",
     multiple=True,
-    metavar="[ALIAS=]PATH_OR_TAG",
+    metavar="[ALIAS=][ENGINE:]PATH_OR_TAG",
     help="Model file, directory, Hugging Face repository or Ollama tag, depending on the engine. Repeat it to serve"
-    " several models; a request's `model` (served id or ALIAS) picks one, others go to the default model.",
+    " several models; a request's `model` (served id or ALIAS) picks one, others go to the default model. ENGINE:"
+    " loads that one with another installed engine.",
 )
 @click.option(
     "--models-dir",
@@ -181,7 +182,8 @@ def cli() -> None:
     "--model-version",
     "--model_version",
     metavar="V",
-    help="Sakura version (0.8, 0.9, 0.10, 1.0, 1.5, galtransl); overrides what the model's name or metadata says.",
+    help="Sakura version (0.8, 0.9, 0.10, 1.0, 1.5, galtransl); overrides what the model's name or metadata says"
+    " (of the default model, with several).",
 )
 @click.option(
     "--models-max",
