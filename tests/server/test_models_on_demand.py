@@ -236,3 +236,20 @@ async def test_shutdown_during_a_load_answers_the_waiters_and_closes_everything(
     await closing
     assert (status, body["error"]["code"]) == (503, "shutting_down")
     assert all(entry.model is None and entry.loading is None for entry in server.state.models)
+
+
+async def test_a_failed_model_is_tried_again_after_the_cooldown(start: Any) -> None:
+    server = await start()
+    server.broken.add("b")
+    status, _ = await server.chat("b")
+    entry = server.state.models.lookup("b")
+    assert entry is not None and status == 503
+    async with server.session.post(
+        server.url + "/v1/chat/completions", json={"model": "b", "messages": [{"role": "user", "content": "a"}]}
+    ) as response:
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "60"
+    server.broken.clear()
+    entry.failed_at -= 61  # the cool-down is over
+    assert (await server.chat("b"))[0] == 200
+    assert (await server.statuses())["sakura-14b-qwen2.5-v1.0-q6k"] == "loaded"

@@ -6,7 +6,8 @@ table holds one entry and every request goes to it.
 
 A model given with a loader and not loaded yet is loaded by the first request that names it (its requests wait,
 bounded; the event loop keeps serving the others). Past ``max_loaded`` the least recently used idle model is
-unloaded first; ``ttl`` unloads a model idle that long. A model that fails to load answers with one 503.
+unloaded first; ``ttl`` unloads a model idle that long. A model that fails to load answers its requests with a
+503, and is tried again once ``FAILED_LOAD_COOLDOWN_SECONDS`` have passed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 Loader = Callable[[], Awaitable[LoadedModel]]
 #: Seconds a client told "the model is loading" is asked to wait before retrying.
 MODEL_LOADING_RETRY_AFTER = 5
+#: Seconds after a failed load during which the model's requests get the failure at once; the next one after
+#: tries loading again (a file still being copied, a busy GPU).
+FAILED_LOAD_COOLDOWN_SECONDS = 60.0
 
 
 class ModelStatus(StrEnum):
@@ -54,8 +58,9 @@ class ServedModel:
         self.model: LoadedModel | None = None
         self.scheduler: Scheduler | None = None
         self.service: GenerationService | None = None
-        #: Why the last load failed (None: it did not fail).
+        #: Why the last load failed (None: it did not fail), and when.
         self.failure: str | None = None
+        self.failed_at = 0.0
         self.loading: asyncio.Task[LoadedModel] | None = None
         #: Requests between choosing this model and finishing (an idle model has none).
         self.users = 0
@@ -161,8 +166,14 @@ class ModelTable:
         """Load ``entry`` unless it is loaded (waiting for a load under way); 503 when it cannot be."""
         if entry.model is not None:
             return
+        if entry.failure is not None and time.monotonic() - entry.failed_at >= FAILED_LOAD_COOLDOWN_SECONDS:
+            entry.failure = None  # try again
         if entry.failure is not None:
-            raise unavailable(f"the model {entry.id} could not be loaded: {entry.failure}", code="model_load_failed")
+            raise unavailable(
+                f"the model {entry.id} could not be loaded: {entry.failure}",
+                code="model_load_failed",
+                retry_after=int(FAILED_LOAD_COOLDOWN_SECONDS),
+            )
         if entry.loading is None:
             if entry.loader is None:
                 raise unavailable(f"the model {entry.id} is not loaded", code="model_not_loaded")
@@ -193,6 +204,7 @@ class ModelTable:
             model = await entry.loader()
         except Exception as exc:
             entry.failure = str(exc) or type(exc).__name__
+            entry.failed_at = time.monotonic()
             logger.error("the model %s could not be loaded: %s", entry.id, entry.failure)
             raise
         finally:
