@@ -242,6 +242,11 @@ async def test_a_failed_model_is_tried_again_after_the_cooldown(start: Any) -> N
     server = await start()
     server.broken.add("b")
     status, _ = await server.chat("b")
+    for messages in ([], [{"role": "narrator", "content": "a"}]):
+        body = {"model": "b", "messages": messages}
+        async with server.session.post(server.url + "/v1/chat/completions", json=body) as response:
+            assert response.status == 400  # bad input is a 400 even for a model that cannot load
+            assert (await response.json())["error"]["param"] == "messages"
     entry = server.state.models.lookup("b")
     assert entry is not None and status == 503
     async with server.session.post(

@@ -17,8 +17,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
+from sakura_core.prompts import MessagesError, validate_messages
 from sakura_core.server.generation.scheduler import Ticket
 from sakura_core.server.generation.service import GenerationService
+from sakura_core.server.http.errors import invalid_request
 from sakura_core.server.http.httpio import json_response, parse, read_body_as
 from sakura_core.server.keys import STATE
 from sakura_core.server.routes.sampling import merge_sakura_extras
@@ -78,6 +80,7 @@ def generation_handler(
             return parse(body_model, merge_sakura_extras(raw, query) if sakura_extras else raw)
 
         body = await read_body_as(request, state.body_limits(), validate)
+        _check_messages(body)  # bad input is a 400 even when the model it names cannot load
         name = getattr(body, "model", None)
         entry = state.served(name if isinstance(name, str) else None)
         async with state.models.use(entry) as service:  # loads the model first when needed
@@ -99,3 +102,14 @@ def generation_handler(
 
     handle.__doc__ = doc
     return handle
+
+
+def _check_messages(body: BaseModel) -> None:
+    """400 for chat ``messages`` no prompt format takes (empty, an unknown role), before the model is chosen."""
+    messages = getattr(body, "messages", None)
+    if messages is None:
+        return
+    try:
+        validate_messages([message.as_dict() for message in messages])
+    except MessagesError as exc:
+        raise invalid_request(str(exc), param="messages") from None
