@@ -6,6 +6,7 @@ import errno
 import json
 import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -159,15 +160,44 @@ def cli() -> None:
     "--model_name_or_path",
     "--model-name-or-path",
     "model",
-    required=True,
-    metavar="PATH_OR_TAG",
-    help="Model file, directory, Hugging Face repository or Ollama tag, depending on the engine.",
+    multiple=True,
+    metavar="[ALIAS=][ENGINE:]PATH_OR_TAG",
+    help="Model file, directory, Hugging Face repository or Ollama tag, depending on the engine. Repeat it to serve"
+    " several models; a request's `model` (served id or ALIAS) picks one, others go to the default model. ENGINE:"
+    " loads that one with another installed engine.",
+)
+@click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Serve every GGUF file and model folder in DIR too (after any --model), each loaded on demand.",
+)
+@click.option(
+    "--default-model",
+    metavar="NAME",
+    help="The model for requests that name none or an unknown one, listed first (an ALIAS or a --model value;"
+    " default: the first --model).",
 )
 @click.option(
     "--model-version",
     "--model_version",
     metavar="V",
-    help="Sakura version (0.8, 0.9, 0.10, 1.0, 1.5, galtransl); overrides what the model's name or metadata says.",
+    help="Sakura version (0.8, 0.9, 0.10, 1.0, 1.5, galtransl); overrides what the model's name or metadata says"
+    " (of the default model, with several).",
+)
+@click.option(
+    "--models-max",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Models loaded at once (several --model); past it the least recently used idle one is unloaded. 0: no bound.",
+)
+@click.option(
+    "--models-ttl",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="SECONDS",
+    help="Unload a model (other than the default) idle this long; it loads again on its next request. 0: never.",
 )
 @click.option("--alias", "-a", metavar="ID", help="Served model id instead of the file name.")
 @click.option("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT", help="Address to serve on.")
@@ -285,16 +315,54 @@ def run(ctx: click.Context, **params: Any) -> None:
         state.registry.check_model_version(params["model_version"])
     except UnknownModelVersionError as exc:
         raise OneLineUsageError(str(exc)) from None
+    from sakura_core.model_specs import ModelSpecError, models_in_dir, order_with_default, parse_model_specs
+
+    try:
+        given = parse_model_specs(params["model"], state.engines())
+        if params["models_dir"]:
+            known = {Path(spec.source).resolve() for spec in given}
+            given += [spec for spec in models_in_dir(params["models_dir"]) if Path(spec.source).resolve() not in known]
+        if not given:
+            raise ModelSpecError("Missing option '--model' / '-m': give a model to serve (or --models-dir DIR).")
+        specs = order_with_default(given, params["default_model"])
+    except ModelSpecError as exc:
+        raise OneLineUsageError(str(exc)) from None
     options = build_options(state.engine.engine_class.Options, ctx, state.engine_options)
-    settings = _server_settings(params)
+    settings = _server_settings(params).model_copy(update={"several_models": len(specs) > 1})
     _configure_logging(params["log_level"])
-    engine = _hosted(ctx, state, state.engine.engine_class(options))  # type: ignore[arg-type]
+    engine_class = state.engine.engine_class
+
+    def make_engine(name: str | None = None) -> Engine:
+        """A new engine: ``--engine``'s with the options given, or another installed one with its defaults."""
+        if name is None or name == engine_class.name:
+            return _hosted(ctx, state, engine_class(options))  # type: ignore[arg-type]
+        other = state.choose_engine(name).engine_class
+        return other(other.Options())
+
+    from pydantic import ValidationError
+
+    first, others = specs[0], specs[1:]
+    try:
+        engine = make_engine(first.engine)
+    except ValidationError as exc:
+        raise OneLineUsageError(f"the {first.engine} engine needs options: {exc.errors()[0]['msg']}") from None
     import asyncio
 
     from sakura_core.server import serve  # the server (aiohttp) is imported only when serving
 
     try:
-        asyncio.run(serve(settings, engine, state.registry, params["model"], params["model_version"]))
+        asyncio.run(
+            serve(
+                settings,
+                engine,
+                state.registry,
+                first.source,
+                params["model_version"],
+                others=others,
+                make_engine=make_engine,
+                first_aliases=(first.alias,) if first.alias else (),
+            )
+        )
     except ModelLoadError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
@@ -360,6 +428,8 @@ def _server_settings(params: dict[str, Any]) -> Any:
         shutdown_grace_seconds=params["shutdown_grace"],
         self_check=params["self_check"],
         log_level=params["log_level"].lower(),
+        models_max=params["models_max"],
+        models_ttl_seconds=params["models_ttl"],
     )
 
 

@@ -6,17 +6,19 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from sakura_core.engine import Engine
 from sakura_core.loaded_model import LoadedModel
+from sakura_core.model_specs import ModelSpec, served_name
 from sakura_core.plugins import PluginRegistry
 from sakura_core.self_check import self_check
 from sakura_core.server.app import build_app
 from sakura_core.server.banner import banner, url_host
+from sakura_core.server.generation.models import Loader
 from sakura_core.server.generation.state import ServerState
 from sakura_core.server.http.connections import GuardedSite, raise_open_file_limit
 from sakura_core.server.settings import ServerSettings
@@ -44,8 +46,11 @@ async def serve(
     registry: PluginRegistry,
     model: str,
     model_version: str | None,
+    others: Sequence[ModelSpec] = (),
+    make_engine: Callable[[str | None], Engine] | None = None,
+    first_aliases: Sequence[str] = (),
 ) -> None:
-    """Serve the Sakura API until SIGINT/SIGTERM.
+    """Serve the Sakura API until SIGINT/SIGTERM (``others``: models served beside ``model``, see ``run_server``).
 
     Binds first (``/health`` answers 503 while loading), loads the model, applies ``--alias``, runs the
     self-check, logs the banner and serves. On the first signal it stops accepting, lets in-flight requests
@@ -69,7 +74,18 @@ async def serve(
             loop.add_signal_handler(signum, on_signal)
             installed.append(signum)
     try:
-        await run_server(settings, engine, registry, model, model_version, stop, force=force)
+        await run_server(
+            settings,
+            engine,
+            registry,
+            model,
+            model_version,
+            stop,
+            force=force,
+            others=others,
+            make_engine=make_engine,
+            first_aliases=first_aliases,
+        )
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
@@ -85,10 +101,15 @@ async def run_server(
     *,
     force: asyncio.Event | None = None,
     on_bound: Callable[[str, int], None] | None = None,
+    others: Sequence[ModelSpec] = (),
+    make_engine: Callable[[str | None], Engine] | None = None,
+    first_aliases: Sequence[str] = (),
 ) -> None:
     """``serve`` without the signal handlers: serves until ``stop`` is set (``force`` skips the grace period).
 
-    ``on_bound(host, port)`` is called once the socket listens (port 0 binds a free port).
+    ``on_bound(host, port)`` is called once the socket listens (port 0 binds a free port). ``others`` are served
+    beside ``model``, each loaded by an engine from ``make_engine`` on the first request that names it; ``model``
+    (also named ``first_aliases``) is the default, loaded at start.
     """
     state = ServerState(settings, engine, registry)
     runner = web.AppRunner(build_app(state), **RUNNER_OPTIONS)
@@ -116,7 +137,16 @@ async def run_server(
             loaded.with_id(settings.alias)
         if settings.self_check:
             await _self_check(loaded)
-        state.set_ready(loaded)
+        state.set_ready(loaded, aliases=first_aliases)
+        for spec in others:
+            if make_engine is None:
+                raise ValueError("serving several models needs make_engine")
+            state.register(
+                served_name(spec.source),
+                spec.source,
+                (spec.alias,) if spec.alias else (),
+                _loader(spec, make_engine, registry),
+            )
         info = loaded.info
         logger.info("%s", banner(engine, info, host, port, state.auth))
         if state.auth.generated and not logger.isEnabledFor(logging.INFO):  # the key must be seen once
@@ -148,6 +178,16 @@ async def _load_unless_stopped(
     return load.result()  # a ModelLoadError propagates from here
 
 
+def _loader(spec: ModelSpec, make_engine: Callable[[str | None], Engine], registry: PluginRegistry) -> Loader:
+    """Loads ``spec`` with a new engine, its own (``ENGINE:``) or the default one (``--model-version`` applies to
+    the default model only)."""
+
+    async def load() -> LoadedModel:
+        return await LoadedModel.load(make_engine(spec.engine), registry, spec.source)
+
+    return load
+
+
 async def _self_check(model: LoadedModel) -> None:
     try:
         await self_check(model)
@@ -158,37 +198,37 @@ async def _self_check(model: LoadedModel) -> None:
 async def _drain(state: ServerState, grace: float, force: asyncio.Event | None) -> None:
     """Stop taking generations, let running ones finish for ``grace`` seconds (or until ``force``), cancel the rest."""
     state.begin_stopping()
-    scheduler = state.scheduler
-    if scheduler is None:
+    schedulers = [entry.scheduler for entry in state.models if entry.scheduler is not None]
+    if not schedulers:
         return
-    pending = scheduler.active + scheduler.waiting
+    pending = sum(scheduler.active + scheduler.waiting for scheduler in schedulers)
     if pending:
         logger.info(
             "shutting down: waiting up to %.0fs for %d requests in flight (signal again to cancel)", grace, pending
         )
     else:
         logger.info("shutting down")
-    idle = asyncio.ensure_future(scheduler.wait_idle(grace))
-    waiters: set[asyncio.Future[bool]] = {idle}
+    idle = asyncio.ensure_future(asyncio.gather(*(scheduler.wait_idle(grace) for scheduler in schedulers)))
+    waiters: set[asyncio.Future[Any]] = {idle}
     if force is not None:
         waiters.add(asyncio.ensure_future(force.wait()))
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for waiter in waiters:
         waiter.cancel()
-    if scheduler.active + scheduler.waiting:
-        ended = scheduler.cancel_all()
+    if sum(scheduler.active + scheduler.waiting for scheduler in schedulers):
+        ended = sum(scheduler.cancel_all() for scheduler in schedulers)
         logger.warning(
             "ending %d requests still in flight: streams end with a shutting_down error event, others get a 503",
             ended,
         )
-        await scheduler.wait_idle(CANCEL_SETTLE_SECONDS)
+        await asyncio.gather(*(scheduler.wait_idle(CANCEL_SETTLE_SECONDS) for scheduler in schedulers))
 
 
 async def _close_engine(state: ServerState) -> None:
     """Close the engine: through its loaded model when it loaded (streams still closing finish first)."""
     try:
         if state.model is not None:
-            await state.model.close()
+            await state.models.close()
         else:
             await state.engine.close()
     except Exception:

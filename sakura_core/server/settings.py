@@ -54,3 +54,12 @@ class ServerSettings(BaseModel):
     #: Run the やる気マンゴスキン self-check after loading.
     self_check: bool = True
     log_level: str = "info"
+    #: True when several models are served (``--model`` repeated): the load and unload routes are added.
+    several_models: bool = False
+    #: Models loaded at once when several are served (``--models-max``); past it the least recently used idle
+    #: one is unloaded. 0: no bound.
+    models_max: int = Field(0, ge=0)
+    #: Seconds a model (other than the default) may stay idle before it is unloaded (``--models-ttl``); 0: never.
+    models_ttl_seconds: float = Field(0.0, ge=0)
+    #: Longest a request waits for its model to load before a 503 ``model_loading``.
+    model_load_wait_seconds: float = Field(600.0, gt=0)

@@ -13,6 +13,7 @@ import logging
 import time
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
@@ -92,13 +93,21 @@ class HttpBackend(Backend):
         self.where = self.url
         self.api_key = api_key
         self.session = session
+        #: True when ``--model`` chose a model other than the server's default.
+        self.chosen = False
 
     @classmethod
     async def connect(
-        cls, url: str, api_key: str | None, registry: PluginRegistry, model_version: str | None
+        cls,
+        url: str,
+        api_key: str | None,
+        registry: PluginRegistry,
+        model_version: str | None,
+        served_model: str | None = None,
     ) -> HttpBackend:
         """Ask the server which model it serves and how many slots it has. An unreachable server, or one that
-        refuses the key, is an InputError naming the URL."""
+        refuses the key, is an InputError naming the URL. ``served_model`` chooses one of several served models
+        by its ``/v1/models`` id (default: ``data[0]``, the server's default model)."""
         import aiohttp
 
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
@@ -115,6 +124,17 @@ class HttpBackend(Backend):
                     )
                 )
             entry = data[0]
+            if served_model:
+                ids = [str(card.get("id")) for card in data if isinstance(card, dict)]
+                if served_model.removesuffix(".gguf") not in ids:
+                    raise InputError(
+                        zh(
+                            f"{backend.url} serves no model {served_model!r}; its models: {', '.join(ids)}",
+                            f"服务中没有模型 {served_model!r}，可选：{'、'.join(ids)}",
+                        )
+                    )
+                entry = data[ids.index(served_model.removesuffix(".gguf"))]
+                backend.chosen = entry is not data[0]
             backend.model_id = str(entry["id"])
             parsed = parse_model_identity(backend.model_id)
             name = entry.get("model_name") or parsed.name
@@ -195,11 +215,13 @@ class HttpBackend(Backend):
     async def _slots(self) -> int:
         """The number of parallel slots: ``/slots``, else ``/health``'s counts, else llama-server's ``/props``."""
         for path in ("/slots", "/health", "/props"):
+            if path == "/slots" and self.chosen:
+                path = f"/slots?model={quote(self.model_id)}"  # several models: the chosen one's slots
             try:
                 found = await self._get_json(path)
             except InputError:
                 continue
-            if path == "/slots" and isinstance(found, list) and found:
+            if path.startswith("/slots") and isinstance(found, list) and found:
                 return len(found)
             if isinstance(found, dict):
                 counted = int(found.get("slots_idle", 0) or 0) + int(found.get("slots_processing", 0) or 0)

@@ -38,7 +38,11 @@ class TranslateCommand(EngineCommand):
     takes_run_options = False
 
     def engine_name(self, args: list[str]) -> str | None:
-        asked = any(arg in _ENGINE_FLAGS or arg.startswith(("--engine=", "--model=")) for arg in args)
+        flags: tuple[str, ...] = _ENGINE_FLAGS
+        prefixes: tuple[str, ...] = ("--engine=", "--model=")
+        if any(arg == "--server" or arg.startswith("--server=") for arg in args):
+            flags, prefixes = ("--engine", "-e"), ("--engine=",)  # --model then names one of the server's models
+        asked = any(arg in flags or arg.startswith(prefixes) for arg in args)
         return peek_engine_name(args) if asked else None
 
 
@@ -60,7 +64,12 @@ class TranslateCommand(EngineCommand):
 @click.option("--server", metavar="URL", help=f"A running sakura or llama-server.  [default: {DEFAULT_SERVER}]")
 @click.option("--api-key", metavar="KEY", envvar="SAKURA_API_KEY", help="The server's key (env SAKURA_API_KEY).")
 @click.option("--engine", "-e", metavar="NAME", help="Translate in-process with this engine (see `sakura engines`).")
-@click.option("--model", "-m", metavar="PATH_OR_TAG", help="The model for --engine (default engine: llamacpp).")
+@click.option(
+    "--model",
+    "-m",
+    metavar="PATH_OR_TAG",
+    help="The model for --engine (default engine: llamacpp); with --server, the id of the server's model to use.",
+)
 @click.option("--model-version", metavar="V", help="Sakura version (0.9, 0.10, 1.0, galtransl...): chooses the prompt.")
 @click.option(
     "--glossary",
@@ -161,7 +170,11 @@ def translate(ctx: click.Context, **params: Any) -> None:
     async def connect() -> Backend:
         if state.engine is None:
             return await HttpBackend.connect(
-                params["server"] or DEFAULT_SERVER, params["api_key"], state.registry, params["model_version"]
+                params["server"] or DEFAULT_SERVER,
+                params["api_key"],
+                state.registry,
+                params["model_version"],
+                served_model=params["model"],
             )
         options = build_options(state.engine.engine_class.Options, ctx, state.engine_options)
         engine = state.engine.engine_class(options)  # type: ignore[arg-type]

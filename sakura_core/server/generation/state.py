@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 
@@ -11,6 +12,7 @@ from sakura_core.limits import max_body_bytes
 from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server.generation.metrics import Gauges, ServerMetrics
+from sakura_core.server.generation.models import Loader, ModelTable, ServedModel
 from sakura_core.server.generation.scheduler import Scheduler
 from sakura_core.server.generation.service import GenerationService
 from sakura_core.server.http.auth import AuthPolicy, resolve_auth
@@ -48,7 +50,11 @@ class ServerState:
         self.metrics = ServerMetrics()
         self.phase = Phase.LOADING
         self.created = int(time.time())
-        #: The loaded model's generation path (None while loading).
+        #: Every served model, the default first (empty while loading).
+        self.models = ModelTable(
+            self.metrics, settings.max_queue, settings.models_max, settings.model_load_wait_seconds
+        )
+        #: The default model's generation path, scheduler and service (None while loading).
         self.model: LoadedModel | None = None
         self.scheduler: Scheduler | None = None
         self.service: GenerationService | None = None
@@ -60,23 +66,55 @@ class ServerState:
         """The served model's identity (None while loading)."""
         return self.model.info if self.model is not None else None
 
-    def set_ready(self, model: LoadedModel) -> None:
-        """The model is loaded: admit requests up to the engine's parallelism."""
-        self.model = model
-        self.scheduler = Scheduler(self.engine.parallelism, self.settings.max_queue)
-        self.service = GenerationService(model, self.scheduler, self.metrics)
+    def set_ready(
+        self,
+        model: LoadedModel,
+        others: Sequence[tuple[LoadedModel, Sequence[str]]] = (),
+        aliases: Sequence[str] = (),
+    ) -> None:
+        """The models are loaded: ``model`` (also named ``aliases``) is the default, ``others`` (each with its
+        aliases) are served beside it; each admits requests up to its engine's parallelism."""
+        entry = self.models.add(model, aliases)
+        for other, other_aliases in others:
+            self.models.add(other, other_aliases)
+        self._use_default(entry)
         self.phase = Phase.READY
+
+    def set_default(self, name: str) -> None:
+        """Make the model that answers to ``name`` the default; ``KeyError`` when none does."""
+        self.models.set_default(name)
+        default = self.models.default
+        assert default is not None
+        self._use_default(default)
+
+    def register(self, name: str, source: str, aliases: Sequence[str], loader: Loader) -> None:
+        """Serve a model that ``loader`` loads on the first request naming it (``name``: its id until then)."""
+        self.models.register(name, source, aliases, loader)
+
+    def _use_default(self, entry: ServedModel) -> None:
+        self.model = entry.model
+        self.scheduler = entry.scheduler
+        self.service = entry.service
+
+    def served(self, name: str | None) -> ServedModel:
+        """The model a request's ``model`` names (the default for none or an unknown name); 503 while loading."""
+        self.require_service()
+        entry = self.models.find(name)
+        assert entry is not None
+        return entry
 
     def begin_stopping(self) -> None:
         """Shutdown started: new generations get 503."""
         self.phase = Phase.STOPPING
-        if self.scheduler is not None:
-            self.scheduler.close()
+        for entry in self.models:
+            if entry.scheduler is not None:
+                entry.scheduler.close()
 
     def close(self) -> None:
-        """Release what the state holds (the engine runner's counting thread)."""
-        if self.model is not None:
-            self.model.runner.close()
+        """Release what the state holds (the engine runners' counting threads)."""
+        for entry in self.models.loaded():
+            assert entry.model is not None
+            entry.model.runner.close()
         if self._body_parser is not None:
             self._body_parser.shutdown(wait=False, cancel_futures=True)
             self._body_parser = None
@@ -113,13 +151,14 @@ class ServerState:
         """The served model's identity, or 503 while the model is loading."""
         return self.require_service().model_info
 
-    def gauges(self) -> Gauges | None:
-        """Scheduler and model values for /metrics (None while loading)."""
-        if self.scheduler is None or self.model_info is None:
+    def gauges(self, entry: ServedModel | None = None) -> Gauges | None:
+        """Scheduler and model values for /metrics, of the default model or ``entry`` (None while not loaded)."""
+        scheduler, model = (self.scheduler, self.model) if entry is None else (entry.scheduler, entry.model)
+        if scheduler is None or model is None:
             return None
         return Gauges(
-            queue_depth=self.scheduler.waiting,
-            active=self.scheduler.active,
-            slots=self.scheduler.capacity,
-            context_length=self.model_info.context_length,
+            queue_depth=scheduler.waiting,
+            active=scheduler.active,
+            slots=scheduler.capacity,
+            context_length=model.info.context_length,
         )

@@ -1,8 +1,9 @@
 """The one handler behind every generation route: each route module says only what differs.
 
-Every generation route goes the same way: the server's state and service, the body read and validated, the
-prompt prepared for the model (rendered, counted, fitted to the context), a place admitted, then the generation
-run to its end (one JSON answer) or streamed as events. A route supplies three functions: what it asks of the
+Every generation route goes the same way: the server's state, the body read and validated, the service of the
+model its ``model`` names (the default one for none or an unknown name), the prompt prepared for the model
+(rendered, counted, fitted to the context), a place admitted, then the generation run to its end (one JSON
+answer) or streamed as events. A route supplies three functions: what it asks of the
 model (``plan``), its stream events (``events``) and its JSON answer (``answer``).
 """
 
@@ -16,8 +17,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
+from sakura_core.prompts import MessagesError, validate_messages
 from sakura_core.server.generation.scheduler import Ticket
 from sakura_core.server.generation.service import GenerationService
+from sakura_core.server.http.errors import invalid_request
 from sakura_core.server.http.httpio import json_response, parse, read_body_as
 from sakura_core.server.keys import STATE
 from sakura_core.server.routes.sampling import merge_sakura_extras
@@ -70,28 +73,43 @@ def generation_handler(
 
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
-        service = state.require_service()
+        state.require_service()  # 503 while loading, before the body is read
         query = request.query
 
         def validate(raw: dict[str, Any]) -> Body:
             return parse(body_model, merge_sakura_extras(raw, query) if sakura_extras else raw)
 
         body = await read_body_as(request, state.body_limits(), validate)
-        wanted = plan(body, service)
-        generation = await service.prepare(
-            wanted.prompt,
-            wanted.sampling,
-            max_tokens=wanted.max_tokens,
-            messages=wanted.messages,
-            prompt_param=wanted.prompt_param,
-            client=request.remote,
-        )
-        ticket = service.admit()
-        admitted = Admitted(generation.request_id, int(time.time()), service.model_info.id, ticket)
-        if wanted.stream:
-            return await run_as_events(request, ticket, generation, events(body, admitted))
-        done = await run_to_end(request, ticket, generation)
-        return json_response(answer(body, admitted, done))
+        _check_messages(body)  # bad input is a 400 even when the model it names cannot load
+        name = getattr(body, "model", None)
+        entry = state.served(name if isinstance(name, str) else None)
+        async with state.models.use(entry) as service:  # loads the model first when needed
+            wanted = plan(body, service)
+            generation = await service.prepare(
+                wanted.prompt,
+                wanted.sampling,
+                max_tokens=wanted.max_tokens,
+                messages=wanted.messages,
+                prompt_param=wanted.prompt_param,
+                client=request.remote,
+            )
+            ticket = service.admit()
+            admitted = Admitted(generation.request_id, int(time.time()), service.model_info.id, ticket)
+            if wanted.stream:
+                return await run_as_events(request, ticket, generation, events(body, admitted), service=service)
+            done = await run_to_end(request, ticket, generation, service=service)
+            return json_response(answer(body, admitted, done))
 
     handle.__doc__ = doc
     return handle
+
+
+def _check_messages(body: BaseModel) -> None:
+    """400 for chat ``messages`` no prompt format takes (empty, an unknown role), before the model is chosen."""
+    messages = getattr(body, "messages", None)
+    if messages is None:
+        return
+    try:
+        validate_messages([message.as_dict() for message in messages])
+    except MessagesError as exc:
+        raise invalid_request(str(exc), param="messages") from None

@@ -12,7 +12,7 @@ from sakura_core.server.generation.metrics import GenerationRecord
 from sakura_core.server.generation.scheduler import Ticket
 from sakura_core.server.generation.service import GenerationService
 from sakura_core.server.generation.state import Phase
-from sakura_core.server.http.errors import invalid_request
+from sakura_core.server.http.errors import invalid_request, unavailable
 from sakura_core.server.http.httpio import json_response, to_json
 from sakura_core.server.keys import STATE
 from sakura_core.server.routes.handler import Admitted, Plan, generation_handler
@@ -135,9 +135,16 @@ async def slots(request: web.Request) -> web.Response:
     """One entry per parallel sequence; AiNiee and LinguaGacha size their worker pools by the count."""
     state = request.app[STATE]
     service = state.require_service()
+    engine = state.engine
+    name = request.query.get("model")
+    if name:  # several models: ?model= reports that one
+        entry = state.served(name)
+        if entry.service is None or entry.model is None:
+            raise unavailable(f"the model {entry.id} is not loaded", code="model_not_loaded")
+        service, engine = entry.service, entry.model.engine
     busy = service.scheduler.busy_slots()
     context = service.model_info.context_length
-    caches = state.engine.slot_caches() or []
+    caches = engine.slot_caches() or []
     entries = []
     for slot in range(service.scheduler.capacity):
         cache = caches[slot] if slot < len(caches) else None
@@ -162,19 +169,32 @@ async def health(request: web.Request) -> web.Response:
         return json_response(HealthResponse(status="loading model"), status=503)
     if state.phase is Phase.STOPPING:
         return json_response(HealthResponse(status="shutting down"), status=503)
-    problem = state.model.runner.problem if state.model is not None else None
+    model, scheduler = state.model, state.scheduler
+    name = request.query.get("model")
+    if name:  # several models: ?model= reports that one
+        entry = state.served(name)
+        if entry.failure is not None:
+            return json_response(HealthResponse(status="engine unavailable", reason=entry.failure), status=503)
+        if entry.model is None or entry.scheduler is None:
+            return json_response(HealthResponse(status="loading model"), status=503)
+        model, scheduler = entry.model, entry.scheduler
+    problem = model.runner.problem if model is not None else None
     if problem is not None:
         return json_response(HealthResponse(status="engine unavailable", reason=problem), status=503)
-    active = state.scheduler.active
-    return json_response(
-        HealthResponse(status="ok", slots_idle=state.scheduler.capacity - active, slots_processing=active)
-    )
+    active = scheduler.active
+    return json_response(HealthResponse(status="ok", slots_idle=scheduler.capacity - active, slots_processing=active))
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text: our metrics and llama-server's ``llamacpp:`` names."""
     state = request.app[STATE]
-    text = state.metrics.render(state.gauges(), state.engine.metrics())
+    gauges, engine_metrics = state.gauges(), state.engine.metrics()
+    name = request.query.get("model")
+    if name and state.models.default is not None:  # several models: ?model= reports that one's gauges
+        entry = state.served(name)
+        gauges = state.gauges(entry)
+        engine_metrics = entry.model.engine.metrics() if entry.model is not None else ()
+    text = state.metrics.render(gauges, engine_metrics)
     return web.Response(body=text.encode("utf-8"), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
 

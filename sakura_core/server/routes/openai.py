@@ -28,6 +28,7 @@ from sakura_core.server.routes.schemas.openai import (
     CompletionResponse,
     ModelCard,
     ModelList,
+    ModelLoadStatus,
 )
 from sakura_core.server.routes.spec import GENERATION_ERRORS, MODEL_ERRORS, RouteSpec
 from sakura_core.server.routes.streaming import Completed
@@ -194,19 +195,38 @@ completions = generation_handler(
 
 
 async def models(request: web.Request) -> web.Response:
-    """The served model, as llama-server lists it, with the original Sakura server's identity fields."""
+    """The served models, as llama-server lists them, with the original Sakura server's identity fields; the
+    default model first (``data[0]``)."""
     state = request.app[STATE]
-    info = state.require_model()
-    card = ModelCard(
-        id=info.id,
-        created=state.created,
-        meta=info.meta,
-        model_name=info.name,
-        model_version=info.version,
-        model_quant=info.quant,
-        model_name_or_path=info.path,
-    )
-    return json_response(ModelList(data=[card]))
+    state.require_model()
+    several = len(state.models) > 1
+    cards = []
+    for entry in state.models:
+        status = ModelLoadStatus(value=entry.status.value, failure=entry.failure) if several else None
+        if entry.model is None:
+            card = ModelCard(
+                id=entry.id,
+                created=state.created,
+                model_name=entry.id,
+                model_version=None,
+                model_quant=None,
+                model_name_or_path=entry.source,
+                status=status,
+            )
+        else:
+            info = entry.model.info
+            card = ModelCard(
+                id=info.id,
+                created=state.created,
+                meta=info.meta,
+                model_name=info.name,
+                model_version=info.version,
+                model_quant=info.quant,
+                model_name_or_path=info.path,
+                status=status,
+            )
+        cards.append(card)
+    return json_response(ModelList(data=cards))
 
 
 _CHAT = "Chat completion: messages are rendered with the model's Sakura prompt format."

@@ -24,7 +24,8 @@ DONE_DATA = "[DONE]"
 _STATUS_TEXT = {
     400: "Invalid request (malformed JSON, wrong types, bad messages, prompt longer than the context).",
     401: "Missing or wrong credentials (only when the server requires auth).",
-    404: "No such route.",
+    404: "No such route, or no served model by that name (the load and unload routes).",
+    409: "The model is serving requests (unload it when idle).",
     408: "The request body stopped arriving (see --body-timeout).",
     413: "The request body is over the size limit (8 MiB, or less when the model's context could not hold it).",
     415: "The body's Content-Encoding is not gzip, deflate or identity.",

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from sakura_core.server.generation.metrics import GenerationRecord
 from sakura_core.server.generation.scheduler import Ticket
+from sakura_core.server.generation.service import GenerationService
 from sakura_core.server.http.errors import APIError, server_error, unavailable
 from sakura_core.server.http.logtext import escape_for_log
 from sakura_core.server.http.sse import EventStream, SendTimeoutError
@@ -55,10 +56,13 @@ class Completed:
     record: GenerationRecord
 
 
-async def run_to_end(request: web.Request, ticket: Ticket, generation: GenerationRequest) -> Completed:
-    """Run the generation and join its text. A client that disconnects cancels the handler, and with it this;
-    a request the shutdown ends gets a 503."""
-    service = request.app[STATE].require_service()
+async def run_to_end(
+    request: web.Request, ticket: Ticket, generation: GenerationRequest, *, service: GenerationService | None = None
+) -> Completed:
+    """Run the generation on ``service`` (the default model's when None) and join its text. A client that
+    disconnects cancels the handler, and with it this; a request the shutdown ends gets a 503."""
+    if service is None:
+        service = request.app[STATE].require_service()
     record = _record_for(request)
     pieces: list[str] = []
     finish: FinishReason = "stop"
@@ -79,9 +83,15 @@ async def run_to_end(request: web.Request, ticket: Ticket, generation: Generatio
 
 
 async def run_as_events(
-    request: web.Request, ticket: Ticket, generation: GenerationRequest, renderer: EventRenderer
+    request: web.Request,
+    ticket: Ticket,
+    generation: GenerationRequest,
+    renderer: EventRenderer,
+    *,
+    service: GenerationService | None = None,
 ) -> web.StreamResponse:
-    """Stream the generation as server-sent events rendered by ``renderer``.
+    """Stream the generation on ``service`` (the default model's when None) as server-sent events rendered by
+    ``renderer``.
 
     Headers go out at once; ``: ping`` comments keep the connection busy while the request waits. A stream the
     server ends itself (an engine failure, the end of the shutdown grace) ends with one ``data: {"error": ...}``
@@ -89,7 +99,8 @@ async def run_as_events(
     the generation (its slot is freed at once).
     """
     state = request.app[STATE]
-    service = state.require_service()
+    if service is None:
+        service = state.require_service()
     record = _record_for(request)
     request[STREAMED] = True
     events = EventStream(request, state.settings.sse_ping_seconds, state.settings.send_timeout_seconds)

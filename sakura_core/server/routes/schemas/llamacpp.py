@@ -21,6 +21,9 @@ class LlamaCompletionRequest(RequestModel):
     """``POST /completion``, llama-server's native completion (the sharing network proxies it)."""
 
     prompt: Prompt = Field(description="The raw prompt (a list must hold exactly one string).")
+    model: Any = Field(
+        None, description="A served model's id or alias (several models); anything else: the default model."
+    )
     n_predict: JsonInt | None = Field(
         None,
         description="Tokens to generate; absent or negative: as many as fit. 0 is refused.",

@@ -58,9 +58,11 @@ class StreamOptions(RequestModel):
 
 
 class ChatCompletionRequest(SamplingFields):
-    """``POST /v1/chat/completions``. ``model`` is accepted and ignored: the server serves one model."""
+    """``POST /v1/chat/completions``. ``model`` picks the served model (the default for an empty or unknown name)."""
 
-    model: str | None = Field(None, description="Ignored; responses carry the served model's id.")
+    model: str | None = Field(
+        None, description="Picks a served model by id or alias; empty or unknown: the default model."
+    )
     # an empty list is refused by validate_messages (param "messages"), as the schema's minItems says
     messages: list[ChatMessage] = Field(
         description=f"At least one message, at most {MAX_MESSAGES}.",
@@ -78,7 +80,9 @@ class ChatCompletionRequest(SamplingFields):
 class CompletionRequest(SamplingFields):
     """``POST /v1/completions``: a raw prompt, already in the model's format."""
 
-    model: str | None = Field(None, description="Ignored; responses carry the served model's id.")
+    model: str | None = Field(
+        None, description="Picks a served model by id or alias; empty or unknown: the default model."
+    )
     prompt: Prompt = Field(description="The raw prompt (a list must hold exactly one string).")
     max_tokens: JsonInt | None = Field(None, ge=1, description="Default 512; lowered to what the context leaves.")
     stream: bool = False
@@ -170,6 +174,13 @@ class CompletionChunk(ResponseModel):
     usage: Usage | None = Field(None, exclude_if=is_none, description="Only in the usage chunk.")
 
 
+class ModelLoadStatus(ResponseModel):
+    """A served model's state, as llama-server's router reports it."""
+
+    value: Literal["loaded", "loading", "unloaded", "failed"]
+    failure: str | None = Field(None, exclude_if=is_none, description="Why the last load failed.")
+
+
 class ModelCard(ResponseModel):
     """The served model, in llama-server's shape plus the original Sakura server's fields."""
 
@@ -184,6 +195,9 @@ class ModelCard(ResponseModel):
     model_version: str | None
     model_quant: str | None
     model_name_or_path: str
+    status: ModelLoadStatus | None = Field(
+        None, exclude_if=is_none, description="Only when several models are served: whether this one is loaded."
+    )
 
 
 class ModelList(ResponseModel):
