@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sakura_translate.encoding import decode_text
 from sakura_translate.formats.base import Convert, Document, LoadOptions, Translations
+from sakura_translate.formats.lines import LineLayout
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _PREFIX = re.compile(r"^[ \t]*(?:>[ \t]?)*(?:#{1,6}[ \t]+|[-*+][ \t]+(?:\[[ xX]\][ \t]+)?|\d{1,9}[.)][ \t]+)?")
 _REFERENCE = re.compile(r"^ {0,3}\[[^\]]+\]:\s")
@@ -31,11 +31,7 @@ class MarkdownDocument(Document):
     kind = "Markdown"
 
     def __init__(self, path: Path, text: str, encoding: str) -> None:
-        self.newline = "\r\n" if "\r\n" in text else "\n"
-        self.ends_with_newline = text.endswith(("\n", "\r"))
-        self.lines = _LINE_BREAK.split(text.removesuffix("\r\n").removesuffix("\n").removesuffix("\r"))
-        if text == "":
-            self.lines = []
+        self.lines, self.layout = LineLayout.split(text)
         #: Line number → (prefix kept, text sent).
         self.prose: dict[int, tuple[str, str]] = {}
         self.altered: list[int] = []
@@ -89,7 +85,7 @@ class MarkdownDocument(Document):
             if bilingual:
                 out.extend([line, ""])
             out.append(prefix + text)
-        text = self.newline.join(out) + (self.newline if self.ends_with_newline and out else "")
+        text = self.layout.join(out)
         return text.encode("utf-8")
 
     def notes(self) -> list[str]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sakura_translate.encoding import decode_text
 from sakura_translate.formats.base import INDENT_CHARS, Convert, Document, LoadOptions, Translations
+from sakura_translate.formats.lines import LineLayout
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # Web-novel ruby (小説家になろう, カクヨム): ｜漢字《かんじ》 marks its base with a bar; 漢字《かんじ》 without one
 # annotates the kanji run before it. The reading is dropped before sending: the model translates the base.
 _BAR_RUBY = re.compile(r"[|｜]([^|｜《》\r\n]+)《[^《》\r\n]*》")
@@ -26,11 +26,7 @@ class TextDocument(Document):
     kind = "text"
 
     def __init__(self, path: Path, text: str, encoding: str) -> None:
-        self.newline = "\r\n" if "\r\n" in text else "\n"
-        self.ends_with_newline = text.endswith(("\n", "\r"))
-        self.lines = _LINE_BREAK.split(text.removesuffix("\r\n").removesuffix("\n").removesuffix("\r"))
-        if text == "":
-            self.lines = []
+        self.lines, self.layout = LineLayout.split(text)
         self.indents: dict[int, str] = {}
         segments = []
         for number, line in enumerate(self.lines):
@@ -61,5 +57,5 @@ class TextDocument(Document):
                 continue
             indent = self.indents[number]
             out.extend(indent + convert(part).lstrip(INDENT_CHARS) for part in translation.split("\n"))
-        text = self.newline.join(out) + (self.newline if self.ends_with_newline and out else "")
+        text = self.layout.join(out)
         return text.encode("utf-8")
