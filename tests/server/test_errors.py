@@ -109,7 +109,7 @@ async def test_prompt_longer_than_the_context(start_server) -> None:
     assert reply.status == 400
     error = reply.error
     assert error["code"] == "context_length_exceeded"
-    prompt_tokens = len(server.state.service.render([{"role": "user", "content": "長" * 80}]))
+    prompt_tokens = len(server.state.service.model.render([{"role": "user", "content": "長" * 80}]))
     assert f"{prompt_tokens} tokens" in error["message"] and "64 tokens" in error["message"]
     assert not server.engine.calls  # never reached the engine
     reply = await server.api.post("/completion", {"prompt": "x" * 64})

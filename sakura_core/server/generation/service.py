@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from sakura_core.engine import EngineError, EngineUnavailableError
 from sakura_core.loaded_model import LoadedModel, PromptTooLongError
-from sakura_core.prompts import MessagesError
 from sakura_core.server.generation.metrics import GenerationRecord, ServerMetrics
 from sakura_core.server.generation.scheduler import QueueFullError, Scheduler, SchedulerClosedError, Ticket
 from sakura_core.server.http.errors import APIError, from_validation_error, invalid_request, server_error, unavailable
@@ -63,13 +62,6 @@ class GenerationService:
     def model_info(self) -> ModelInfo:
         """The served model's identity."""
         return self.model.info
-
-    def render(self, messages: Sequence[Mapping[str, Any]]) -> str:
-        """The raw prompt for chat ``messages``; 400 for an empty list or an unknown role (never for order)."""
-        try:
-            return self.model.render(messages)
-        except MessagesError as exc:
-            raise invalid_request(str(exc), param="messages") from None
 
     async def prepare(
         self,

@@ -48,10 +48,10 @@ def include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
 
 
 def plan_chat(body: ChatCompletionRequest, service: GenerationService) -> Plan:
-    """Chat messages rendered with the model's prompt format."""
+    """Chat messages rendered with the model's prompt format (the shared handler has validated them)."""
     messages = [message.as_dict() for message in body.messages]
     return Plan(
-        prompt=service.render(messages),
+        prompt=service.model.prompt_format.render(messages),
         sampling=body.sampling_values(),
         max_tokens=body.max_tokens or body.max_completion_tokens,
         stream=body.stream,
