@@ -22,6 +22,8 @@ from sakura_core.engine_command import (
 from sakura_core.plugins import CHECKOUT, KNOWN_ENGINE_INSTALLS, LOAD_PLUGINS_ENV, PluginRegistry
 
 if TYPE_CHECKING:  # each command imports what it needs: `sakura --help` stays fast
+    from pydantic import BaseModel
+
     from sakura_core.engine import Engine
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -361,6 +363,7 @@ def run(ctx: click.Context, **params: Any) -> None:
                 others=others,
                 make_engine=make_engine,
                 first_aliases=(first.alias,) if first.alias else (),
+                run_options=_run_options(ctx, state),
             )
         )
     except ModelLoadError as exc:
@@ -375,13 +378,18 @@ def run(ctx: click.Context, **params: Any) -> None:
         pass
 
 
-def _hosted(ctx: click.Context, state: CliState, engine: Engine) -> Engine:
-    """``engine``, or the stand-in a plugin hosts it with elsewhere (``host_engine``) when the user asked for it."""
+def _run_options(ctx: click.Context, state: CliState) -> dict[type[BaseModel], BaseModel]:
+    """The options plugins added to ``sakura run`` (``register_run_options``), as the user gave them."""
     from sakura_core.cli_options import build_options
 
+    return {group.model: build_options(group.model, ctx, options) for group, options in state.run_options}
+
+
+def _hosted(ctx: click.Context, state: CliState, engine: Engine) -> Engine:
+    """``engine``, or the stand-in a plugin hosts it with elsewhere (``host_engine``) when the user asked for it."""
     if not state.run_options:
         return engine
-    run_options = {group.model: build_options(group.model, ctx, options) for group, options in state.run_options}
+    run_options = _run_options(ctx, state)
     stand_in: Engine | None = state.registry.plugin_manager.hook.host_engine(engine=engine, run_options=run_options)
     return engine if stand_in is None else stand_in
 

@@ -8,7 +8,7 @@ hook is for, so that the two cannot drift apart (tests/test_hook_docs.py checks 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from sakura_core.engine import Engine
     from sakura_core.prompts import PromptFormat
+    from sakura_core.server.extension import ServerExtension
     from sakura_core.types import GenerationRequest, GenerationResult, ModelInfo
 
 hookspec = pluggy.HookspecMarker("sakura")
@@ -43,6 +44,13 @@ def register_commands(cli: click.Group) -> None:
 @hookspec
 def register_run_options(register: Callable[[type[BaseModel], str], None]) -> None:
     """Add options to ``sakura run`` for every engine: call ``register(OptionsModel, heading)``."""
+
+
+@hookspec
+def register_server_extensions(
+    register: Callable[[ServerExtension], None], run_options: Mapping[type[BaseModel], BaseModel]
+) -> None:
+    """Add routes, static files and background work to the server ``sakura run`` starts: ``register(extension)``."""
 
 
 @hookspec(firstresult=True)

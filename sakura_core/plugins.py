@@ -6,7 +6,7 @@ import importlib.metadata
 import inspect
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # imported lazily: `sakura --help` loads this module and must
 
     from sakura_core.engine import Engine
     from sakura_core.prompts import PromptFormat
+    from sakura_core.server.extension import ServerExtension
     from sakura_core.types import ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,22 @@ class PluginRegistry:
                 found.append(RunOptionGroup(model, heading, _plugin))
 
             self._call_safely(impl, register)
+        return found
+
+    def server_extensions(self, run_options: Mapping[type[BaseModel], BaseModel]) -> list[ServerExtension]:
+        """What plugins add to the server (``register_server_extensions``), in plugin registration order. A plugin
+        whose hook raises is left out and recorded in ``failures``, like any other hook."""
+        found: list[ServerExtension] = []
+        for impl in self.plugin_manager.hook.register_server_extensions.get_hookimpls():
+            try:
+                impl.function(register=found.append, run_options=run_options)
+            except Exception as exc:
+                logger.warning(
+                    "plugin %s could not extend the server: %s: %s", impl.plugin_name, type(exc).__name__, exc
+                )
+                logger.debug("plugin %s's register_server_extensions raised", impl.plugin_name, exc_info=True)
+                dist_name = self._distributions.get(impl.plugin_name, (None, None))[0]
+                self._record(PluginFailure(impl.plugin_name, dist_name, f"{type(exc).__name__}: {exc}"))
         return found
 
     def engine(self, name: str, check: EngineCheck | None = None) -> RegisteredEngine:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Sequence
 
 from sakura_core import __version__
 from sakura_core.engine import Engine
@@ -38,8 +39,8 @@ def client_urls(host: str, port: int) -> list[str]:
     return [f"http://{url_host(host)}:{port}"]
 
 
-def banner(engine: Engine, info: ModelInfo, host: str, port: int, auth: AuthPolicy) -> str:
-    """The lines logged once the server is ready."""
+def banner(engine: Engine, info: ModelInfo, host: str, port: int, auth: AuthPolicy, pages: Sequence[str] = ()) -> str:
+    """The lines logged once the server is ready; ``pages`` are paths of pages for people that plugins serve."""
     urls = client_urls(host, port)
     identity = ", ".join(
         f"{key} {value}"
@@ -54,5 +55,6 @@ def banner(engine: Engine, info: ModelInfo, host: str, port: int, auth: AuthPoli
         f"  auth:    {auth.describe()}",
         f"  paste into your translator: {urls[0]}" + (f"  (other machines: {urls[1]})" if len(urls) > 1 else ""),
         f"  OpenAI clients (base_url): {urls[0]}/v1",
+        *(f"  open in a browser: {urls[0]}{page}" for page in pages),
     ]
     return "\n".join(lines)

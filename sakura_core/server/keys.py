@@ -11,6 +11,12 @@ from sakura_core.server.generation.state import ServerState
 STATE = web.AppKey("sakura_state", ServerState)
 #: Paths that need no credentials.
 PUBLIC_PATHS = web.AppKey("sakura_public_paths", frozenset)
+#: Route patterns (a resource's canonical path, e.g. ``/v1/jobs/{id}``) that need no credentials.
+PUBLIC_ROUTES = web.AppKey("sakura_public_routes", frozenset)
+#: URL prefixes of static folders plugins serve (no credentials), with the headers each answer gets.
+STATIC_HEADERS = web.AppKey("sakura_static_headers", tuple)
+#: Pages for people that plugins serve (``ServerExtension.home``), for the banner.
+HOMES = web.AppKey("sakura_homes", tuple)
 #: The OpenAPI document, built once.
 OPENAPI = web.AppKey("sakura_openapi", dict)
 #: The generation a request ran, for the access log.

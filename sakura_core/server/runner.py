@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from sakura_core.engine import Engine
 from sakura_core.loaded_model import LoadedModel
@@ -21,6 +22,7 @@ from sakura_core.server.banner import banner, url_host
 from sakura_core.server.generation.models import Loader
 from sakura_core.server.generation.state import ServerState
 from sakura_core.server.http.connections import GuardedSite, raise_open_file_limit
+from sakura_core.server.keys import HOMES
 from sakura_core.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -49,8 +51,10 @@ async def serve(
     others: Sequence[ModelSpec] = (),
     make_engine: Callable[[str | None], Engine] | None = None,
     first_aliases: Sequence[str] = (),
+    run_options: Mapping[type[BaseModel], BaseModel] | None = None,
 ) -> None:
-    """Serve the Sakura API until SIGINT/SIGTERM (``others``: models served beside ``model``, see ``run_server``).
+    """Serve the Sakura API until SIGINT/SIGTERM (``others``: models served beside ``model``, see ``run_server``;
+    ``run_options``: plugins' ``sakura run`` options, for their server extensions).
 
     Binds first (``/health`` answers 503 while loading), loads the model, applies ``--alias``, runs the
     self-check, logs the banner and serves. On the first signal it stops accepting, lets in-flight requests
@@ -85,6 +89,7 @@ async def serve(
             others=others,
             make_engine=make_engine,
             first_aliases=first_aliases,
+            run_options=run_options,
         )
     finally:
         for signum in installed:
@@ -104,6 +109,7 @@ async def run_server(
     others: Sequence[ModelSpec] = (),
     make_engine: Callable[[str | None], Engine] | None = None,
     first_aliases: Sequence[str] = (),
+    run_options: Mapping[type[BaseModel], BaseModel] | None = None,
 ) -> None:
     """``serve`` without the signal handlers: serves until ``stop`` is set (``force`` skips the grace period).
 
@@ -111,8 +117,9 @@ async def run_server(
     beside ``model``, each loaded by an engine from ``make_engine`` on the first request that names it; ``model``
     (also named ``first_aliases``) is the default, loaded at start.
     """
-    state = ServerState(settings, engine, registry)
-    runner = web.AppRunner(build_app(state), **RUNNER_OPTIONS)
+    state = ServerState(settings, engine, registry, run_options=run_options)
+    app = build_app(state)
+    runner = web.AppRunner(app, **RUNNER_OPTIONS)
     await runner.setup()
     load_started = False
     try:
@@ -148,7 +155,8 @@ async def run_server(
                 _loader(spec, make_engine, registry),
             )
         info = loaded.info
-        logger.info("%s", banner(engine, info, host, port, state.auth))
+        homes: tuple[str, ...] = app[HOMES]
+        logger.info("%s", banner(engine, info, host, port, state.auth, pages=homes))
         if state.auth.generated and not logger.isEnabledFor(logging.INFO):  # the key must be seen once
             logger.warning("requests need the generated API key: Authorization: Bearer %s", state.auth.api_key)
         await stop.wait()

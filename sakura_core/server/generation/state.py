@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
+
+from pydantic import BaseModel
 
 from sakura_core.engine import Engine
 from sakura_core.limits import max_body_bytes
@@ -42,8 +44,11 @@ class ServerState:
         engine: Engine,
         registry: PluginRegistry,
         auth: AuthPolicy | None = None,
+        run_options: Mapping[type[BaseModel], BaseModel] | None = None,
     ) -> None:
         self.settings = settings
+        #: The options plugins added to ``sakura run`` (``register_run_options``), as given, by options model.
+        self.run_options: Mapping[type[BaseModel], BaseModel] = run_options or {}
         self.engine = engine
         self.registry = registry
         self.auth = auth if auth is not None else resolve_auth(settings)

@@ -17,7 +17,15 @@ from sakura_core.server.http.errors import APIError, server_error
 from sakura_core.server.http.expect import unmet_expectation
 from sakura_core.server.http.httpio import error_response
 from sakura_core.server.http.logtext import escape_for_log
-from sakura_core.server.keys import ENDED_BY_SERVER, PUBLIC_PATHS, RECORD, STATE, STREAMED
+from sakura_core.server.keys import (
+    ENDED_BY_SERVER,
+    PUBLIC_PATHS,
+    PUBLIC_ROUTES,
+    RECORD,
+    STATE,
+    STATIC_HEADERS,
+    STREAMED,
+)
 
 logger = logging.getLogger("sakura_core.server.access")
 error_logger = logging.getLogger(__name__)
@@ -161,7 +169,7 @@ async def cors_preflight(request: web.Request, handler: Handler) -> web.StreamRe
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """401 with ``WWW-Authenticate`` unless the policy allows the request (public routes need nothing)."""
     policy = request.app[STATE].auth
-    if policy.required and request.path not in request.app[PUBLIC_PATHS]:
+    if policy.required and not _is_public(request):
         if not policy.allows(request.headers.get("Authorization")):
             raise APIError(
                 401,
@@ -173,10 +181,26 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     return await handler(request)
 
 
+def _is_public(request: web.Request) -> bool:
+    """True for a public route (by path, or by the pattern a plugin's route was added with) or a static file."""
+    if request.path in request.app[PUBLIC_PATHS]:
+        return True
+    resource = request.match_info.route.resource
+    if resource is not None and resource.canonical in request.app[PUBLIC_ROUTES]:
+        return True
+    return request.method in ("GET", "HEAD") and any(
+        request.path.startswith(prefix) for prefix, _ in request.app[STATIC_HEADERS]
+    )
+
+
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare``: every response, streams and errors included, carries the CORS headers, and a
-    ``Server`` header that names no library version."""
+    ``Server`` header that names no library version; a plugin's static files get the headers it asked for."""
     response.headers["Server"] = SERVER_NAME
+    for prefix, headers in request.app[STATIC_HEADERS]:
+        if request.path.startswith(prefix):
+            for name, value in headers:
+                response.headers.setdefault(name, value)
     for name, value in cors.response_headers(request.headers, request.app[STATE].settings.cors_origins).items():
         response.headers.setdefault(name, value)
 
