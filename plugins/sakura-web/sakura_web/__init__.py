@@ -1,0 +1,1 @@
+"""sakura-web: the translation workbench served at ``/`` and the jobs API under it."""

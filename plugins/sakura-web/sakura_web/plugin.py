@@ -1,0 +1,43 @@
+"""The entry point of sakura-web: the workbench's ``sakura run`` options, its page and its jobs API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from sakura_core import hookimpl
+from sakura_web.options import WebOptions
+
+if TYPE_CHECKING:
+    from sakura_core.server.extension import ServerExtension
+
+HEADING = "Translation workbench (sakura-web)"
+
+
+@hookimpl
+def register_run_options(register: Callable[[type[BaseModel], str], None]) -> None:
+    """Add ``--web/--no-web`` and ``--jobs-dir`` to ``sakura run``."""
+    register(WebOptions, HEADING)
+
+
+@hookimpl
+def register_server_extensions(
+    register: Callable[[ServerExtension], None], run_options: Mapping[type[BaseModel], BaseModel]
+) -> None:
+    """Serve the workbench at ``/`` with its static files (unless ``--no-web``)."""
+    from sakura_core.server.extension import ServerExtension, StaticFiles
+    from sakura_web.page import PAGE_HEADERS, PAGE_ROUTES, STATIC_DIR, STATIC_PREFIX
+
+    options = run_options.get(WebOptions) or WebOptions()
+    if not isinstance(options, WebOptions) or not options.web:
+        return
+    register(
+        ServerExtension(
+            name="sakura-web",
+            routes=PAGE_ROUTES,
+            static=[StaticFiles(STATIC_PREFIX, STATIC_DIR, PAGE_HEADERS)],
+            home="/",
+        )
+    )
