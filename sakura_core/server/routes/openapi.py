@@ -87,10 +87,13 @@ def _operation(spec: RouteSpec, ref: Any) -> dict[str, Any]:
     else:
         operation["security"] = [{}, {"bearer": []}, {"basic": []}]
     if spec.request is not None:
+        json_body = spec.request_media_type == "application/json"
         operation["requestBody"] = {
             "required": True,
-            "description": "JSON, whatever the Content-Type says; unknown fields are ignored.",
-            "content": {"application/json": {"schema": ref(spec.request, "validation")}},
+            "description": "JSON, whatever the Content-Type says; unknown fields are ignored."
+            if json_body
+            else f"{spec.request_media_type}, one part per field.",
+            "content": {spec.request_media_type: {"schema": ref(spec.request, "validation")}},
         }
     if spec.sakura_query:
         operation["parameters"] = [
@@ -116,7 +119,7 @@ def _operation(spec: RouteSpec, ref: Any) -> dict[str, Any]:
             EVENT_SCHEMA_KEY: payload,
             DONE_MARKER_KEY: spec.stream_done,
         }
-    operation["responses"]["200"] = {"description": _ok_text(spec), "content": ok}
+    operation["responses"][str(spec.status)] = {"description": _ok_text(spec), "content": ok}
     for status, model in spec.other_responses.items():
         operation["responses"][str(status)] = {
             "description": _STATUS_TEXT.get(status, "See the body."),

@@ -22,8 +22,12 @@ class RouteSpec:
     path: str
     handler: Callable[[Any], Awaitable[Any]]
     summary: str
-    #: The JSON request body, when there is one.
+    #: The request body, when there is one: JSON unless ``request_media_type`` says otherwise (for
+    #: ``multipart/form-data`` the model's fields are the parts; a ``bytes`` field is a file).
     request: type[BaseModel] | None = None
+    request_media_type: str = "application/json"
+    #: The status of the successful answer (201 for a route that creates something).
+    status: int = 200
     #: The 200 answer (a JSON body unless ``media_type`` says otherwise).
     response: type[BaseModel] | None = None
     #: Each ``data:`` event when the client asks for ``stream: true`` (several models: any of them).

@@ -32,6 +32,13 @@ class JobOptions(BaseModel):
     context: ContextMode = Field("translation", description="What precedes each chunk in its prompt.")
 
 
+class JobUpload(BaseModel):
+    """The parts of ``POST /jobs`` (multipart/form-data), for the OpenAPI document: the file, and its options."""
+
+    file: bytes = Field(description="The file to translate; its file name picks the format, as the CLI's does.")
+    options: str | None = Field(None, description="JobOptions as JSON text.")
+
+
 class Job(BaseModel):
     """A file translation job and its progress."""
 

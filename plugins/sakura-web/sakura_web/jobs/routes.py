@@ -11,7 +11,7 @@ from sakura_core.server.http.sse import EventStream
 from sakura_core.server.keys import STATE
 from sakura_core.server.routes.schemas.common import ErrorResponse
 from sakura_core.server.routes.spec import RouteSpec
-from sakura_web.jobs.models import Chunk, ChunkEdit, ChunkList, Job, JobList, JobOptions
+from sakura_web.jobs.models import Chunk, ChunkEdit, ChunkList, Job, JobList, JobOptions, JobUpload
 from sakura_web.jobs.runner import JobManager, Jobs
 from sakura_web.jobs.store import safe_file_name
 from sakura_web.jobs.upload import read_upload
@@ -123,6 +123,9 @@ def job_routes(jobs: Jobs) -> list[RouteSpec]:
             "/jobs",
             create_job,
             "Create a file translation job from a multipart upload ('file', optional 'options' JSON).",
+            request=JobUpload,
+            request_media_type="multipart/form-data",
+            status=201,
             response=Job,
             media_type="application/json",
             errors=(400, 401, 408, 413, 503),
