@@ -26,9 +26,10 @@ def register_run_options(register: Callable[[type[BaseModel], str], None]) -> No
 def register_server_extensions(
     register: Callable[[ServerExtension], None], run_options: Mapping[type[BaseModel], BaseModel]
 ) -> None:
-    """Serve the workbench at ``/`` with its static files (unless ``--no-web``)."""
+    """Serve the workbench at ``/`` with its static files, ``/translate`` and the jobs API (unless ``--no-web``)."""
     from sakura_core.server.extension import ServerExtension, StaticFiles
     from sakura_web.page import PAGE_HEADERS, PAGE_ROUTES, STATIC_DIR, STATIC_PREFIX
+    from sakura_web.translate_routes import TRANSLATE_ROUTES
 
     options = run_options.get(WebOptions) or WebOptions()
     if not isinstance(options, WebOptions) or not options.web:
@@ -36,7 +37,7 @@ def register_server_extensions(
     register(
         ServerExtension(
             name="sakura-web",
-            routes=PAGE_ROUTES,
+            routes=[*PAGE_ROUTES, *TRANSLATE_ROUTES],
             static=[StaticFiles(STATIC_PREFIX, STATIC_DIR, PAGE_HEADERS)],
             home="/",
         )
