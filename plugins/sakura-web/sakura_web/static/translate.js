@@ -109,6 +109,36 @@ export function translationText() {
   return targets.map((cell) => cell.textContent).join("\n");
 }
 
+// one request, its answer streamed into the chunk's rows; the whole answer, with what it used, is returned
+async function streamChunk(chunk, context, signal, usage) {
+  const glossary = glossaryFor(chunk.text);
+  const body = { text: chunk.text, glossary, context, preset: presetId(), sampling: samplingSettings(), stream: true };
+  const response = await apiFetch("/translate", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+    body: JSON.stringify(body),
+    signal,
+  });
+  if (!response.ok) throw await errorOf(response);
+  let text = "";
+  for await (const event of readEvents(response)) {
+    if (event.error) throw new Error(event.error.message || "error");
+    if (typeof event.delta === "string") {
+      text += event.delta;
+      place(chunk, text);
+    }
+    if (event.done) {
+      text = event.text ?? text;
+      place(chunk, text);
+      usage.prompt += event.usage?.prompt_tokens || 0;
+      usage.cached += event.usage?.cached_tokens || 0;
+      usage.completion += event.usage?.completion_tokens || 0;
+      usage.cut ||= event.finish_reason === "length";
+    }
+  }
+  return { text, glossary: glossary.length };
+}
+
 async function translate() {
   const source = document.getElementById("source").value;
   if (!source.trim()) {
@@ -124,38 +154,23 @@ async function translate() {
   setRunning(true);
   announce(t("translate.running"));
   const usage = { prompt: 0, cached: 0, completion: 0, cut: false };
+  const hits = document.getElementById("glossary-hits");
+  let used = 0;
   let context = null;
-  let hits = 0;
   try {
     for (const chunk of chunks) {
-      const glossary = glossaryFor(chunk.text);
-      hits += glossary.length;
-      document.getElementById("glossary-hits").textContent = t("translate.glossary.hits", { n: hits });
-      const body = { text: chunk.text, glossary, context, preset: presetId(), sampling: samplingSettings(), stream: true };
-      const response = await apiFetch("/translate", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-        body: JSON.stringify(body),
-        signal: controller.signal,
-      });
-      if (!response.ok) throw await errorOf(response);
-      let text = "";
-      for await (const event of readEvents(response)) {
-        if (event.error) throw new Error(event.error.message || "error");
-        if (typeof event.delta === "string") {
-          text += event.delta;
-          place(chunk, text);
-        }
-        if (event.done) {
-          text = event.text ?? text;
-          place(chunk, text);
-          usage.prompt += event.usage?.prompt_tokens || 0;
-          usage.cached += event.usage?.cached_tokens || 0;
-          usage.completion += event.usage?.completion_tokens || 0;
-          usage.cut ||= event.finish_reason === "length";
+      let answer = await streamChunk(chunk, context, controller.signal, usage);
+      used += answer.glossary;
+      // an answer with another line count cannot be lined up: each line goes alone, as sakura translate splits
+      if (chunk.indexes.length > 1 && answer.text.split("\n").length !== chunk.indexes.length) {
+        const alone = chunk.indexes.map((index) => ({ indexes: [index], text: lines[index] }));
+        for (const single of alone) {
+          answer = await streamChunk(single, context, controller.signal, usage);
+          context = answer.text;
         }
       }
-      context = text;
+      context = chunk.indexes.map((index) => targets[index].textContent).join("\n");
+      hits.textContent = t("translate.glossary.hits", { n: used });
     }
     const message = t("translate.done", usage) + (usage.cut ? ` ${t("translate.length")}` : "");
     announce(message, "done");
