@@ -181,7 +181,14 @@ export async function uploadFiles(files) {
   for (const file of files) {
     const form = new FormData();
     form.append("file", file, file.name);
-    const options = { glossary: glossaryEntries(), preset: presetId(), sampling: samplingSettings() };
+    const options = {
+      glossary: glossaryEntries(),
+      preset: presetId(),
+      sampling: samplingSettings(),
+      context: document.getElementById("job-context").value,
+    };
+    const chunkChars = document.getElementById("chunk_chars").value;
+    if (chunkChars) options.chunk_chars = Number(chunkChars);
     form.append("options", JSON.stringify(options));
     try {
       const response = await apiFetch("/jobs", { method: "POST", body: form });
