@@ -242,6 +242,20 @@ class Translator:
                     )
         return translations, stats, flagged
 
+    async def translate_chunk(self, chunk: Chunk, history: str | None, names: tuple[str, ...] = ()) -> CachedChunk:
+        """Translate one planned chunk afresh (never from a cache), through the same checks and cascade as
+        ``translate`` gives each chunk; ``history`` is the context sent with it (``predecessor`` finds whose)."""
+        return await self._generate(chunk, history, ChunkStats(), names)
+
+    def predecessor(self, planned: list[list[Chunk]], chunk: Chunk) -> Chunk | None:
+        """The chunk whose translation ``translate`` sends as ``chunk``'s context: the one before it in its
+        section (None for a section's first chunk)."""
+        for section in self.sections(planned):
+            for before, current in zip([None, *section], section, strict=False):
+                if current.number == chunk.number:
+                    return before
+        return None
+
     async def _generate(
         self, chunk: Chunk, history: str | None, stats: ChunkStats, names: tuple[str, ...]
     ) -> CachedChunk:

@@ -28,16 +28,20 @@ def register_server_extensions(
 ) -> None:
     """Serve the workbench at ``/`` with its static files, ``/translate`` and the jobs API (unless ``--no-web``)."""
     from sakura_core.server.extension import ServerExtension, StaticFiles
+    from sakura_web.jobs.routes import job_routes
+    from sakura_web.jobs.runner import Jobs
     from sakura_web.page import PAGE_HEADERS, PAGE_ROUTES, STATIC_DIR, STATIC_PREFIX
     from sakura_web.translate_routes import TRANSLATE_ROUTES
 
     options = run_options.get(WebOptions) or WebOptions()
     if not isinstance(options, WebOptions) or not options.web:
         return
+    jobs = Jobs()
     register(
         ServerExtension(
             name="sakura-web",
-            routes=[*PAGE_ROUTES, *TRANSLATE_ROUTES],
+            routes=[*PAGE_ROUTES, *TRANSLATE_ROUTES, *job_routes(jobs)],
+            lifespans=[jobs.lifespan],
             static=[StaticFiles(STATIC_PREFIX, STATIC_DIR, PAGE_HEADERS)],
             home="/",
         )

@@ -54,6 +54,23 @@ class PromptRecorder:
             self.finished.append(result)
 
 
+def write_srt(path: Path, lines: list[str]) -> Path:
+    """A SubRip file made with pysubs2: one cue per line, two seconds apart."""
+    import pysubs2
+
+    subs = pysubs2.SSAFile()
+    for number, text in enumerate(lines):
+        subs.append(pysubs2.SSAEvent(start=number * 2000, end=number * 2000 + 1500, text=text))
+    subs.save(str(path))
+    return path
+
+
+@pytest.fixture
+def srt() -> Callable[[Path, list[str]], Path]:
+    """``srt(path, lines)``: write a real .srt with one cue per line."""
+    return write_srt
+
+
 @pytest.fixture(scope="session")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight Qwen2 GGUF named like a Sakura v1.0 model."""
@@ -92,6 +109,22 @@ class WebServer:
         """(status, JSON body) of a request."""
         async with self.request(method, path, **kwargs) as response:
             return response.status, await response.json(content_type=None)
+
+    async def upload(
+        self, name: str, data: bytes, options: dict[str, Any] | None = None, **kwargs: Any
+    ) -> tuple[int, Any]:
+        """``POST /jobs`` with a file part called ``name`` (sent as given, unchecked) and the options as JSON."""
+        form = aiohttp.FormData(quote_fields=False)
+        form.add_field("file", data, filename=name, content_type="application/octet-stream")
+        if options is not None:
+            form.add_field("options", json.dumps(options, ensure_ascii=False), content_type="application/json")
+        return await self.json("POST", "/jobs", data=form, **kwargs)
+
+    async def follow(self, job_id: str) -> list[Any]:
+        """The job's event stream to its end: every Job it sent."""
+        async with self.request("GET", f"/jobs/{job_id}/events", timeout=aiohttp.ClientTimeout(total=120)) as response:
+            assert response.status == 200
+            return await self.events(response)
 
     @staticmethod
     async def events(response: aiohttp.ClientResponse) -> list[Any]:
