@@ -191,3 +191,7 @@ def test_a_job_survives_a_server_restart_and_the_page_shows_it_finish(
     facts = card.find_element(By.CSS_SELECTOR, ".facts").text
     total = int(card.find_element(By.TAG_NAME, "progress").get_attribute("max"))
     assert f"{total}/{total}" in facts and total >= 10
+    # the console: only the stream the crash cut and the tries while the server was down
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    expected = ("ERR_INCOMPLETE_CHUNKED_ENCODING", "ERR_CONNECTION_REFUSED", "ERR_EMPTY_RESPONSE")
+    assert all(any(reason in message for reason in expected) for message in errors), errors

@@ -53,6 +53,7 @@ def page(browser: Any, page_server: Any) -> Any:
 def test_the_page_loads_under_a_second_and_300_kb_with_a_clean_console(
     browser: Any, page_server: Any, screenshot: Any
 ) -> None:
+    browser.get_log("browser")  # what earlier tests left
     browser.execute_cdp_cmd("Network.enable", {})
     browser.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
     try:
