@@ -147,7 +147,8 @@ def test_a_dropped_srt_comes_back_like_the_cli_makes_it_and_proofreads(
     first.clear()
     first.send_keys("早上好，前辈。")
     sections[0].find_element(By.CSS_SELECTOR, ".actions button.primary").click()
-    WebDriverWait(browser, 10).until(lambda d: "（已手动修改）" in d.find_element(By.CSS_SELECTOR, "#chunks h3").text)
+    first_heading = "return document.querySelector('#chunks h3').textContent"  # read at once: the chunk is redrawn
+    WebDriverWait(browser, 10).until(lambda d: "（已手动修改）" in d.execute_script(first_heading))
     screenshot(browser, "proofread")
     # a chunk translated again comes back (not from the cache: the engine gets its prompt once more)
     prompts = len(page_server.prompts())
