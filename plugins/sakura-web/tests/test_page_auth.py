@@ -72,3 +72,21 @@ def test_the_key_is_asked_for_kept_and_sent(browser: Any, keyed_server: Any, scr
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors and all("401 (Unauthorized)" in message for message in errors), errors
     browser.execute_script("localStorage.clear(); sessionStorage.clear();")
+
+
+def test_basic_auth_asks_for_the_user_too(browser: Any, sakura_process: Any) -> None:
+    server = sakura_process("--auth", "reader:s3cret")
+    browser.get(f"{server.url}/#translate")
+    browser.execute_script("localStorage.clear(); sessionStorage.clear();")
+    browser.get(f"{server.url}/#translate")
+    WebDriverWait(browser, 10).until(dialog_open)
+    user = browser.find_element(By.ID, "auth-user")
+    assert user.is_displayed() and browser.switch_to.active_element.get_attribute("id") == "auth-user"
+    user.send_keys("reader")
+    submit_key(browser, "s3cret")
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    assert not dialog_open(browser)
+    assert "sakura-tiny-qwen2-v1.0-f32" in browser.find_element(By.ID, "model-line").text
+    assert browser.execute_script("return sessionStorage.getItem('sakura.auth')").startswith("Basic ")
+    browser.get_log("browser")
+    browser.execute_script("localStorage.clear(); sessionStorage.clear();")

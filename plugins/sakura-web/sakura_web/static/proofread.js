@@ -109,6 +109,7 @@ function replaceChunk(chunk, section) {
 }
 
 function summarize() {
+  document.getElementById("proof-download").disabled = !knownJobs().some((j) => j.id === jobId && j.state === "done");
   const flags = chunks.reduce((sum, c) => sum + c.flags.length, 0);
   document.getElementById("proof-summary").textContent = jobId ? t("proofread.summary", { chunks: chunks.length, flags }) : "";
 }
@@ -159,4 +160,5 @@ export function initProofread() {
     render();
   });
   renderJobChoices();
+  summarize();
 }
