@@ -75,14 +75,14 @@ async def test_upload_names_never_leave_the_job_folder(web_server: Any, srt: Any
     server = await web_server(WebOptions(jobs_dir=tmp_path / "jobs", jobs_per_client=20))
     data = srt(tmp_path / "a.srt", CUES[:1]).read_bytes()
     kept = {}
-    for name in ("../../escape.srt", "/tmp/absolute.srt", "..\\..\\windows.srt", "sub/dir/../nested.srt"):
+    for name in ("../../escape.srt", "/etc/absolute.srt", "..\\..\\windows.srt", "sub/dir/../nested.srt"):
         status, job = await server.upload(name, data, OPTIONS)
         assert status == 201, (name, job)
         kept[name] = job["name"]
         await server.follow(job["id"])
     assert kept == {
         "../../escape.srt": "escape.srt",
-        "/tmp/absolute.srt": "absolute.srt",
+        "/etc/absolute.srt": "absolute.srt",
         "..\\..\\windows.srt": "windows.srt",
         "sub/dir/../nested.srt": "nested.srt",
     }
