@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    echo "== installing Debian's chromium and chromium-driver for sakura-web's browser tests"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+    $SUDO apt-get update -q
+    $SUDO apt-get install -y --no-install-recommends chromium chromium-driver
+fi
+
 PYTHON=${PYTHON:-python3}
 VENV=${SAKURA_VENV:-.venv}
 

@@ -4,7 +4,14 @@ plugin registered in-process, and a plugin that records every prompt the engine 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,3 +171,168 @@ async def web_server(llama_engine: LlamaCppEngine, tmp_path: Path) -> AsyncItera
     for web in started:
         await web.session.close()
         await web.server.close()
+
+
+# --- the browser tests (test_page_*.py): `sakura run` as a subprocess on the tiny model, and headless Chromium ---
+
+#: Debian's chromium and chromium-driver (scripts/test.sh installs them); selenium is told both paths, so its
+#: selenium-manager never runs and nothing is downloaded.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+#: Set to write each view's screenshot to docs/images/web-*.png (CI leaves the committed ones alone).
+SCREENSHOTS_ENV = "SAKURA_WEB_SCREENSHOTS"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class SakuraProcess:
+    """``sakura run`` on the tiny model in a subprocess (recording its prompts), restartable on the same port."""
+
+    model: Path
+    folder: Path
+    extra: tuple[str, ...] = ()
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def prompt_log(self) -> Path:
+        return self.folder / "prompts.jsonl"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.folder / "jobs"
+
+    def prompts(self) -> list[str]:
+        """Every prompt the engine got so far."""
+        if not self.prompt_log.exists():
+            return []
+        return [json.loads(line)["prompt"] for line in self.prompt_log.read_text(encoding="utf-8").splitlines()]
+
+    def start(self) -> None:
+        """Start it and wait until /health answers 200."""
+        command = [
+            sys.executable,
+            str(Path(__file__).with_name("recording_sakura.py")),
+            "run",
+            "--model",
+            str(self.model),
+            "--port",
+            str(self.port),
+            "--jobs-dir",
+            str(self.jobs_dir),
+            *(f"--{name.replace('_', '-')}={value}" for name, value in ENGINE_OPTIONS.items()),
+            *self.extra,
+        ]
+        env = {
+            **os.environ,
+            "SAKURA_TEST_PROMPTS": str(self.prompt_log),
+            "SAKURA_LOAD_PLUGINS": "llamacpp,translate,web",
+        }
+        log = open(self.folder / "server.log", "ab")  # the process writes it until stopped
+        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (self.folder / "server.log").read_text()
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("sakura run did not become healthy in 60 s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop it (SIGKILL: as a crash would) and wait for it to end."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def requests_served(self) -> float:
+        """The server's own count of the requests it answered (sakura_requests_total, every route)."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        return sum(
+            float(line.rpartition(" ")[2]) for line in text.splitlines() if line.startswith("sakura_requests_total")
+        )
+
+
+@pytest.fixture(scope="session")
+def sakura_process(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., SakuraProcess]]:
+    """``sakura_process(*extra_args)``: a started ``sakura run`` (stopped at the end of the session)."""
+    started: list[SakuraProcess] = []
+
+    def start(*extra: str) -> SakuraProcess:
+        process = SakuraProcess(tiny_gguf, tmp_path_factory.mktemp("sakura-run"), extra)
+        process.start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def page_server(sakura_process: Callable[..., SakuraProcess]) -> SakuraProcess:
+    """The shared server of the browser tests (no auth)."""
+    return sakura_process()
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium for the session, driven through Debian's chromedriver, its console log kept."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        "--lang=zh-CN",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    downloads = tmp_path_factory.mktemp("downloads")
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads)})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    driver.downloads = downloads  # type: ignore[attr-defined]
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="session")
+def screenshot() -> Callable[[Any, str], None]:
+    """``screenshot(driver, name)``: save the window as docs/images/web-NAME.png when SAKURA_WEB_SCREENSHOTS is
+    set."""
+
+    def save(driver: Any, name: str) -> None:
+        if os.environ.get(SCREENSHOTS_ENV):
+            folder = REPO_ROOT / "docs" / "images"
+            folder.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(folder / f"web-{name}.png"))
+
+    return save
