@@ -58,9 +58,10 @@ def hook_examples() -> list[types.ModuleType]:
         if "my_plugin" in code:
             continue
         module = types.ModuleType(f"guide_example_{index}")
+        module.__file__ = str(GUIDE)  # an example that finds files beside its module looks beside the guide
         exec(compile(code, f"docs/plugins.md hook example {index}", "exec"), module.__dict__)
         modules.append(module)
-    assert len(modules) == 5
+    assert len(modules) == 6
     return modules
 
 
@@ -154,3 +155,39 @@ class _ReferencePlugin:
     @hookimpl
     def register_engines(self, register):
         register(ReferenceEngine)
+
+
+async def test_the_server_extension_example_adds_a_route_to_a_running_server(
+    hook_examples: list[types.ModuleType], tmp_path: Path
+) -> None:
+    import aiohttp
+    from aiohttp import web
+
+    from sakura_core.server import create_app
+
+    [example] = [module for module in hook_examples if hasattr(module, "uptime")]
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "index.html").write_text("<!doctype html><title>uptime</title>", encoding="utf-8")
+    example.__file__ = str(tmp_path / "my_plugin.py")  # the example serves the static folder beside its module
+    registry = PluginRegistry.create(entry_points=False, plugins=[("uptime", example)])
+    [extension] = registry.server_extensions({})
+    assert extension.home == "/my-plugin/index.html"
+    engine = ReferenceEngine(ReferenceEngine.Options(parallel=3))
+    model = await engine.load("sakura-7b-qwen2.5-v1.0-iq4xs.gguf")
+    runner = web.AppRunner(create_app(engine, registry, model))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/my-plugin/uptime") as response:
+                assert response.status == 200
+                assert await response.json() == {"model": model.id, "slots": 3}
+            async with session.get(f"http://127.0.0.1:{port}/openapi.json") as response:
+                assert "/my-plugin/uptime" in (await response.json())["paths"]
+            async with session.get(f"http://127.0.0.1:{port}/my-plugin/index.html") as response:
+                assert response.status == 200 and response.headers["Cache-Control"] == "no-cache"
+                assert "<title>uptime</title>" in await response.text()
+    finally:
+        await runner.cleanup()

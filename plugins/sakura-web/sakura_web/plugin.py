@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
-
 from sakura_core import hookimpl
-from sakura_web.options import WebOptions
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # every sakura command loads this module: `sakura --help` must not import pydantic or aiohttp
+    from pydantic import BaseModel
+
     from sakura_core.server.extension import ServerExtension
 
 HEADING = "Translation workbench (sakura-web)"
@@ -18,7 +17,9 @@ HEADING = "Translation workbench (sakura-web)"
 
 @hookimpl
 def register_run_options(register: Callable[[type[BaseModel], str], None]) -> None:
-    """Add ``--web/--no-web`` and ``--jobs-dir`` to ``sakura run``."""
+    """Add ``--web/--no-web``, ``--jobs-dir`` and the jobs' limits to ``sakura run``."""
+    from sakura_web.options import WebOptions
+
     register(WebOptions, HEADING)
 
 
@@ -30,6 +31,7 @@ def register_server_extensions(
     from sakura_core.server.extension import ServerExtension, StaticFiles
     from sakura_web.jobs.routes import job_routes
     from sakura_web.jobs.runner import Jobs
+    from sakura_web.options import WebOptions
     from sakura_web.page import PAGE_HEADERS, PAGE_ROUTES, STATIC_DIR, STATIC_PREFIX
     from sakura_web.translate_routes import TRANSLATE_ROUTES
 

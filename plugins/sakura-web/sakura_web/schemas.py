@@ -19,6 +19,15 @@ class FileFormat(BaseModel):
     description: str
 
 
+class AuthInfo(BaseModel):
+    """Whether requests need credentials, and which kinds, so a page can ask before its first call fails."""
+
+    required: bool
+    schemes: list[Literal["bearer", "basic"]] = Field(
+        description="What the server takes: bearer (--api-key, also as the Basic password) and basic (--auth)."
+    )
+
+
 class Limits(BaseModel):
     """What the server refuses past (413, 429, 400)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from aiohttp import web
 
@@ -21,6 +22,7 @@ from sakura_web.presets import PRESETS
 from sakura_web.prompting import default_max_tokens, render_translation
 from sakura_web.sampling import sampling_for
 from sakura_web.schemas import (
+    AuthInfo,
     Limits,
     TranslateDelta,
     TranslateDone,
@@ -62,6 +64,18 @@ async def translate_info(request: web.Request) -> web.Response:
             ),
         )
     )
+
+
+async def auth_info(request: web.Request) -> web.Response:
+    """Whether the API needs credentials and which kinds (public: the page asks for a key before its first call
+    instead of after a 401)."""
+    policy = request.app[STATE].auth
+    schemes: list[Literal["bearer", "basic"]] = []
+    if policy.api_key is not None:
+        schemes.append("bearer")
+    if policy.basic is not None or policy.api_key is not None:
+        schemes.append("basic")
+    return json_response(AuthInfo(required=policy.required, schemes=schemes))
 
 
 def _usage(record: GenerationRecord) -> Usage:
@@ -130,6 +144,15 @@ async def translate(request: web.Request) -> web.StreamResponse:
 
 
 TRANSLATE_ROUTES = [
+    RouteSpec(
+        "GET",
+        "/translate/auth",
+        auth_info,
+        "Whether the API needs credentials, and which kinds (no credentials needed to ask).",
+        response=AuthInfo,
+        public=True,
+        tags=("web",),
+    ),
     RouteSpec(
         "GET",
         "/translate/info",

@@ -22,16 +22,31 @@ export function currentAuthorization() {
   return authorization;
 }
 
-function promptForCredentials(response, refused) {
+function promptForCredentials(basicOnly, refused) {
   if (!pendingPrompt) {
-    pendingPrompt = showAuthDialog(response, refused).finally(() => {
+    pendingPrompt = showAuthDialog(basicOnly, refused).finally(() => {
       pendingPrompt = null;
     });
   }
   return pendingPrompt;
 }
 
-function showAuthDialog(response, refused) {
+/** Ask for the key before the first API call when the server needs one and the page holds none (the public
+ * /translate/auth says so), so a first visit makes no refused request. */
+export async function ensureCredentials() {
+  if (authorization) return;
+  let needs;
+  try {
+    const response = await fetch("/translate/auth", { credentials: "omit" });
+    if (!response.ok) return;
+    needs = await response.json();
+  } catch {
+    return; // the calls that follow report the failure
+  }
+  if (needs.required) await promptForCredentials(!needs.schemes.includes("bearer"), false);
+}
+
+function showAuthDialog(basicOnly, refused) {
   const dialog = document.getElementById("auth-dialog");
   const form = document.getElementById("auth-form");
   const userRow = document.getElementById("auth-user-row");
@@ -40,8 +55,6 @@ function showAuthDialog(response, refused) {
   const remember = document.getElementById("auth-remember");
   const error = document.getElementById("auth-error");
   // a server with only --auth USER:PASS (no Bearer challenge) takes HTTP Basic: ask for the user too
-  const challenges = (response.headers.get("WWW-Authenticate") || "").toLowerCase();
-  const basicOnly = challenges.includes("basic") && !challenges.includes("bearer");
   userRow.hidden = !basicOnly;
   error.hidden = !refused;
   key.value = "";
@@ -94,7 +107,9 @@ export async function apiFetch(path, options = {}) {
     await response.body?.cancel();
     sessionStorage.removeItem(KEY_STORAGE);
     localStorage.removeItem(KEY_STORAGE);
-    await promptForCredentials(response, refused || authorization !== null);
+    const challenges = (response.headers.get("WWW-Authenticate") || "").toLowerCase();
+    const basicOnly = challenges.includes("basic") && !challenges.includes("bearer");
+    await promptForCredentials(basicOnly, refused || authorization !== null);
     refused = true;
   }
 }

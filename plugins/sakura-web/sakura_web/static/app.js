@@ -1,6 +1,6 @@
 // The workbench's entry point: language, tabs (keyboard: arrows, Home, End), the model's details, each view.
 
-import { announceError, apiJson } from "./api.js";
+import { announceError, apiJson, ensureCredentials } from "./api.js";
 import { initFiles, loadJobs, setFormats } from "./files.js";
 import { initGlossary } from "./glossary.js";
 import { applyTexts, currentLang, loadLang, setLang, t } from "./i18n.js";
@@ -79,6 +79,7 @@ async function start() {
   initProofread();
   initServer();
   showView(location.hash.slice(1));
+  await ensureCredentials();
   await loadInfo();
   await loadJobs();
   document.body.dataset.ready = "true";

@@ -53,7 +53,8 @@ function chunkElement(chunk) {
       const mark = document.createElement("span");
       mark.className = "flag";
       mark.dataset.reason = flag.reason;
-      mark.textContent = flag.reason;
+      const label = t(`flag.${flag.reason}`);
+      mark.textContent = label === `flag.${flag.reason}` ? flag.reason : label;
       mark.title = flag.message;
       flags.append(mark);
       row.classList.add("flagged");
