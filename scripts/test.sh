@@ -9,7 +9,7 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
     $SUDO apt-get update -q
-    $SUDO apt-get install -y --no-install-recommends chromium chromium-driver
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver
 fi
 
 PYTHON=${PYTHON:-python3}

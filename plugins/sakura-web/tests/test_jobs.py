@@ -194,3 +194,49 @@ async def test_auth_covers_the_jobs_routes_and_openapi_lists_them(web_server: An
     ):
         assert path in paths, path
     assert {"get", "delete"} <= set(paths["/jobs/{id}"]) and "put" in paths["/jobs/{id}/chunks/{index}"]
+
+
+async def test_the_oldest_finished_jobs_go_past_jobs_kept(web_server: Any, srt: Any, tmp_path: Path) -> None:
+    server = await web_server(WebOptions(jobs_dir=tmp_path / "jobs", jobs_kept=2))
+    data = srt(tmp_path / "a.srt", CUES[:1]).read_bytes()
+    finished = []
+    for name in ("first.srt", "second.srt", "third.srt"):
+        status, job = await server.upload(name, data, OPTIONS)
+        assert status == 201, job
+        assert (await server.follow(job["id"]))[-1]["state"] == "done"
+        finished.append(job["id"])
+    status, listed = await server.json("GET", "/jobs")
+    assert [job["id"] for job in listed["data"]] == [finished[2], finished[1]]
+    assert not (tmp_path / "jobs" / finished[0]).exists() and (tmp_path / "jobs" / finished[1]).is_dir()
+    status, error = await server.json("GET", f"/jobs/{finished[0]}")
+    assert status == 404 and error["error"]["code"] == "job_not_found"
+
+
+async def test_an_upload_that_stops_arriving_is_a_408_and_writes_nothing(web_server: Any, tmp_path: Path) -> None:
+    server = await web_server(settings=ServerSettings(body_timeout_seconds=0.5))
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.server.port)
+    boundary = "sakura-test-boundary"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.srt"\r\n\r\n1\r\n'
+    writer.write(
+        (
+            "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 100000\r\n\r\n{head}"
+        ).encode()
+    )
+    await writer.drain()
+    head_of_answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    writer.close()
+    assert head_of_answer.startswith(b"HTTP/1.1 408"), head_of_answer
+    assert b"application/json" in head_of_answer
+    assert not any((tmp_path / "jobs").rglob("slow.srt"))
+    status, listed = await server.json("GET", "/jobs")
+    assert status == 200 and listed["data"] == []
+
+
+async def test_the_page_can_ask_whether_a_key_is_needed(web_server: Any) -> None:
+    open_server = await web_server()
+    assert await open_server.json("GET", "/translate/auth") == (200, {"required": False, "schemes": []})
+    keyed = await web_server(settings=ServerSettings(api_key="sk-web"))
+    assert await keyed.json("GET", "/translate/auth") == (200, {"required": True, "schemes": ["bearer", "basic"]})
+    basic = await web_server(settings=ServerSettings(basic_auth=("reader", "s3cret")))
+    assert await basic.json("GET", "/translate/auth") == (200, {"required": True, "schemes": ["basic"]})
