@@ -56,7 +56,10 @@ class EventStream:
         self._last_write = 0.0
         self._pinger: asyncio.Task[None] | None = None
         self._watch = DrainWatch(request.transport)
-        self._writing = asyncio.Lock()  # the pinger and the stream take turns
+        self._unblocked_bytes = 0  # writes shorter than this cannot make aiohttp wait (set once the stream opens)
+        # the stream and the pinger take turns: the pinger skips while the stream writes, the stream waits for a ping
+        self._writing = False
+        self._pinging: asyncio.Future[None] | None = None
 
     async def __aenter__(self) -> EventStream:
         transport = self.request.transport
@@ -65,6 +68,9 @@ class EventStream:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
         await self.response.prepare(self.request)
+        if isinstance(transport, asyncio.WriteTransport):
+            # the transport pauses its protocol past its high-water mark; 64 bytes spare for the chunk's framing
+            self._unblocked_bytes = transport.get_write_buffer_limits()[1] - 64
         self._last_write = time.monotonic()
         self._pinger = asyncio.get_running_loop().create_task(self._ping_while_silent())
         return self
@@ -94,21 +100,42 @@ class EventStream:
         await self._write(DONE)
 
     async def _write(self, payload: bytes) -> None:
-        async with self._writing:
-            if self.timed_out:
-                raise SendTimeoutError("the client stopped reading")
-            now = self._last_write = time.monotonic()
-            self._watch.before_write()
-            if self.send_timeout is not None and self._watch.stalled_for(now) >= self.send_timeout:
-                self._time_out()
+        while self._pinging is not None:
+            await asyncio.shield(self._pinging)
+        self._writing = True
+        try:
+            await self._send(payload)
+        finally:
+            self._writing = False
+
+    async def _ping(self) -> None:
+        if self._writing:
+            return
+        self._pinging = asyncio.get_running_loop().create_future()
+        try:
+            await self._send(PING)
+        finally:
+            self._pinging.set_result(None)
+            self._pinging = None
+
+    async def _send(self, payload: bytes) -> None:
+        if self.timed_out:
+            raise SendTimeoutError("the client stopped reading")
+        now = self._last_write = time.monotonic()
+        self._watch.before_write()
+        if self.send_timeout is not None and self._watch.stalled_for(now) >= self.send_timeout:
+            self._time_out()
+        if len(payload) < self._unblocked_bytes:
+            await self.response.write(payload)  # nothing waits in the transport: this cannot block
+        else:  # a write this large can fill the transport's buffer, and aiohttp then waits for room, without limit
             try:
                 async with asyncio.timeout(self.send_timeout):
                     await self.response.write(payload)
             except TimeoutError:
                 self._time_out()
-            if not await self._watch.wait_until_taken(self.send_timeout):
-                self._time_out()
-            self._watch.after_write(time.monotonic())
+        if not await self._watch.wait_until_taken(self.send_timeout):
+            self._time_out()
+        self._watch.after_write(time.monotonic())
 
     def _time_out(self) -> NoReturn:
         self.timed_out = True
@@ -124,4 +151,4 @@ class EventStream:
                 if due > 0:
                     await asyncio.sleep(due)
                     continue
-                await self._write(PING)
+                await self._ping()
