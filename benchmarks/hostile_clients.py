@@ -441,15 +441,24 @@ def supports(option: str) -> bool:
     return option in help_text
 
 
+#: Loopback source addresses the oversized-header sockets are spread over, so that each stays under the server's
+#: per-client connection cap (256 by default) and every socket reaches the header limit.
+HEADER_SOURCES = 8
+
+
 def probe_oversized_headers(count: int) -> Callable[[Server], str]:
     def probe(server: Server) -> str:
-        """``count`` sockets each sending about 1 MB of header lines that never end; RSS before, at the peak, after."""
+        """``count`` sockets each sending about 1 MB of header lines that never end; RSS before, at the peak, after.
+        The sockets come from ``HEADER_SOURCES`` loopback addresses."""
         start = rss_mb(server.process.pid)
         line = b"X-Fill: " + b"a" * 4000 + b"\r\n"
         socks = []
         refused = 0
-        for _ in range(count):
-            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        for number in range(count):
+            sock = socket.socket()
+            sock.bind((f"127.0.0.{10 + number % HEADER_SOURCES}", 0))
+            sock.settimeout(5)
+            sock.connect(("127.0.0.1", server.port))
             sock.settimeout(0.5)
             socks.append(sock)
             try:
@@ -465,8 +474,8 @@ def probe_oversized_headers(count: int) -> Callable[[Server], str]:
         time.sleep(3)
         after = rss_mb(server.process.pid)
         return (
-            f"RSS {start:.0f} MB -> {peak:.0f} MB with {count} sockets -> {after:.0f} MB after they closed"
-            f" ({refused} cut before 1 MB was sent)"
+            f"RSS {start:.0f} MB -> {peak:.0f} MB with {count} sockets from {HEADER_SOURCES} addresses"
+            f" -> {after:.0f} MB after they closed ({refused} cut before 1 MB was sent)"
         )
 
     return probe
@@ -485,20 +494,34 @@ def probe_silent_streams(model: Path, log: Path) -> str:
             sock.connect(("127.0.0.1", server.port))
             sock.sendall(post_request(server.port, "/v1/completions", body))
             silent.append(sock)
+        opened = time.monotonic()  # the silent clients read nothing from here on
         time.sleep(0.5)
         started = time.monotonic()
         normal = json.dumps({"prompt": "y", "max_tokens": 4}).encode()
-        try:
-            status = server.post("/v1/completions", normal, timeout=40)[0]
-            served = f"another client served after {time.monotonic() - started:.1f} s ({status})"
-        except OSError:
-            served = f"another client not served in {time.monotonic() - started:.0f} s"
-        slots = json.loads(server.get("/slots")[2])
-        busy = sum(1 for slot in slots if slot.get("state"))
+        outcome: list[str] = []
+
+        def ask() -> None:
+            try:
+                status = server.post("/v1/completions", normal, timeout=40)[0]
+                outcome.append(f"another client served after {time.monotonic() - started:.1f} s ({status})")
+            except OSError:
+                outcome.append(f"another client not served in {time.monotonic() - started:.0f} s")
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        freed = "slots still busy 40 s after the silent clients stopped reading"
+        while time.monotonic() - opened < 40:
+            slots = json.loads(server.get("/slots")[2])
+            if not any(slot.get("state") for slot in slots):  # the other client's 4 tokens take milliseconds
+                freed = f"every slot free {time.monotonic() - opened:.1f} s after the silent clients stopped reading"
+                break
+            time.sleep(0.1)
+        asker.join()
+        served = outcome[0]
         for sock in silent:
             sock.close()
         option = " ".join(extra) or "no send timeout"
-        return f"{served}; {busy} of {len(slots)} slots busy then ({option})"
+        return f"{freed}; {served} ({option})"
     finally:
         server.stop()
 
@@ -651,6 +674,12 @@ def main() -> None:
         return not only or any(part in name.lower() for part in only)
 
     from sakura_llamacpp.tiny_model import write_tiny_gguf
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted_files = max(args.header_sockets, args.slow_bodies, args.sockets) + 256
+    if soft < wanted_files:  # this process holds every attacking socket at once
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted_files, hard), hard))
+    print(f"open-file limit: {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}", flush=True)
 
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
