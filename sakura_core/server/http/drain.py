@@ -2,9 +2,13 @@
 
 A client that stops reading is seen in two places. Its receive window closes, so the bytes the server's kernel
 sent stay unacknowledged in the socket's send queue (Linux reports that queue with the ``SIOCOUTQ`` ioctl); then
-that queue fills, and what the server writes stays in the asyncio transport's buffer. A client that reads makes at
-least one of the two fall, whatever their size. ``DrainWatch`` samples them and says since when neither fell, so
-the send timeout starts when the client stops reading, not once every buffer between is full.
+that queue fills, and what the server writes stays in the asyncio transport's buffer. ``DrainWatch`` samples both
+and counts what the client took (acknowledged) since, so the send timeout starts when the client stops reading,
+not once every buffer between is full.
+
+A client that reads empties its receive buffer, and with it the server's queue. A client that reads nothing still
+takes a few hundred bytes now and then, as its kernel compacts its full receive buffer; so once a client has
+stalled, the clock restarts only when it has taken ``PROGRESS_BYTES`` since, or everything sent.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ else:  # elsewhere only the transport's buffer is watched: the timeout starts on
 #: Seconds between two samples of the kernel's send queue while writes come (one ``ioctl`` per sample, not one
 #: per write).
 SAMPLE_SECONDS = 0.05
+#: What a stalled client must take (in all, since it stalled) for the send timeout's clock to restart.
+PROGRESS_BYTES = 4096
 #: The first and the longest pause while waiting for a stalled client to take the bytes already written.
 FIRST_POLL_SECONDS = 0.005
 LONGEST_POLL_SECONDS = 0.1
@@ -45,6 +51,7 @@ class DrainWatch:
         self._socket = sock if UNACKED_REQUEST is not None else None
         self._queued_after: int | None = None  # the kernel's send queue right after the last sampled write
         self._sampled_at = -SAMPLE_SECONDS
+        self._taken_while_stalled = 0
 
     def stalled_for(self, now: float) -> float:
         """Seconds the client has taken nothing (0 while it reads)."""
@@ -56,7 +63,7 @@ class DrainWatch:
             return
         queued = self._unacknowledged()
         if queued is not None:
-            self._judge(taken=queued < self._queued_after or self._queued_after == 0, since=self._sampled_at)
+            self._took(self._queued_after - queued, caught_up=queued == 0, since=self._sampled_at)
         self._queued_after = None
 
     def after_write(self, now: float) -> None:
@@ -72,7 +79,7 @@ class DrainWatch:
             return True
         pause = FIRST_POLL_SECONDS
         buffered, queued = self.transport.get_write_buffer_size(), self._unacknowledged()
-        self._judge(taken=False, since=time.monotonic())
+        self._took(0, caught_up=False, since=time.monotonic())
         while buffered > 0:
             if self.transport.is_closing():
                 raise ConnectionResetError("the client went away")
@@ -84,18 +91,28 @@ class DrainWatch:
             pause = min(pause * 2, LONGEST_POLL_SECONDS)
             was_buffered, was_queued = buffered, queued
             buffered, queued = self.transport.get_write_buffer_size(), self._unacknowledged()
-            taken = buffered < was_buffered or (queued is not None and was_queued is not None and queued < was_queued)
-            self._judge(taken=taken, since=now)
-            if taken:
+            # what left the transport entered the kernel's queue: the client took what left both
+            taken = was_buffered - buffered
+            if queued is not None and was_queued is not None:
+                taken += was_queued - queued
+            self._took(taken, caught_up=buffered == 0 and queued == 0, since=now)
+            if taken > 0:
                 pause = FIRST_POLL_SECONDS
         self._queued_after = None  # bytes entered the queue while waiting: the next comparison would be wrong
         return True
 
-    def _judge(self, *, taken: bool, since: float) -> None:
-        if taken:
+    def _took(self, taken: int, *, caught_up: bool, since: float) -> None:
+        """The client took ``taken`` bytes (``caught_up``: everything sent) in an interval that began at ``since``."""
+        if caught_up:
             self.stalled_since = None
         elif self.stalled_since is None:
-            self.stalled_since = since
+            if taken <= 0:
+                self.stalled_since = since
+                self._taken_while_stalled = 0
+        elif taken > 0:
+            self._taken_while_stalled += taken
+            if self._taken_while_stalled >= PROGRESS_BYTES:
+                self.stalled_since = None
 
     def _unacknowledged(self) -> int | None:
         """The socket's bytes the client has not acknowledged (Linux), or None where that cannot be asked."""
