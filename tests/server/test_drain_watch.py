@@ -58,7 +58,7 @@ async def test_trickles_of_a_non_reading_clients_kernel_do_not_restart_the_clock
 
 
 async def test_a_client_that_reads_restarts_the_clock_and_its_bytes_go_out() -> None:
-    kernel = Kernel(100_000, PROGRESS_BYTES)
+    kernel = Kernel(10_000_000, PROGRESS_BYTES)
     transport = StuckTransport(1000)
     watch = DrainWatch(transport)
     watch._unacknowledged = kernel.look  # type: ignore[method-assign]

@@ -135,7 +135,7 @@ async def test_the_send_timeout_starts_when_the_client_stops_reading_not_when_bu
 
 
 async def test_a_client_reading_a_model_paced_stream_in_bursts_is_not_cut(start_server, recording_engine_class) -> None:
-    """A client that reads every 0.3 s, within the send timeout of 0.5 s, gets its whole stream."""
+    """A client that reads a 16 KiB chunk every 0.3 s, within the send timeout of 0.5 s, gets its whole stream."""
     settings = ServerSettings(send_timeout_seconds=0.5)
     server = await start_server(settings=settings, engine_class=trickling_engine(recording_engine_class))
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -145,7 +145,7 @@ async def test_a_client_reading_a_model_paced_stream_in_bursts_is_not_cut(start_
         + body
     )
     received = b""
-    while chunk := await reader.read(4096):
+    while chunk := await reader.read(16 * 1024):
         received += chunk
         await asyncio.sleep(0.3)
     writer.close()

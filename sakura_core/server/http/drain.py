@@ -7,8 +7,9 @@ and counts what the client took (acknowledged) since, so the send timeout starts
 not once every buffer between is full.
 
 A client that reads empties its receive buffer, and with it the server's queue. A client that reads nothing still
-takes a few hundred bytes now and then, as its kernel compacts its full receive buffer; so once a client has
-stalled, the clock restarts only when it has taken ``PROGRESS_BYTES`` since, or everything sent.
+takes a few hundred bytes now and then, a few KiB in all, as its kernel compacts its full receive buffer; so once a
+client has stalled, the clock restarts only when it has taken ``PROGRESS_BYTES`` since, or everything sent. (A
+client with a large receive buffer can take more that way: its clock then restarts a few times, a bounded number.)
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ else:  # elsewhere only the transport's buffer is watched: the timeout starts on
 #: per write).
 SAMPLE_SECONDS = 0.05
 #: What a stalled client must take (in all, since it stalled) for the send timeout's clock to restart.
-PROGRESS_BYTES = 4096
+PROGRESS_BYTES = 16 * 1024
 #: The first and the longest pause while waiting for a stalled client to take the bytes already written.
 FIRST_POLL_SECONDS = 0.005
 LONGEST_POLL_SECONDS = 0.1
