@@ -532,4 +532,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # ``python -m sakura_core.cli`` runs this file as ``__main__``, a second copy of the module: run the group of
+    # the module that plugins import, so that their ``isinstance(cli, SakuraGroup)`` holds as under ``sakura``
+    # (sakura-translate would otherwise import its commands, with openpyxl and Pillow, at every start)
+    from sakura_core.cli import main as imported_main
+
+    imported_main()

@@ -303,3 +303,18 @@ def test_an_unknown_model_version_is_a_one_line_usage_error_naming_the_known_one
     assert result.output == (
         "Error: unknown model version '2.0'; the known versions are: 0.8, 0.9, 0.10, 1.0, 1.5, galtransl\n"
     )
+
+
+def test_python_dash_m_runs_the_group_plugins_see_so_lazy_commands_stay_unimported() -> None:
+    """``python -m sakura_core.cli`` (how tests and benchmarks start the server) runs the same group class that
+    plugins import: sakura-translate's commands then stay lazy, as under ``sakura``, and their modules (openpyxl,
+    Pillow: tens of MB) are not imported by ``--help`` or a server start."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "sakura_core.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "translate" in done.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")}
+    assert "sakura_translate.cli" not in imported

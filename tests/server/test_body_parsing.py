@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 import time
 
-from sakura_core.server.http.httpio import INLINE_PARSE_BYTES
+import pytest
+from pydantic import ValidationError
+
+from sakura_core.server.http.errors import APIError
+from sakura_core.server.http.httpio import INLINE_PARSE_BYTES, PARSE_SWITCH_INTERVAL, _parse_and_build, parse
+from sakura_core.server.routes.schemas.openai import CompletionRequest
 from sakura_core.testing.rawhttp import RawReply, exchange, post_request
 
 #: Longest the event loop may go without running a 2 ms timer while the bodies are handled, in seconds.
@@ -68,3 +74,50 @@ async def test_small_and_large_bodies_are_answered_alike(api) -> None:
     assert bad.status == 400 and bad.error["param"] == "temperature"
     broken = await api.post("/v1/completions", data=b'{"prompt": "' + b"x" * (INLINE_PARSE_BYTES * 2) + b'"')
     assert broken.status == 400 and broken.error["code"] == "invalid_json"
+
+
+def references_from(error: BaseException) -> list[object]:
+    """Everything a raised error keeps alive that could be a parsed body: its chain, its frames' locals, the
+    arguments of the errors in its chain."""
+    found: list[object] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        found.extend(current.args)
+        if isinstance(current, ValidationError):
+            found.extend(detail.get("input") for detail in current.errors())
+        trace = current.__traceback__
+        while trace is not None:
+            found.extend(trace.tb_frame.f_locals.values())
+            trace = trace.tb_next
+        pending += [current.__context__, current.__cause__]
+    return found
+
+
+def test_a_refused_many_keys_body_is_freed_in_the_parsing_thread_not_by_the_loop() -> None:
+    """The error that goes back to the event loop holds no reference to the parsed body, so its hundreds of
+    thousands of values are freed in the thread that parsed them."""
+    body = json.dumps({"max_tokens": "many", "ignored": {f"k{i}": i for i in range(30_000)}}).encode()
+    with pytest.raises(APIError) as refused:
+        _parse_and_build(body, lambda data: parse(CompletionRequest, data))
+    assert refused.value.status == 400
+    kept = [value for value in references_from(refused.value) if isinstance(value, dict) and len(value) > 1000]
+    assert kept == []
+
+
+def test_a_many_keys_body_is_parsed_with_a_short_gil_switch_interval() -> None:
+    """While a body of very many values is parsed the GIL changes hands often (the loop waits less for it);
+    the interval is restored afterwards."""
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+
+    def build(data: dict[str, object]) -> int:
+        seen.append(sys.getswitchinterval())
+        return len(data)
+
+    assert _parse_and_build(many_keys_body(30_000), build) == 3
+    assert seen == [PARSE_SWITCH_INTERVAL] and sys.getswitchinterval() == before

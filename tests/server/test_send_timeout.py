@@ -95,3 +95,60 @@ async def test_a_slow_but_reading_client_is_not_cut(start_server, recording_engi
     writer.close()
     assert received > 40 * TOKEN_BYTES
     assert server.state.metrics.outcomes["send_timeout"] == 0
+
+
+def trickling_engine(base: type) -> type:
+    class Trickling(base):  # type: ignore[misc, valid-type]
+        """Yields short tokens at a model's pace (one every few milliseconds), up to ``max_tokens``."""
+
+        async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
+            self.active += 1
+            try:
+                for _ in range(params.max_tokens):
+                    await asyncio.sleep(0.004)
+                    yield "x"
+            finally:
+                self.active -= 1
+
+    return Trickling
+
+
+async def test_the_send_timeout_starts_when_the_client_stops_reading_not_when_buffers_fill(
+    start_server, recording_engine_class
+) -> None:
+    """Short tokens at a model's pace take many seconds to fill the server's buffers; a client that reads nothing
+    from the start is still ended within about the send timeout."""
+    settings = ServerSettings(send_timeout_seconds=0.5)
+    server = await start_server(settings=settings, engine_class=trickling_engine(recording_engine_class))
+    sock = open_silent_stream(server.port)
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 6:
+            if server.state.metrics.outcomes["send_timeout"] == 1 and server.state.scheduler.active == 0:
+                break
+            await asyncio.sleep(0.02)
+        ended_after = time.monotonic() - started
+    finally:
+        sock.close()
+    assert server.state.metrics.outcomes["send_timeout"] == 1
+    assert ended_after < 0.5 + 1.0, f"ended {ended_after:.1f} s after the client stopped reading"
+
+
+async def test_a_client_reading_a_model_paced_stream_in_bursts_is_not_cut(start_server, recording_engine_class) -> None:
+    """A client that reads a 16 KiB chunk every 0.3 s, within the send timeout of 0.5 s, gets its whole stream."""
+    settings = ServerSettings(send_timeout_seconds=0.5)
+    server = await start_server(settings=settings, engine_class=trickling_engine(recording_engine_class))
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    body = json.dumps({"prompt": "hello", "max_tokens": 300, "stream": True}).encode()
+    writer.write(
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+    received = b""
+    while chunk := await reader.read(16 * 1024):
+        received += chunk
+        await asyncio.sleep(0.3)
+    writer.close()
+    assert received.count(b'"text":"x"') == 300
+    assert b"data: [DONE]" in received
+    assert server.state.metrics.outcomes["send_timeout"] == 0

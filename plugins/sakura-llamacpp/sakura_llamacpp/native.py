@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from sakura_core.engine import EngineError, ModelLoadError
+from sakura_llamacpp.file_types import quant_name
 from sakura_llamacpp.options import LlamaCppOptions
 
 logger = logging.getLogger(__name__)
@@ -273,14 +274,7 @@ def meta_string(loaded: LoadedModel, key: str) -> str | None:
 
 def file_type_name(loaded: LoadedModel) -> str | None:
     """The model's file type as a quant name (``Q4_K_M``, ``IQ4_XS``, ``F16``), or None when unknown."""
-    ftype = int(loaded.lib.llama_model_ftype(loaded.model)) & ~1024  # 1024: "guessed" flag
-    try:
-        import gguf
-
-        name = gguf.LlamaFileType(ftype).name
-    except (ImportError, ValueError):
-        return None
-    return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    return quant_name(int(loaded.lib.llama_model_ftype(loaded.model)))
 
 
 def model_meta(loaded: LoadedModel) -> dict[str, int]:

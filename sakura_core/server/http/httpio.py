@@ -12,6 +12,8 @@ import gc
 import json
 import json.scanner
 import re
+import sys
+import threading
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -52,6 +54,9 @@ INLINE_PARSE_BYTES = 64 * 1024
 #: event loop take the GIL between values, where the fast parser holds it for the whole body (700,000 tiny values:
 #: 300 ms). A prompt that fits any context has a few thousand; only bodies built to be costly go the slow way.
 FAST_PARSE_SEPARATORS = 20_000
+#: The GIL switch interval while such a body is parsed, in seconds (Python's default is 0.005): the event loop
+#: thread, which gives the GIL up at each socket call and at each wait for events, gets it back that much sooner.
+PARSE_SWITCH_INTERVAL = 0.0005
 #: A ``\uD800``-``\uDFFF`` escape: such bodies are left to the fast parser, which refuses lone surrogates.
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -118,11 +123,42 @@ async def read_body_as(request: web.Request, limits: BodyLimits, build: Callable
 
 def _parse_and_build(raw: bytes, build: Callable[[dict[str, Any]], T]) -> T:
     """Off the loop: parse (the slow, GIL-sharing way for bodies of very many values), then build. The parsed
-    object is freed here too, in the same thread."""
-    separators = raw.count(b",") + raw.count(b":")
-    if separators > FAST_PARSE_SEPARATORS and SURROGATE_ESCAPE.search(raw) is None:
-        return build(parse_json_object_yielding(raw))
-    return build(parse_json_object(raw))
+    object is freed here too, in the same thread, also when the body is refused: the error that goes back to the
+    loop keeps no reference to it (freeing 700,000 values takes milliseconds, with the GIL held)."""
+    try:
+        separators = raw.count(b",") + raw.count(b":")
+        if separators > FAST_PARSE_SEPARATORS and SURROGATE_ESCAPE.search(raw) is None:
+            with _short_switch_interval:
+                return build(parse_json_object_yielding(raw))
+        return build(parse_json_object(raw))
+    except APIError as exc:
+        exc.__context__ = exc.__cause__ = None  # a validation error holds the values it refused
+        raise exc.with_traceback(None) from None  # the frames of the parse and the build hold the parsed body
+
+
+class _SwitchInterval:
+    """Lowers the GIL switch interval while at least one many-valued body is being parsed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = sys.getswitchinterval()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, PARSE_SWITCH_INTERVAL))
+            self._users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                sys.setswitchinterval(self._saved)
+
+
+_short_switch_interval = _SwitchInterval()
 
 
 def parse_json_object_yielding(raw: bytes) -> dict[str, Any]:

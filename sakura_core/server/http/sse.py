@@ -7,17 +7,19 @@ import contextlib
 import socket
 import time
 from types import TracebackType
+from typing import NoReturn
 
 from aiohttp import web
 from pydantic import BaseModel
 
+from sakura_core.server.http.drain import DrainWatch
 from sakura_core.server.http.errors import APIError
 from sakura_core.server.http.httpio import to_json
 
 PING = b": ping\n\n"
 #: The kernel send buffer of a streaming connection, in bytes: token events are small, so this is ample for any
-#: client that reads, and a client that stops reading fills it (and with it the send timeout's clock) in seconds
-#: rather than after the megabytes an auto-tuned buffer would take.
+#: client that reads, and it bounds what a client that stops reading holds in the kernel (an auto-tuned buffer
+#: grows to megabytes).
 STREAM_SEND_BUFFER = 64 * 1024
 DONE = b"data: [DONE]\n\n"
 
@@ -32,8 +34,10 @@ class EventStream:
     ``async with EventStream(request, ping_seconds) as events:`` sends the headers at once; a background task
     writes a ``: ping`` comment whenever nothing was written for ``ping_seconds`` (a request waiting in the
     queue or in prefill keeps clients with read timeouts waiting). Writes to a client that went away raise
-    ConnectionError. A write that cannot finish within ``send_timeout`` seconds (the client stopped reading and
-    every buffer between is full) drops the connection and raises ``SendTimeoutError``.
+    ConnectionError. Once the client has taken nothing for ``send_timeout`` seconds (``DrainWatch`` starts the
+    clock when its receive window closes, whatever the buffers behind), the next write, or the one waiting, drops
+    the connection and raises ``SendTimeoutError``. A write waits while the kernel cannot take it, so at most one
+    event waits in the server's memory.
     """
 
     def __init__(self, request: web.Request, ping_seconds: float, send_timeout: float | None = None) -> None:
@@ -51,6 +55,11 @@ class EventStream:
         )
         self._last_write = 0.0
         self._pinger: asyncio.Task[None] | None = None
+        self._watch = DrainWatch(request.transport)
+        self._unblocked_bytes = 0  # writes shorter than this cannot make aiohttp wait (set once the stream opens)
+        # the stream and the pinger take turns: the pinger skips while the stream writes, the stream waits for a ping
+        self._writing = False
+        self._pinging: asyncio.Future[None] | None = None
 
     async def __aenter__(self) -> EventStream:
         transport = self.request.transport
@@ -59,6 +68,9 @@ class EventStream:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
         await self.response.prepare(self.request)
+        if isinstance(transport, asyncio.WriteTransport):
+            # the transport pauses its protocol past its high-water mark; 64 bytes spare for the chunk's framing
+            self._unblocked_bytes = transport.get_write_buffer_limits()[1] - 64
         self._last_write = time.monotonic()
         self._pinger = asyncio.get_running_loop().create_task(self._ping_while_silent())
         return self
@@ -88,18 +100,49 @@ class EventStream:
         await self._write(DONE)
 
     async def _write(self, payload: bytes) -> None:
+        while self._pinging is not None:
+            await asyncio.shield(self._pinging)
+        self._writing = True
+        try:
+            await self._send(payload)
+        finally:
+            self._writing = False
+
+    async def _ping(self) -> None:
+        if self._writing:
+            return
+        self._pinging = asyncio.get_running_loop().create_future()
+        try:
+            await self._send(PING)
+        finally:
+            self._pinging.set_result(None)
+            self._pinging = None
+
+    async def _send(self, payload: bytes) -> None:
         if self.timed_out:
             raise SendTimeoutError("the client stopped reading")
-        self._last_write = time.monotonic()
-        try:
-            async with asyncio.timeout(self.send_timeout):
-                await self.response.write(payload)
-        except TimeoutError:
-            self.timed_out = True
-            transport = self.request.transport
-            if transport is not None:
-                transport.abort()  # what is buffered for this client will never be read
-            raise SendTimeoutError(f"the client read nothing for {self.send_timeout:g} seconds") from None
+        now = self._last_write = time.monotonic()
+        self._watch.before_write()
+        if self.send_timeout is not None and self._watch.stalled_for(now) >= self.send_timeout:
+            self._time_out()
+        if len(payload) < self._unblocked_bytes:
+            await self.response.write(payload)  # nothing waits in the transport: this cannot block
+        else:  # a write this large can fill the transport's buffer, and aiohttp then waits for room, without limit
+            try:
+                async with asyncio.timeout(self.send_timeout):
+                    await self.response.write(payload)
+            except TimeoutError:
+                self._time_out()
+        if not await self._watch.wait_until_taken(self.send_timeout):
+            self._time_out()
+        self._watch.after_write(time.monotonic())
+
+    def _time_out(self) -> NoReturn:
+        self.timed_out = True
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()  # what is buffered for this client will never be read
+        raise SendTimeoutError(f"the client read nothing for {self.send_timeout:g} seconds") from None
 
     async def _ping_while_silent(self) -> None:
         with contextlib.suppress(ConnectionError):
@@ -108,4 +151,4 @@ class EventStream:
                 if due > 0:
                     await asyncio.sleep(due)
                     continue
-                await self._write(PING)
+                await self._ping()
