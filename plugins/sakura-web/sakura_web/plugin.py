@@ -28,16 +28,17 @@ def register_server_extensions(
     register: Callable[[ServerExtension], None], run_options: Mapping[type[BaseModel], BaseModel]
 ) -> None:
     """Serve the workbench at ``/`` with its static files, ``/translate`` and the jobs API (unless ``--no-web``)."""
-    from sakura_core.server.extension import ServerExtension, StaticFiles
-    from sakura_web.jobs.routes import job_routes
-    from sakura_web.jobs.runner import Jobs
     from sakura_web.options import WebOptions
-    from sakura_web.page import PAGE_HEADERS, PAGE_ROUTES, STATIC_DIR, STATIC_PREFIX
-    from sakura_web.translate_routes import TRANSLATE_ROUTES
 
     options = run_options.get(WebOptions) or WebOptions()
     if not isinstance(options, WebOptions) or not options.web:
         return
+    from sakura_core.server.extension import ServerExtension, StaticFiles
+    from sakura_web.jobs.routes import job_routes
+    from sakura_web.jobs.runner import Jobs
+    from sakura_web.page import PAGE_HEADERS, PAGE_ROUTES, STATIC_DIR, STATIC_PREFIX
+    from sakura_web.translate_routes import TRANSLATE_ROUTES
+
     jobs = Jobs()
     register(
         ServerExtension(

@@ -13,12 +13,13 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-
-import openpyxl
-from openpyxl.workbook.workbook import Workbook
+from typing import TYPE_CHECKING
 
 from sakura_translate.errors import InputError, zh
 from sakura_translate.formats.base import Convert, Document, LoadOptions, Translations, merged_text
+
+if TYPE_CHECKING:  # openpyxl (and the numpy it imports) loads with the first workbook, not with the format list
+    from openpyxl.workbook.workbook import Workbook
 
 SOURCE_HEADERS = ("src", "source", "original", "original text", "原文", "japanese", "ja", "text")
 TARGET_HEADERS = ("dst", "target", "translation", "initial", "machine translation", "译文", "chinese", "zh")
@@ -69,6 +70,8 @@ class Spreadsheet(Document):
 
     @classmethod
     def load(cls, path: Path, options: LoadOptions) -> Spreadsheet:
+        import openpyxl
+
         data = path.read_bytes()
         try:
             workbook = openpyxl.load_workbook(io.BytesIO(data))
@@ -78,6 +81,8 @@ class Spreadsheet(Document):
 
     def render(self, translations: Translations, *, bilingual: bool = False, convert: Convert = str) -> bytes:
         (translated,) = translations
+        import openpyxl
+
         workbook = openpyxl.load_workbook(io.BytesIO(self.data))
         changed = False
         for cell, translation in zip(self.cells, translated, strict=True):
