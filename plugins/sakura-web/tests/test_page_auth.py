@@ -7,8 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+
+def wait(driver: Any, timeout: float) -> WebDriverWait:
+    """A wait that looks again when the page redrew the element a condition held (a job card, a chunk)."""
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+
 
 KEY = "sk-page-test-key"
 
@@ -35,7 +42,7 @@ def test_the_key_is_asked_for_kept_and_sent(browser: Any, keyed_server: Any, scr
     browser.execute_script("localStorage.clear(); sessionStorage.clear();")
     browser.get(f"{keyed_server.url}/#translate")
     browser.get_log("browser")
-    WebDriverWait(browser, 10).until(dialog_open)
+    wait(browser, 10).until(dialog_open)
     # the prompt: a modal dialog whose password field has a label
     label = browser.find_element(By.CSS_SELECTOR, "label[for='auth-key']").text
     assert label and browser.find_element(By.ID, "auth-key").get_attribute("type") == "password"
@@ -43,12 +50,12 @@ def test_the_key_is_asked_for_kept_and_sent(browser: Any, keyed_server: Any, scr
     screenshot(browser, "auth")
 
     submit_key(browser, "wrong")
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "auth-error").is_displayed())
+    wait(browser, 10).until(lambda d: d.find_element(By.ID, "auth-error").is_displayed())
     assert dialog_open(browser)
 
     browser.find_element(By.ID, "auth-remember").click()
     submit_key(browser, KEY)
-    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    wait(browser, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
     assert not dialog_open(browser)
     assert "sakura-tiny-qwen2-v1.0-f32" in browser.find_element(By.ID, "model-line").text
     assert browser.execute_script("return localStorage.getItem('sakura.auth')") == f"Bearer {KEY}"
@@ -60,13 +67,13 @@ def test_the_key_is_asked_for_kept_and_sent(browser: Any, keyed_server: Any, scr
     tokens.send_keys("6")
     browser.find_element(By.ID, "source").send_keys("おはようございます。")
     browser.find_element(By.ID, "translate-go").click()
-    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-kind") == "done")
+    wait(browser, 30).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-kind") == "done")
     assert browser.find_element(By.CSS_SELECTOR, "#aligned-rows td.dst").get_attribute("textContent")
     # remembered: a new visit asks nothing
     browser.get(f"{keyed_server.url}/#server")
-    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    wait(browser, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
     assert not dialog_open(browser)
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "m-slots").text == "0 / 2")
+    wait(browser, 10).until(lambda d: d.find_element(By.ID, "m-slots").text == "0 / 2")
 
     # the console: only the wrong key's refused request; the first visit asked before calling, so none there
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
@@ -79,12 +86,12 @@ def test_basic_auth_asks_for_the_user_too(browser: Any, sakura_process: Any) -> 
     browser.get(f"{server.url}/#translate")
     browser.execute_script("localStorage.clear(); sessionStorage.clear();")
     browser.get(f"{server.url}/#translate")
-    WebDriverWait(browser, 10).until(dialog_open)
+    wait(browser, 10).until(dialog_open)
     user = browser.find_element(By.ID, "auth-user")
     assert user.is_displayed() and browser.switch_to.active_element.get_attribute("id") == "auth-user"
     user.send_keys("reader")
     submit_key(browser, "s3cret")
-    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    wait(browser, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
     assert not dialog_open(browser)
     assert "sakura-tiny-qwen2-v1.0-f32" in browser.find_element(By.ID, "model-line").text
     assert browser.execute_script("return sessionStorage.getItem('sakura.auth')").startswith("Basic ")

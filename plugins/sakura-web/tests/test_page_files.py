@@ -14,8 +14,15 @@ from typing import Any
 
 import pysubs2
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+
+def wait(driver: Any, timeout: float) -> WebDriverWait:
+    """A wait that looks again when the page redrew the element a condition held (a job card, a chunk)."""
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+
 
 #: The page's job settings, and the same for the CLI: greedy answers of a few tokens, short chunks.
 MAX_TOKENS = "12"
@@ -39,7 +46,7 @@ def write_srt(path: Path) -> Path:
 
 def open_page(driver: Any, url: str, view: str) -> None:
     driver.get(f"{url}/#{view}")
-    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    wait(driver, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
 
 
 def set_job_settings(driver: Any, chunk_chars: str = CHUNK_CHARS, max_tokens: str = MAX_TOKENS) -> None:
@@ -80,7 +87,7 @@ def job_card(driver: Any, name: str, state: str, timeout: float = 60) -> Any:
                 return card
         return False
 
-    return WebDriverWait(driver, timeout).until(find)
+    return wait(driver, timeout).until(find)
 
 
 def sakura_translate(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -139,7 +146,7 @@ def test_a_dropped_srt_comes_back_like_the_cli_makes_it_and_proofreads(
 
     # proofread: every chunk beside its source; a line edited by hand is saved into the result
     card.find_element(By.XPATH, ".//button[contains(@class, 'primary')]/following-sibling::button").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chunks section.chunk"))
+    wait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chunks section.chunk"))
     sections = browser.find_elements(By.CSS_SELECTOR, "#chunks section.chunk")
     sources = [td.get_attribute("textContent") for td in browser.find_elements(By.CSS_SELECTOR, "#chunks td.src")]
     assert "おはようございます、先輩。" in sources and len(sections) >= 2
@@ -148,13 +155,13 @@ def test_a_dropped_srt_comes_back_like_the_cli_makes_it_and_proofreads(
     first.send_keys("早上好，前辈。")
     sections[0].find_element(By.CSS_SELECTOR, ".actions button.primary").click()
     first_heading = "return document.querySelector('#chunks h3').textContent"  # read at once: the chunk is redrawn
-    WebDriverWait(browser, 10).until(lambda d: "（已手动修改）" in d.execute_script(first_heading))
+    wait(browser, 10).until(lambda d: "（已手动修改）" in d.execute_script(first_heading))
     screenshot(browser, "proofread")
     # a chunk translated again comes back (not from the cache: the engine gets its prompt once more)
     prompts = len(page_server.prompts())
     sections = browser.find_elements(By.CSS_SELECTOR, "#chunks section.chunk")
     sections[-1].find_elements(By.CSS_SELECTOR, ".actions button")[1].click()
-    WebDriverWait(browser, 30).until(lambda d: "已重新翻译" in d.find_element(By.ID, "status").text)
+    wait(browser, 30).until(lambda d: "已重新翻译" in d.find_element(By.ID, "status").text)
     assert len(page_server.prompts()) > prompts
     for old in downloads.iterdir():
         old.unlink()
@@ -179,13 +186,13 @@ def test_a_job_survives_a_server_restart_and_the_page_shows_it_finish(
     job_id = card.get_attribute("data-job-id")
 
     # killed as a crash would, partway through
-    WebDriverWait(browser, 60).until(
+    wait(browser, 60).until(
         lambda d: int(d.find_element(By.CSS_SELECTOR, f"#job-{job_id} progress").get_attribute("value")) >= 2
     )
     server.stop(signal.SIGKILL)
     server.start()
     browser.refresh()  # the page of a person who reloads after the server came back
-    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    wait(browser, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
     assert browser.find_element(By.ID, f"job-{job_id}").get_attribute("data-state") in ("queued", "running", "done")
     card = job_card(browser, "novel.txt", "done", timeout=120)
     assert card.get_attribute("data-job-id") == job_id

@@ -13,11 +13,17 @@ from typing import Any
 import pytest
 from sakura_translate.errors import InputError
 from sakura_translate.glossary import load_glossaries, parse_json_glossary, parse_line_glossary
-from selenium.common.exceptions import JavascriptException
+from selenium.common.exceptions import JavascriptException, StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
+
+
+def wait(driver: Any, timeout: float) -> WebDriverWait:
+    """A wait that looks again when the page redrew the element a condition held (a job card, a chunk)."""
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+
 
 SOURCE_LINES = ["おはようございます、先輩。", "今日もいい天気ですね。", "", "佐藤です。よろしく。"]
 #: Controls whose focus the keyboard test checks, in every view.
@@ -27,7 +33,7 @@ INTERACTIVE = "button, input, select, textarea, summary, a[href], [tabindex]:not
 def open_page(driver: Any, url: str, view: str = "translate") -> None:
     """Load the page on ``view`` and wait until it has read the model's details."""
     driver.get(f"{url}/#{view}")
-    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    wait(driver, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
 
 
 def severe_console_entries(driver: Any) -> list[dict[str, Any]]:
@@ -37,7 +43,7 @@ def severe_console_entries(driver: Any) -> list[dict[str, Any]]:
 
 def show(driver: Any, view: str) -> None:
     driver.find_element(By.ID, f"tab-{view}").click()
-    WebDriverWait(driver, 5).until(lambda d: d.find_element(By.ID, f"view-{view}").is_displayed())
+    wait(driver, 5).until(lambda d: d.find_element(By.ID, f"view-{view}").is_displayed())
 
 
 @pytest.fixture
@@ -111,7 +117,7 @@ def test_text_streams_into_aligned_lines_and_the_glossary_reaches_the_prompt(
     )
     prompts_before = len(page_server.prompts())
     page.find_element(By.ID, "translate-go").click()
-    WebDriverWait(page, 30).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-kind") == "done")
+    wait(page, 30).until(lambda d: d.find_element(By.ID, "status").get_attribute("data-kind") == "done")
 
     rows = page.find_elements(By.CSS_SELECTOR, "#aligned-rows tr")
     cells = [[td.get_attribute("textContent") for td in row.find_elements(By.TAG_NAME, "td")] for row in rows]
@@ -192,9 +198,9 @@ def test_glossary_formats_read_and_write_as_the_cli_does(page: Any, tmp_path: Pa
     galtransl = tmp_path / "galtransl.txt"
     galtransl.write_text("// GalTransl\n先輩\t前辈\t称呼\n魔王\t魔王\n", encoding="utf-8")
     page.find_element(By.ID, "glossary-import").send_keys(str(galtransl))
-    WebDriverWait(page, 5).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#glossary-rows tr")) == 2)
+    wait(page, 5).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#glossary-rows tr")) == 2)
     page.refresh()
-    WebDriverWait(page, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    wait(page, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
     values = [i.get_attribute("value") for i in page.find_elements(By.CSS_SELECTOR, "#glossary-rows input")]
     assert values == ["先輩", "前辈", "称呼", "魔王", "魔王", ""]
     kept = json.loads(page.execute_script("return localStorage.getItem('sakura.glossary')"))
