@@ -2,8 +2,9 @@
 
 Each sequence owns a slot: a sequence id with its own KV-cache region, its own sampler chain and its own text
 stream. A new request joins at the next step (its prompt is fed in chunks that share the step's token budget with
-the sequences already generating). Deltas go back to the asyncio side with one ``loop.call_soon_threadsafe`` per
-loop and step, so the event loop never waits on llama.cpp.
+the sequences already generating; on the CPU a step reads one prompt after another, not several at once). Deltas
+go back to the asyncio side with one ``loop.call_soon_threadsafe`` per loop and step, so the event loop never waits
+on llama.cpp.
 
 Prompt cache: a slot whose request ended keeps its KV cells and the list of tokens they hold. A new request goes to
 the free slot whose tokens share the longest prefix with its prompt (when that prefix is a large enough part of the
@@ -173,6 +174,7 @@ class BatchDecoder:
         host_cache: HostPromptCache | None = None,
         slot_prompt_similarity: float = 0.1,
         handoff_seconds: float = 0.0,
+        pack_prompts_within: int | None = None,
     ) -> None:
         self._lib = lib
         self._context = context
@@ -180,6 +182,8 @@ class BatchDecoder:
         self._tokenizer = tokenizer
         self.n_ctx_per_seq = n_ctx_per_seq
         self._n_batch = n_batch
+        # a step that reads a prompt takes a later prompt's tokens only while it carries fewer tokens than this
+        self._pack_within = n_batch if pack_prompts_within is None else min(pack_prompts_within, n_batch)
         self._repeat_last_n = repeat_last_n
         self._cache_prompt = cache_prompt
         self._share_slots = cache_prompt and share_slots
@@ -480,10 +484,14 @@ class BatchDecoder:
     def _step(self) -> None:
         """Build one batch, decode it, sample, emit.
 
-        Every generating sequence puts in its next token; the prompts of new ones share the rest of ``n_batch``,
-        the earliest admitted first. The batch lists the sequences by id: with a KV region per sequence,
-        llama.cpp computes a run of consecutive sequence ids in one pass over the weights (a token each) and
-        needs another pass for every break in that order.
+        Every generating sequence puts in its next token; the earliest admitted prompt takes the rest of
+        ``n_batch``, later prompts only what keeps the step within ``pack_prompts_within`` tokens (on the CPU, where
+        every token of a step costs its time, their tokens would delay the earlier prompt's first token without
+        bringing their own any closer: prompts arriving together finish one step after another).
+
+        The batch lists the sequences by id: with a KV region per sequence, llama.cpp computes a run of consecutive
+        sequence ids in one pass over the weights (a token each) and needs another pass for every break in that
+        order.
         """
         if self._host_cache is not None:
             self._host_cache.let_go()  # saves and restores are done: its buffer thread works while llama.cpp decodes
@@ -496,14 +504,18 @@ class BatchDecoder:
                 feeds[slot] = ([slot.last_token], True)
                 budget -= 1
         prefilling = sorted((s for s in busy if s.state is SlotState.PROMPT), key=lambda s: s.order)
+        first_prompt = True
         for slot in prefilling:
             if self._share_slots and self._share_or_wait(slot):
                 continue
-            if budget <= 0:
-                break
-            chunk = slot.prompt_left()[:budget]
+            # the earliest prompt takes what the step has room for, a later one at most up to ``pack_within``
+            room = budget if first_prompt else min(budget, self._pack_within - (self._n_batch - budget))
+            if room <= 0:
+                continue
+            chunk = slot.prompt_left()[:room]
             feeds[slot] = (chunk, False)
             budget -= len(chunk)
+            first_prompt = False
         n = 0
         outputs: list[tuple[Slot, int]] = []
         carried: list[tuple[Slot, list[int]]] = []  # each sequence in the batch, and the tokens it put there

@@ -95,3 +95,49 @@ async def test_a_new_request_keeps_the_busy_slots_together(engine: LlamaCppEngin
     assert not slots[2].cells
     first.cancel()
     await asyncio.gather(first, return_exceptions=True)
+
+
+async def test_prompts_arriving_together_finish_one_step_after_another(
+    tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the CPU a step reads the earliest prompt whole and a later one only within ``--n-ubatch``: the first
+    prompt's first token does not wait for the others' prompts (they would not come any sooner). Greedy output is
+    the same as one at a time."""
+    options = LlamaCppOptions(n_parallel=3, n_ctx=512, n_batch=512, n_ubatch=64, threads=1, cache_prompt=False)
+    engine = LlamaCppEngine(options)
+    await engine.load(str(tiny_gguf))
+    try:
+        lib = native.import_llama_cpp()
+        real_decode = lib.llama_decode
+        batches: list[list[int]] = []
+
+        def decode(context: Any, batch: Any) -> int:
+            batches.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
+            return int(real_decode(context, batch))
+
+        line = "彼女は窓の外を眺めながら、小さくため息をついた。"
+        texts = [prompt(f"{n}番目の依頼です。" + line * 3) for n in "一二三"]
+        alone = [(await collect(engine, text, SHORT)).text for text in texts]
+        monkeypatch.setattr(lib, "llama_decode", decode)
+        decoder = decoder_of(engine)
+        submit, held = decoder.submit, []
+
+        def submit_together(request: Any) -> None:  # all three reach the worker in the same round
+            held.append(request)
+            if len(held) == len(texts):
+                with decoder._cond:
+                    for each in held:
+                        submit(each)
+
+        monkeypatch.setattr(decoder, "submit", submit_together)
+        together = await asyncio.gather(*(collect(engine, text, SHORT) for text in texts))
+        assert [result.text for result in together] == alone
+        lengths = [len(engine.tokenize(text)) for text in texts]
+        assert all(length > 64 for length in lengths)
+        reading = [batch for batch in batches if len(batch) > len(texts)]  # the steps that read prompts
+        assert len(reading) == len(texts)  # one prompt finished per step ...
+        for batch in reading:
+            counts = sorted(batch.count(seq) for seq in set(batch))
+            assert counts[-1] > 64 and sum(counts[:-1]) <= 64  # ... and the others' tokens within n_ubatch
+    finally:
+        await engine.close()
