@@ -51,6 +51,10 @@ _RELEASED = object()  # marker: the worker has freed the sequence
 #: Fewest tokens worth saving to the host cache, and the fewest more than the slots hold worth restoring from it
 #: (a restore copies the whole saved state; a few tokens decode as fast).
 HOST_CACHE_MIN_TOKENS = 32
+#: A slot saves its cells to the host cache before dropping some only when the new prompt keeps less than this
+#: share of them. A prompt that keeps most of the slot (the same system prompt and glossary, another passage) drops
+#: only the last passage, which is rarely asked for again, while a save copies the whole sequence's state.
+HOST_CACHE_SAVE_BELOW_KEPT = 0.5
 #: A prompt waits a step for an earlier one that is reading the same prefix (then takes its cells) when it would
 #: otherwise decode at least this many of the same tokens itself.
 WAIT_FOR_SHARED_TOKENS = 32
@@ -377,7 +381,7 @@ class BatchDecoder:
         tokens = request.tokens
         limit = len(tokens) - 1  # the last prompt token is always decoded again: its logits give the first output
         reusable = common_prefix_length(slot.cells, tokens) if self._cache_prompt else 0
-        if reusable < len(slot.cells):
+        if reusable < HOST_CACHE_SAVE_BELOW_KEPT * len(slot.cells):
             self._save_to_host(slot)  # before its cells from the first difference on are dropped
         kept = self._keep_prefix(slot, min(reusable, limit))
         restored = self._restore_from_host(slot, tokens, kept)

@@ -112,6 +112,21 @@ async def test_a_prompt_evicted_from_the_only_slot_comes_back_from_host_memory(o
     assert cells_of(engine)[: len(tokens)] == tokens
 
 
+async def test_a_slot_that_keeps_most_of_its_prompt_saves_nothing(open_engine: OpenEngine) -> None:
+    """The same book's next line keeps the system prompt and glossary in the slot and drops only the last line:
+    nothing is copied to host memory. Another book's line keeps little, so the slot is saved first."""
+    engine = await open_engine(n_ctx=1024)
+    for line in range(3):
+        await collect(engine, book_prompt(0, line), GREEDY)
+    stats = engine.prompt_cache_stats()
+    assert stats is not None and stats.host_cache_saves == 0
+    assert stats.prompt_tokens_kept > 0
+    other = await collect(engine, book_prompt(1, 3), GREEDY)
+    stats = engine.prompt_cache_stats()
+    assert stats is not None and stats.host_cache_saves == 1
+    assert other.text == await plain_text(open_engine, book_prompt(1, 3), n_ctx=1024)
+
+
 async def test_four_slots_starting_on_one_glossary_read_it_once(open_engine: OpenEngine, kv_unified: bool) -> None:
     """``sakura translate`` starting 4 slots at once: the first reads the prefix, the others wait a step and take it."""
     engine = await open_engine(n_parallel=4, n_ctx=1024, n_batch=512, kv_unified=kv_unified)
