@@ -218,29 +218,34 @@ class LoadedModel:
 
     async def complete(self, request: GenerationRequest) -> GenerationResult:
         """Run a prepared request to its end and return the joined result."""
-        started = time.perf_counter()
-        pieces: list[str] = []
-        last = Delta()
-        first: float | None = None
-        stream = self.stream(request)
-        try:
-            async for delta in stream:
-                if first is None and delta.completion_tokens > 0:
-                    first = time.perf_counter() - started
-                pieces.append(delta.text)
-                last = delta
-        finally:
-            await stream.aclose()
-        return GenerationResult(
-            text="".join(pieces),
-            prompt_tokens=last.prompt_tokens,
-            completion_tokens=last.completion_tokens,
-            finish_reason=last.finish_reason or "stop",
-            seconds=time.perf_counter() - started,
-            time_to_first_token=first,
-        )
+        return await join_deltas(self.stream(request))
 
     async def close(self) -> None:
         """Stop the counting thread, wait for streams still closing, and close the engine."""
         self.runner.close()
         await self.runner.close_engine()
+
+
+async def join_deltas(deltas: AsyncGenerator[Delta, None]) -> GenerationResult:
+    """Consume a generation's deltas to the end (closing the stream however it ends) and join them: the text, the
+    last delta's counts and finish reason, the time taken and the time to the first generated token."""
+    started = time.perf_counter()
+    pieces: list[str] = []
+    last = Delta()
+    first: float | None = None
+    try:
+        async for delta in deltas:
+            if first is None and delta.completion_tokens > 0:
+                first = time.perf_counter() - started
+            pieces.append(delta.text)
+            last = delta
+    finally:
+        await deltas.aclose()
+    return GenerationResult(
+        text="".join(pieces),
+        prompt_tokens=last.prompt_tokens,
+        completion_tokens=last.completion_tokens,
+        finish_reason=last.finish_reason or "stop",
+        seconds=time.perf_counter() - started,
+        time_to_first_token=first,
+    )

@@ -4,17 +4,16 @@ and metrics, as an API client's request goes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 
 from sakura_translate.backends import Backend
 from sakura_translate.errors import ContextOverflow, GenerationError
 
+from sakura_core.loaded_model import join_deltas
 from sakura_core.server.generation.metrics import GenerationRecord
 from sakura_core.server.generation.scheduler import Ticket
 from sakura_core.server.generation.service import GenerationService
 from sakura_core.server.http.errors import APIError
-from sakura_core.types import FinishReason, GenerationRequest, GenerationResult
+from sakura_core.types import GenerationRequest, GenerationResult
 
 #: Seconds between tries for a place while the server's queue is full.
 QUEUE_FULL_RETRY_SECONDS = 0.5
@@ -55,17 +54,9 @@ class ServiceBackend(Backend):
                 raise ContextOverflow(f"this server cannot take the chunk: {exc.message}") from None
             raise GenerationError(f"this server cannot take the chunk: {exc.message}") from None
         ticket = await self._admit()
-        record = GenerationRecord()
-        pieces: list[str] = []
-        finish: FinishReason = "stop"
-        started = time.perf_counter()
         self.generations += 1
         try:
-            async with contextlib.aclosing(self.service.stream(ticket, prepared, record)) as deltas:
-                async for delta in deltas:
-                    pieces.append(delta.text)
-                    if delta.finish_reason is not None:
-                        finish = delta.finish_reason
+            return await join_deltas(self.service.stream(ticket, prepared, GenerationRecord()))
         except asyncio.CancelledError:
             if ticket.ended_by_server:  # the shutdown's grace ran out: not a cancel of the job
                 task = asyncio.current_task()
@@ -77,13 +68,6 @@ class ServiceBackend(Backend):
             raise GenerationError(f"the engine failed: {exc.message}") from None
         finally:
             ticket.release()
-        return GenerationResult(
-            text="".join(pieces),
-            prompt_tokens=record.prompt_tokens,
-            completion_tokens=record.completion_tokens,
-            finish_reason=finish,
-            seconds=time.perf_counter() - started,
-        )
 
     async def _admit(self) -> Ticket:
         while True:
