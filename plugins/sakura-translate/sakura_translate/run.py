@@ -13,7 +13,7 @@ from sakura_translate.atomic import write_atomic
 from sakura_translate.backends import Backend
 from sakura_translate.cache import ChunkCache, cache_path_for
 from sakura_translate.errors import InputError, zh
-from sakura_translate.formats import Document, LoadOptions, load_document
+from sakura_translate.formats import Document, LoadOptions, load_translatable
 from sakura_translate.formats.galtransl import NotAScript
 from sakura_translate.gamecopy import copy_files, game_copies
 from sakura_translate.glossary import Glossary, load_glossaries
@@ -95,10 +95,7 @@ def prepare(job: Job) -> Prepared:
     notes = []
     for plan in list(plans):
         try:
-            document = load_document(plan.source, options)
-            if not any(document.groups):
-                raise NotAScript(zh(f"{plan.source}: has no text to translate", "没有需要翻译的文字"))
-            documents.append(document)
+            documents.append(load_translatable(plan.source, options))
         except NotAScript as exc:
             if not job.source.is_dir():
                 raise

@@ -9,6 +9,7 @@ from pathlib import Path
 from sakura_translate.errors import InputError, zh
 from sakura_translate.formats.base import Document, LoadOptions, Translations
 from sakura_translate.formats.epub import EpubDocument
+from sakura_translate.formats.galtransl import NotAScript
 from sakura_translate.formats.jsonformats import load_json
 from sakura_translate.formats.markdown import MarkdownDocument
 from sakura_translate.formats.po import PoCatalog
@@ -33,7 +34,7 @@ LOADERS: dict[str, Callable[[Path, LoadOptions], Document]] = {
 }
 SUPPORTED_SUFFIXES = tuple(LOADERS)
 
-__all__ = ["SUPPORTED_SUFFIXES", "Document", "LoadOptions", "Translations", "load_document"]
+__all__ = ["SUPPORTED_SUFFIXES", "Document", "LoadOptions", "Translations", "load_document", "load_translatable"]
 
 
 def load_document(path: Path, options: LoadOptions) -> Document:
@@ -54,3 +55,12 @@ def load_document(path: Path, options: LoadOptions) -> Document:
         raise InputError(zh(f"{path}: is a folder, not a file", "这是文件夹，不是文件")) from None
     except PermissionError:
         raise InputError(zh(f"{path}: permission denied", "没有读取权限")) from None
+
+
+def load_translatable(path: Path, options: LoadOptions) -> Document:
+    """``load_document``, and NotAScript (an InputError a folder's run skips) when the file has no text to
+    translate."""
+    document = load_document(path, options)
+    if not any(document.groups):
+        raise NotAScript(zh(f"{path}: has no text to translate", "没有需要翻译的文字"))
+    return document

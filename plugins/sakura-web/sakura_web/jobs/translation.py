@@ -13,8 +13,7 @@ from sakura_translate.backends import Backend
 from sakura_translate.cache import CachedChunk, ChunkCache
 from sakura_translate.checks import Reason, check_chunk
 from sakura_translate.chunking import DEFAULT_CHUNK_CHARS, chunk_lines
-from sakura_translate.errors import InputError, zh
-from sakura_translate.formats import Document, LoadOptions, Translations, load_document
+from sakura_translate.formats import Document, LoadOptions, Translations, load_translatable
 from sakura_translate.glossary import Glossary
 from sakura_translate.paths import plan_files
 from sakura_translate.pipeline import Chunk as PlannedChunk
@@ -77,10 +76,7 @@ def read_upload(source: Path, options: JobOptions) -> ReadFile:
 
 def read_document(source: Path, options: JobOptions) -> Document:
     """The parsed upload (blocking); InputError when it does not read or has nothing to translate."""
-    document = load_document(source, LoadOptions(glossary=glossary_for(options)))
-    if not any(document.groups):
-        raise InputError(zh(f"{source}: has no text to translate", "没有需要翻译的文字"))
-    return document
+    return load_translatable(source, LoadOptions(glossary=glossary_for(options)))
 
 
 class JobProgress(Progress):
