@@ -263,13 +263,7 @@ class JobManager:
         await self._save(entry)
         try:
             translation = await self._open(entry, service, self._progress_of(entry))
-            translations = await translation.translate()
-            edits = await asyncio.to_thread(self.store.load_edits, job.id)
-            data = await asyncio.to_thread(translation.render, translations, edits)
-            assert job.result_name is not None
-            await asyncio.to_thread(write_atomic, self.store.folder(job.id).output(job.result_name), data)
-            cache = await asyncio.to_thread(ChunkCache, translation.cache_path)
-            job.flagged_lines = flagged_lines(translation.views(cache.chunks, edits))
+            await self._write_result(entry, translation)
         except asyncio.CancelledError:
             if not entry.cancelling:
                 raise  # the server stops: the job continues at the next start
@@ -337,8 +331,15 @@ class JobManager:
 
     async def _rebuild(self, entry: JobEntry, translation: JobTranslation, index: int) -> Chunk:
         """Write the result again from the cache and the edits; the chunk as it is now."""
+        views = await self._write_result(entry, translation)  # every chunk is in the cache: nothing is generated
+        await self._save(entry)
+        return views[index]
+
+    async def _write_result(self, entry: JobEntry, translation: JobTranslation) -> list[Chunk]:
+        """Translate the document (from the resume cache where it can), write the result with the hand edits, and
+        count the flagged lines; every chunk as proofreading shows it."""
         job = entry.job
-        translations = await translation.translate()  # every chunk is in the cache: nothing is generated
+        translations = await translation.translate()
         edits = await asyncio.to_thread(self.store.load_edits, job.id)
         data = await asyncio.to_thread(translation.render, translations, edits)
         assert job.result_name is not None
@@ -346,8 +347,7 @@ class JobManager:
         cache = await asyncio.to_thread(ChunkCache, translation.cache_path)
         views = translation.views(cache.chunks, edits)
         job.flagged_lines = flagged_lines(views)
-        await self._save(entry)
-        return views[index]
+        return views
 
     async def _finish(self, entry: JobEntry, state: JobState) -> None:
         job = entry.job
