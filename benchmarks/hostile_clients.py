@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sakura_core.testing.rawhttp import MiB, RawReply, dechunk, exchange, gzip_bomb, post_request
 
@@ -195,11 +196,11 @@ def probe_line_separators(server: Server) -> str:
     """Stream a chat (the model id holds U+2028) and read it as LunaTranslator does."""
     import requests
 
-    body = {"messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": 4}
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": 4}
     url = f"http://127.0.0.1:{server.port}/v1/chat/completions"
     with requests.post(url, json=body, timeout=30, stream=True) as response:
         response.encoding = "utf-8"
-        lines = [line for line in response.iter_lines(decode_unicode=True) if line]
+        lines: list[str] = [str(line) for line in response.iter_lines(decode_unicode=True) if line]
     broken = [line for line in lines if not line.startswith(("data: ", ":"))]
     raw_separator = "\u2028".encode() in server.post("/v1/chat/completions", json.dumps(body).encode())[2]
     return f"{len(broken)} of {len(lines)} lines are half events; raw U+2028 in the stream: {raw_separator}"

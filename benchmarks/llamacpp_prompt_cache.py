@@ -45,7 +45,7 @@ def peak_rss_mb() -> float:
 
 async def engine_for(model: Path, args: argparse.Namespace, **options: object) -> LlamaCppEngine:
     settings = {"n_ctx": args.n_ctx, "threads": args.threads, **options}
-    engine = LlamaCppEngine(LlamaCppOptions(**settings))  # type: ignore[arg-type]
+    engine = LlamaCppEngine(LlamaCppOptions(**settings))
     await engine.load(str(model))
     return engine
 

@@ -20,9 +20,9 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from sakura_llamacpp.tiny_model import write_tiny_gguf
+from sakura_llamacpp.tiny_model import FileType, write_tiny_gguf
 
 PROMPT = (
     "<|im_start|>system\n你是一个轻小说翻译模型，可以流畅通顺地以日本轻小说的风格将日文翻译成简体中文，"
@@ -46,9 +46,17 @@ def benchmark_model(folder: Path, *, hidden: int, layers: int, file_type: str) -
             kv_heads=heads,
             ffn=3 * hidden,
             vocab_size=2000,
-            file_type=file_type,  # type: ignore[arg-type]
+            file_type=file_type_of(file_type),
         )
     return path
+
+
+def file_type_of(name: str) -> FileType:
+    """``name`` as one of the GGUF file types ``write_tiny_gguf`` writes."""
+    for file_type in get_args(FileType):
+        if file_type == name:
+            return file_type
+    raise ValueError(f"no such file type: {name!r} (one of {', '.join(get_args(FileType))})")
 
 
 def default_model_folder() -> Path:

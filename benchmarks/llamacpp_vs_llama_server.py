@@ -41,10 +41,12 @@ import http.client
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,6 +285,7 @@ class Run:
     ttft: float
     replies: list[Reply]
     cpu_ms_per_token: float = 0.0  # the server's CPU time over the completion tokens: its cost, whatever the load
+    busy_share: float | None = None  # sakura only: time inside llama_decode over the wall time
 
 
 def run_clients(
@@ -292,20 +295,25 @@ def run_clients(
     per_client: int,
     max_tokens: int,
 ) -> Run:
-    """``clients`` threads, each sending ``per_client`` requests one after another."""
+    """``clients`` threads, each sending ``per_client`` requests one after another.
+
+    The requests are built before the clock starts: building them counts tokens, CPU time that would otherwise
+    fall inside the timed window and compete with the server for the machine's cores.
+    """
     url = server.url
-    cpu_before = server.cpu_seconds()
+    prepared = [[requests(index, step) for step in range(per_client)] for index in range(clients)]
     replies: list[list[Reply]] = [[] for _ in range(clients)]
     errors: list[BaseException] = []
 
     def client(index: int) -> None:
         try:
-            for step in range(per_client):
-                replies[index].append(stream_chat(url, requests(index, step), max_tokens))
+            for messages in prepared[index]:
+                replies[index].append(stream_chat(url, messages, max_tokens))
         except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    cpu_before, busy_before = server.cpu_seconds(), decode_seconds(url)
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -317,7 +325,21 @@ def run_clients(
     flat = [reply for per in replies for reply in per]
     completion = sum(r.completion_tokens for r in flat)
     cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / max(completion, 1)
-    return Run(completion / seconds, statistics.median(r.ttft for r in flat), flat, cpu_ms)
+    busy_after = decode_seconds(url)
+    busy = None if busy_before is None or busy_after is None else (busy_after - busy_before) / seconds
+    return Run(completion / seconds, statistics.median(r.ttft for r in flat), flat, cpu_ms, busy)
+
+
+def decode_seconds(url: str) -> float | None:
+    """sakura's seconds inside ``llama_decode`` so far (``sakura_engine_decode_seconds_total``); None for a server
+    without that figure."""
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=30) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return None
+    match = re.search(r"^sakura_engine_decode_seconds_total (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
 
 
 def llama_server_command(binary: Path, model: Path, port: int, slots: int, n_ctx: int, threads: int) -> list[str]:
@@ -341,9 +363,9 @@ def spread(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    peer = parser.add_mutually_exclusive_group(required=True)
-    peer.add_argument("--llama-server", type=Path, help="path of the llama-server binary")
-    peer.add_argument(
+    peer_choice = parser.add_mutually_exclusive_group(required=True)
+    peer_choice.add_argument("--llama-server", type=Path, help="path of the llama-server binary")
+    peer_choice.add_argument(
         "--baseline-args",
         help="compare with sakura itself started with these further `sakura run` options (space-separated)",
     )
@@ -424,7 +446,8 @@ def main() -> None:
                             f"round {round_index + 1} {shape:6} {count} clients {name:12} "
                             f"{run.tokens_per_s:6.1f} tok/s  TTFT {run.ttft:5.2f} s  "
                             f"CPU {run.cpu_ms_per_token:5.1f} ms/token  "
-                            f"cached {statistics.median([r.cached_tokens or 0 for r in run.replies]):.0f}",
+                            + (f"in llama_decode {run.busy_share:4.0%}  " if run.busy_share is not None else "")
+                            + f"cached {statistics.median([r.cached_tokens or 0 for r in run.replies]):.0f}",
                             flush=True,
                         )
         memory = {name: round(server.peak_rss_mb()) for name, server in servers.items()}
@@ -447,8 +470,9 @@ def main() -> None:
     print(
         f"| shape | clients | sakura tok/s | {peer_name} tok/s | tok/s ratio | sakura TTFT s | {peer_name} TTFT s |"
         f" TTFT ratio | CPU per token ratio | prompt tokens | decoded per request (sakura / {peer_name}) |"
+        " sakura in llama_decode |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     figures = []
     for (shape, count), runs in results.items():
         ours, theirs = runs["sakura"], runs[peer_name]
@@ -465,11 +489,13 @@ def main() -> None:
             r.prompt_tokens - (r.cached_tokens or 0) for run in theirs for r in run.replies
         )
         prompt_text = f"{prompt:.0f}" if prompt == peer_prompt else f"{prompt:.0f} / {peer_prompt:.0f}"
+        shares = [r.busy_share for r in ours if r.busy_share is not None]
+        busy_text = f"{statistics.median(shares):.0%}" if shares else "–"
         print(
             f"| {shape} | {count} | {statistics.median(r.tokens_per_s for r in ours):.1f} | "
             f"{statistics.median(r.tokens_per_s for r in theirs):.1f} | {spread(speed)} | "
             f"{statistics.median(r.ttft for r in ours):.2f} | {statistics.median(r.ttft for r in theirs):.2f} | "
-            f"{spread(ttft)} | {spread(cpu)} | {prompt_text} | {decoded:.0f} / {peer_decoded:.0f} |"
+            f"{spread(ttft)} | {spread(cpu)} | {prompt_text} | {decoded:.0f} / {peer_decoded:.0f} | {busy_text} |"
         )
         figures.append(
             {
@@ -486,6 +512,7 @@ def main() -> None:
                 "prompt_tokens": [prompt, peer_prompt],
                 "cached_tokens": [cached, peer_cached],
                 "decoded_prompt_tokens": [decoded, peer_decoded],
+                "sakura_in_llama_decode": shares,
             }
         )
     if args.json:

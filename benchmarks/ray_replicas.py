@@ -95,7 +95,7 @@ async def throughput(servers: dict[str, str], rounds: int, clients: int, max_tok
 
 def latency(servers: dict[str, str], rounds: int, max_tokens: int) -> dict[str, dict[str, list[float]]]:
     """One stream at a time: milliseconds per token event and to the first token, per server and round."""
-    figures = {name: {"ms_per_event": [], "first_ms": []} for name in servers}
+    figures: dict[str, dict[str, list[float]]] = {name: {"ms_per_event": [], "first_ms": []} for name in servers}
     names = list(servers)
     for name in names:
         raw_stream(servers[name], PROMPTS[0], 8)  # warm-up
@@ -174,8 +174,8 @@ def main() -> None:
         print(f"| {name} | {spread(values)} |")
     print(f"2 replicas / 1 replica (median of paired rounds): {spread(ratios)}")
     print(f"tiny model, one stream of {args.latency_tokens} tokens: ms per token event, median (range)")
-    for name, values in events.items():
-        print(f"| {name} | {spread(values['ms_per_event'])} | first token {spread(values['first_ms'])} ms |")
+    for name, per_event in events.items():
+        print(f"| {name} | {spread(per_event['ms_per_event'])} | first token {spread(per_event['first_ms'])} ms |")
     print(
         f"added by the front and Ray per token event: {spread(added)} ms; to the first token: {spread(added_first)} ms"
     )

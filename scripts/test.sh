@@ -44,10 +44,11 @@ bash plugins/sakura-ollama/tools/install_test_ollama.sh
 echo "== lint and type check"
 ruff check .
 ruff format --check sakura_core plugins tests benchmarks
-# the core and every plugin's package (any new plugin too) with the same settings (pyproject.toml's [tool.mypy])
+# the core, every plugin's package (any new plugin too) and the benchmark scripts, with the same settings
+# (pyproject.toml's [tool.mypy])
 mapfile -t plugin_packages < <(find plugins -mindepth 3 -maxdepth 3 -name __init__.py -not -path '*/tests/*' \
     -printf '%h\n' | sort)
-mypy sakura_core "${plugin_packages[@]}" tests/fixtures/sakura-echo-plugin/sakura_echo
+mypy sakura_core "${plugin_packages[@]}" tests/fixtures/sakura-echo-plugin/sakura_echo benchmarks
 
 echo "== tests"
 python -m pytest "$@"

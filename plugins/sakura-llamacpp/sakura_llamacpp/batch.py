@@ -206,9 +206,11 @@ class BatchDecoder:
         self._outbox = _Outbox()
         self._batch = lib.llama_batch_init(n_batch, 0, 1)
         self._thread = threading.Thread(target=self._run, name="sakura-llamacpp-decode", daemon=True)
-        #: decode steps run and the sequences they carried (for benchmarks and metrics)
+        #: decode steps run, the sequences they carried and the seconds spent inside llama_decode (for benchmarks
+        #: and metrics: that time over the wall time is how busy the engine kept llama.cpp)
         self.decode_steps = 0
         self.decoded_sequences = 0
+        self.decode_seconds = 0.0
         # where prompt tokens came from, and how long the decode thread spent on host-cache transfers
         self._tokens_decoded = self._tokens_kept = self._tokens_shared = self._tokens_restored = 0
         self._longest_transfer = 0.0
@@ -543,7 +545,9 @@ class BatchDecoder:
         batch.n_tokens = n
         started = time.perf_counter()
         status = self._lib.llama_decode(self._context, batch)
-        self._step_seconds.append(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self._step_seconds.append(elapsed)
+        self.decode_seconds += elapsed
         if status != -1:  # past checking the batch, llama.cpp updated the cache (copies between regions first)
             self._copy_pending = False
         if status != 0:

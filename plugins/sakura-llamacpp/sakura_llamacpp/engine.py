@@ -198,10 +198,25 @@ class LlamaCppEngine(Engine):
         return stats
 
     def metrics(self) -> list[EngineMetric]:
-        """The prompt cache's figures for ``/metrics``: where prompt tokens came from, the host cache's use."""
+        """The engine's figures for ``/metrics``: its decode steps and the time inside llama.cpp, and the prompt
+        cache's (where prompt tokens came from, the host cache's use)."""
+        decoder = self._decoder
+        if decoder is None:
+            return []
+        busy = [
+            EngineMetric(
+                "decode_steps_total", "counter", "llama_decode calls that decoded a batch.", decoder.decode_steps
+            ),
+            EngineMetric(
+                "decode_seconds_total",
+                "counter",
+                "Seconds spent inside llama_decode (over the wall time: how busy llama.cpp was kept).",
+                decoder.decode_seconds,
+            ),
+        ]
         stats = self.prompt_cache_stats()
         if stats is None:
-            return []
+            return busy
         counters = [
             ("prompt_tokens_decoded_total", "Prompt tokens put through llama_decode.", stats.prompt_tokens_decoded),
             ("prompt_tokens_kept_total", "Prompt tokens already in the slot's own cells.", stats.prompt_tokens_kept),
@@ -225,9 +240,11 @@ class LlamaCppEngine(Engine):
         ]
         if stats.host_cache_limit_bytes is not None:
             gauges.append(("host_cache_limit_bytes", "--cache-ram, in bytes.", stats.host_cache_limit_bytes))
-        return [EngineMetric(name, "counter", text, value) for name, text, value in counters] + [
-            EngineMetric(name, "gauge", text, value) for name, text, value in gauges
-        ]
+        return (
+            busy
+            + [EngineMetric(name, "counter", text, value) for name, text, value in counters]
+            + [EngineMetric(name, "gauge", text, value) for name, text, value in gauges]
+        )
 
     def _running(self) -> tuple[Any, Any]:
         if self._decoder is None or self._tokenizer is None:

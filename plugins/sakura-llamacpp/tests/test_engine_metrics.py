@@ -50,3 +50,30 @@ async def test_prompt_tokens_by_where_they_came_from_add_up_to_the_prompts(open_
     assert sample(text, "sakura_engine_host_cache_hits_total") >= 1
     assert sample(text, "sakura_engine_host_cache_limit_bytes") == 8 * 1024 * 1024
     assert "# TYPE sakura_engine_host_cache_bytes gauge" in text
+
+
+async def test_decode_steps_and_time_inside_llama_cpp_are_counted_with_or_without_the_prompt_cache(
+    open_engine: Any,
+) -> None:
+    for cache_prompt in (True, False):
+        engine = await open_engine(n_ctx=1024, cache_prompt=cache_prompt)
+        server = TestServer(create_app(engine, PluginRegistry.create(entry_points=False), engine.model_info))
+        await server.start_server()
+        try:
+            async with aiohttp.ClientSession() as session:
+                url = f"http://127.0.0.1:{server.port}"
+                async with session.get(f"{url}/metrics") as reply:
+                    before = await reply.text()
+                async with session.post(f"{url}/v1/chat/completions", json=chat("一", GLOSSARY)) as reply:
+                    assert reply.status == 200
+                    completion_tokens = (await reply.json())["usage"]["completion_tokens"]
+                async with session.get(f"{url}/metrics") as reply:
+                    after = await reply.text()
+        finally:
+            await server.close()
+        steps = sample(after, "sakura_engine_decode_steps_total") - sample(before, "sakura_engine_decode_steps_total")
+        # every token but the last needs a step of its own, and the prompt at least one more (64-token batches)
+        assert steps >= completion_tokens, (cache_prompt, steps, completion_tokens)
+        seconds = sample(after, "sakura_engine_decode_seconds_total")
+        assert 0 < seconds - sample(before, "sakura_engine_decode_seconds_total") < 60, cache_prompt
+        assert ("sakura_engine_prompt_tokens_decoded_total" in after) is cache_prompt
