@@ -41,7 +41,6 @@ import http.client
 import json
 import os
 import random
-import re
 import statistics
 import subprocess
 import threading
@@ -61,6 +60,8 @@ from llamacpp_support import (
     sakura_command,
     serving,
 )
+
+from sakura_core.testing.metrics import metric_value
 
 SYSTEM = (
     "你是一个轻小说翻译模型，可以流畅通顺地以日本轻小说的风格将日文翻译成简体中文，"
@@ -335,11 +336,9 @@ def decode_seconds(url: str) -> float | None:
     without that figure."""
     try:
         with urllib.request.urlopen(f"{url}/metrics", timeout=30) as reply:
-            text = reply.read().decode()
-    except OSError:
+            return metric_value(reply.read().decode(), "sakura_engine_decode_seconds_total")
+    except (OSError, LookupError):
         return None
-    match = re.search(r"^sakura_engine_decode_seconds_total (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else None
 
 
 def llama_server_command(binary: Path, model: Path, port: int, slots: int, n_ctx: int, threads: int) -> list[str]:

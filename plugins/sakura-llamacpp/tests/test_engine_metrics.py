@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import aiohttp
@@ -10,6 +9,7 @@ from aiohttp.test_utils import TestServer
 
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server import create_app
+from sakura_core.testing.metrics import metric_value
 
 GLOSSARY = "\n".join(f"用語{i}->术语{i}" for i in range(40))
 
@@ -17,12 +17,6 @@ GLOSSARY = "\n".join(f"用語{i}->术语{i}" for i in range(40))
 def chat(line: str, glossary: str) -> dict[str, object]:
     messages = [{"role": "system", "content": glossary}, {"role": "user", "content": line}]
     return {"messages": messages, "max_tokens": 4, "temperature": 0}
-
-
-def sample(text: str, name: str) -> float:
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    assert match is not None, f"{name} not in /metrics"
-    return float(match.group(1))
 
 
 async def test_prompt_tokens_by_where_they_came_from_add_up_to_the_prompts(open_engine: Any) -> None:
@@ -44,11 +38,11 @@ async def test_prompt_tokens_by_where_they_came_from_add_up_to_the_prompts(open_
     finally:
         await server.close()
     where = ("decoded", "kept", "shared", "restored")
-    counted = {w: sample(text, f"sakura_engine_prompt_tokens_{w}_total") for w in where}
+    counted = {w: metric_value(text, f"sakura_engine_prompt_tokens_{w}_total") for w in where}
     assert sum(counted.values()) == prompt_tokens, counted
     assert counted["kept"] > 0 and counted["restored"] > 0, counted
-    assert sample(text, "sakura_engine_host_cache_hits_total") >= 1
-    assert sample(text, "sakura_engine_host_cache_limit_bytes") == 8 * 1024 * 1024
+    assert metric_value(text, "sakura_engine_host_cache_hits_total") >= 1
+    assert metric_value(text, "sakura_engine_host_cache_limit_bytes") == 8 * 1024 * 1024
     assert "# TYPE sakura_engine_host_cache_bytes gauge" in text
 
 
@@ -71,9 +65,11 @@ async def test_decode_steps_and_time_inside_llama_cpp_are_counted_with_or_withou
                     after = await reply.text()
         finally:
             await server.close()
-        steps = sample(after, "sakura_engine_decode_steps_total") - sample(before, "sakura_engine_decode_steps_total")
+        steps, seconds = (
+            metric_value(after, name) - metric_value(before, name)
+            for name in ("sakura_engine_decode_steps_total", "sakura_engine_decode_seconds_total")
+        )
         # every token but the last needs a step of its own, and the prompt at least one more (64-token batches)
         assert steps >= completion_tokens, (cache_prompt, steps, completion_tokens)
-        seconds = sample(after, "sakura_engine_decode_seconds_total")
-        assert 0 < seconds - sample(before, "sakura_engine_decode_seconds_total") < 60, cache_prompt
+        assert 0 < seconds < 60, cache_prompt
         assert ("sakura_engine_prompt_tokens_decoded_total" in after) is cache_prompt
