@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sakura_core.testing.ports import free_port
 from sakura_core.testing.rawhttp import MiB, RawReply, dechunk, exchange, gzip_bomb, post_request
 
 JAPANESE = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。"
@@ -41,12 +42,6 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 
 # -- the server ----------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Server:

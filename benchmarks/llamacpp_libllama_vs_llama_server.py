@@ -27,8 +27,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from llamacpp_support import benchmark_model, default_model_folder, describe_machine, free_port, serving
+from llamacpp_support import benchmark_model, default_model_folder, describe_machine, serving
 from llamacpp_vs_llama_server import llama_cpp_python_version, llama_server_command, spread, version_of
+
+from sakura_core.testing.ports import free_port
 
 
 class DirectLlama:

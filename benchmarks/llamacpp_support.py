@@ -9,7 +9,6 @@ import contextlib
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 from sakura_llamacpp.tiny_model import FileType, write_tiny_gguf
+
+from sakura_core.testing.ports import free_port
 
 PROMPT = (
     "<|im_start|>system\n你是一个轻小说翻译模型，可以流畅通顺地以日本轻小说的风格将日文翻译成简体中文，"
@@ -64,13 +65,6 @@ def default_model_folder() -> Path:
     folder = Path(tempfile.gettempdir()) / "sakura-benchmark-models"
     folder.mkdir(exist_ok=True)
     return folder
-
-
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager

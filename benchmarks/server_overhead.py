@@ -23,7 +23,6 @@ import logging
 import os
 import platform
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from sakura_core.engine import Engine, EngineOptions
 from sakura_core.identity import make_model_info
 from sakura_core.loaded_model import LoadedModel
 from sakura_core.plugins import PluginRegistry
+from sakura_core.testing.ports import free_port
 from sakura_core.types import GenerationRequest, ModelInfo, SamplingParams
 
 MODEL = "sakura-7b-qwen2.5-v1.0-bench"
@@ -199,12 +199,6 @@ engine = TokenPump(PumpOptions(parallel=parallel, tokens=tokens))
 settings = ServerSettings(port=port, self_check=False, max_queue=100_000, shutdown_grace_seconds=1)
 asyncio.run(serve(settings, engine, PluginRegistry.create(entry_points=False), sys.argv[4], None))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def start_server(parallel: int, tokens: int) -> tuple[asyncio.subprocess.Process, int]:

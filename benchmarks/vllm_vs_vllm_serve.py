@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import aiohttp
+
+from sakura_core.testing.ports import free_port
 
 LINES = (
     "やる気マンゴスキン",
@@ -68,12 +69,6 @@ class Level:
     @property
     def tokens_per_second(self) -> float:
         return self.completion_tokens / self.seconds
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def messages_for(index: int) -> list[dict[str, str]]:

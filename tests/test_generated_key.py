@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sakura_core.testing.ports import free_port
+
 TIMEOUT = 60.0  # generous: the machine running the tests may be busy
 CHAT = {"messages": [{"role": "user", "content": "将下面的日文文本翻译成中文：こんにちは"}]}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("0.0.0.0", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.parametrize(
@@ -38,7 +33,7 @@ def free_port() -> int:
 def test_the_generated_key_is_shown_once_and_written_nowhere_else(
     tmp_path: Path, log_level: str, shown_as: str
 ) -> None:
-    port = free_port()
+    port = free_port("0.0.0.0")
     url = f"http://127.0.0.1:{port}"
     places = {name: tmp_path / name for name in ("home", "work", "tmp", "config", "cache", "data", "state")}
     for folder in places.values():

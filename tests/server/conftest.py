@@ -9,7 +9,6 @@ import http.client
 import json
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from sakura_core.server.http.connections import GuardedSite
 from sakura_core.server.keys import STATE
 from sakura_core.server.runner import RUNNER_OPTIONS
 from sakura_core.server.settings import ServerSettings
+from sakura_core.testing.ports import free_port
 from sakura_core.testing.rawhttp import RawReply, exchange
 from sakura_core.types import Delta, SamplingParams
 
@@ -305,13 +305,6 @@ def registry_factory() -> Callable[..., PluginRegistry]:
 
 
 # -- `sakura run` in a subprocess, on a real llama.cpp engine -------------------------------------------------------
-
-
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -21,15 +21,10 @@ from sakura_core.engine import ModelLoadError
 from sakura_core.self_check import SELF_CHECK_INPUT
 from sakura_core.server.runner import run_server
 from sakura_core.server.settings import ServerSettings
+from sakura_core.testing.ports import free_port
 
 MODEL = "models/sakura-14b-qwen2beta-v0.9.2-iq4xs.gguf"
 CHAT = {"messages": [{"role": "user", "content": "こんにちは"}]}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def port_is_closed(port: int) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,18 +17,13 @@ import openai
 import pytest
 
 from sakura_core.testing.metrics import metric_value
+from sakura_core.testing.ports import free_port
 
 SAKURA = [sys.executable, "-c", "from sakura_core.cli import main; main()"]
 PROMPT = "<|im_start|>user\n将下面的日文文本翻译成中文：やる気マンゴスキン<|im_end|>\n<|im_start|>assistant\n"
 MODEL_ID = "sakura-tiny-qwen2-v1.0-f32"
 TIMEOUT = 60.0  # generous: the machine running the tests may be busy
 MESSAGES: list[Any] = [{"role": "user", "content": "将下面的日文文本翻译成中文：やる気マンゴスキン"}]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

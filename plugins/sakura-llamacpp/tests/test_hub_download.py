@@ -17,7 +17,6 @@ import os
 import pty
 import re
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from urllib.parse import urlencode
 import pytest
 from aiohttp import web
 from sakura_llamacpp.tiny_model import write_tiny_gguf
+
+from sakura_core.testing.ports import free_port
 
 SAKURA = [sys.executable, "-c", "from sakura_core.cli import main; main()"]
 REPOSITORY = "SakuraLLM/Sakura-1.5B-Qwen2.5-v1.0-GGUF"  # the README's own example
@@ -209,12 +210,6 @@ def hub_environment(hf_home: Path, endpoint: str, **extra: str) -> dict[str, str
 
 
 UNREACHABLE_HUB = "http://127.0.0.1:9"  # a closed port: the hub cannot be reached, at once
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class SakuraRun:

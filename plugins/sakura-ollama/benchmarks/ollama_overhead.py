@@ -34,10 +34,10 @@ from sakura_ollama.engine import OllamaEngine
 from sakura_ollama.options import OllamaOptions
 from sakura_ollama.sampling import ollama_options
 from sakura_ollama.testing import chatml
-from sakura_ollama.testing.api_server import free_port
 from sakura_ollama.testing.real_server import start_real_ollama
 from sakura_ollama.testing.whole_characters import write_whole_character_copy
 
+from sakura_core.testing.ports import free_port
 from sakura_core.types import SamplingParams
 
 TEXTS = ["やる気マンゴスキン", "雨の音で目が覚めた。", "ありがとう。本当に、ありがとう。", "俺の名前は佐藤悠人。"]

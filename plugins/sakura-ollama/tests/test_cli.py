@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from sakura_ollama.testing.api_server import free_port
 from sakura_ollama.testing.real_server import RealOllama, answers, start_real_ollama
 
 from sakura_core.testing.metrics import metric_value
+from sakura_core.testing.ports import free_port
 
 MESSAGES = [
     {"role": "system", "content": "你是一个轻小说翻译模型。"},

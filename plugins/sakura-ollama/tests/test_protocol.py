@@ -18,11 +18,12 @@ from sakura_ollama.api import file_digest
 from sakura_ollama.engine import OllamaEngine
 from sakura_ollama.options import OllamaOptions
 from sakura_ollama.testing import EngineFactory, chatml, collect
-from sakura_ollama.testing.api_server import OllamaAPIServer, free_port, running_api_server
+from sakura_ollama.testing.api_server import OllamaAPIServer, running_api_server
 
 from sakura_core.engine import EngineError, ModelLoadError
 from sakura_core.engine_runner import EngineRunner
 from sakura_core.plugins import PluginRegistry
+from sakura_core.testing.ports import free_port
 from sakura_core.types import ModelInfo, SamplingParams
 
 PROMPT = chatml("やる気マンゴスキン")

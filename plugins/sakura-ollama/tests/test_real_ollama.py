@@ -19,12 +19,12 @@ from sakura_ollama.engine import OllamaEngine
 from sakura_ollama.model_source import takes_files
 from sakura_ollama.options import OllamaOptions
 from sakura_ollama.testing import EngineFactory, chatml, collect
-from sakura_ollama.testing.api_server import free_port
 from sakura_ollama.testing.real_server import RealOllama, answers, start_real_ollama
 
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server import create_app
 from sakura_core.testing.conformance import EngineConformance
+from sakura_core.testing.ports import free_port
 from sakura_core.types import SamplingParams
 
 TEXTS = ("やる気マンゴスキン", "彼女は窓の外を眺めながら、小さくため息をついた。", "雨の音で目が覚めた。")

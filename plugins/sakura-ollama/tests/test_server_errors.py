@@ -10,10 +10,11 @@ import pytest
 from aiohttp import web
 from sakura_ollama.engine import OllamaEngine
 from sakura_ollama.options import OllamaOptions
-from sakura_ollama.testing.api_server import OllamaAPIServer, free_port
+from sakura_ollama.testing.api_server import OllamaAPIServer
 
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server import create_app
+from sakura_core.testing.ports import free_port
 
 CHAT = {"messages": [{"role": "user", "content": "将下面的日文文本翻译成中文：雨の音で目が覚めた。"}], "max_tokens": 8}
 

@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,19 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sakura_core.testing.ports import free_port
+
 #: A Sakura v1.0 prompt; the tiny test model's greedy continuation of it runs to max_tokens.
 TRANSLATION_PROMPT = (
     "<|im_start|>user\n将下面的日文文本翻译成中文：やる気マンゴスキン<|im_end|>\n<|im_start|>assistant\n"
 )
 #: What the cluster's processes are started with: no usage reports, no stack dumps on SIGTERM.
 CLUSTER_ENVIRONMENT = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
-
-
-def free_port() -> int:
-    """A TCP port free on the loopback interface right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

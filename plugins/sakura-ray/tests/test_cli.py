@@ -14,11 +14,12 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from sakura_ray.plugin import HEADING
-from sakura_ray.testing import LocalRayCluster, free_port
+from sakura_ray.testing import LocalRayCluster
 
 from sakura_core.cli import cli
 from sakura_core.engine_command import CliState
 from sakura_core.plugins import PluginRegistry
+from sakura_core.testing.ports import free_port
 
 SAKURA = [sys.executable, "-c", "from sakura_core.cli import main; main()"]
 MESSAGES = [{"role": "user", "content": "将下面的日文文本翻译成中文：やる気マンゴスキン"}]

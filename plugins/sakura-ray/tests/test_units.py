@@ -16,9 +16,9 @@ from sakura_ray.deployment import AUTOSCALING_POLICY, scaling_options
 from sakura_ray.engine import RayEngine, _engine_error
 from sakura_ray.options import RayOptions
 from sakura_ray.replica import SLOTS_METRIC
-from sakura_ray.testing import free_port
 
 from sakura_core.engine import EngineError, EngineUnavailableError, ModelLoadError
+from sakura_core.testing.ports import free_port
 
 
 def test_no_option_given_leaves_the_engine_in_process() -> None:

@@ -4,7 +4,6 @@ one line, exit code 2, and nothing written."""
 from __future__ import annotations
 
 import logging
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from sakura_echo.backend import EchoModel
 
 from sakura_core.plugins import PluginRegistry
+from sakura_core.testing.ports import free_port
 
 
 @pytest.mark.parametrize("version", ["0.8", "0.9", "0.10", "1.0", "1.5", "galtransl"])
@@ -75,12 +75,6 @@ def test_a_line_count_mismatch_is_retried_then_split_down_to_single_lines(
     again = translate_cli(source, *args, "--no-check", "untranslated")
     assert again.exit_code == 0 and recorder.generations == []
     assert "1 chunks (1 from cache)" in again.output
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def one_error_line(result: Any) -> str:

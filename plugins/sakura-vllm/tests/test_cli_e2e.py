@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ import psutil
 import pytest
 from sakura_vllm.tiny_model import build_tiny_model
 from tokenizers import Tokenizer
+
+from sakura_core.testing.ports import free_port
 
 START_TIMEOUT = 300.0
 
@@ -42,12 +43,6 @@ class RunningServer:
                 if line.startswith(name + " ") or line.startswith(name + "{"):
                     return float(line.rsplit(" ", 1)[1])
         raise AssertionError(f"{name} not in /metrics")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def health(url: str) -> int | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from sakura_core import hookimpl
 from sakura_core.plugins import PluginRegistry
 from sakura_core.server import create_app
 from sakura_core.server.settings import ServerSettings
+from sakura_core.testing.ports import free_port
 from sakura_core.types import GenerationRequest, GenerationResult, ModelInfo
 
 #: The engine the tests serve: two slots, a small context, one thread (CI has two cores).
@@ -182,13 +182,6 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 #: Set to write each view's screenshot to docs/images/web-*.png (CI leaves the committed ones alone).
 SCREENSHOTS_ENV = "SAKURA_WEB_SCREENSHOTS"
 REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,16 +17,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from sakura_core.testing.ports import free_port
+
 SAKURA = [sys.executable, "-c", "from sakura_core.cli import main; main()"]
 CUES = [f"{word}{n}" for n in range(8) for word in ("おはよう", "ありがとう", "さようなら")]
 #: One cue a chunk, short greedy answers: every chunk costs the same generations in both runs.
 OPTIONS = {"chunk_chars": 8, "sampling": {"max_tokens": 8, "do_sample": False}}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def generations(session: aiohttp.ClientSession, url: str) -> float:

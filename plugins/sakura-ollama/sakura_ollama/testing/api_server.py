@@ -26,7 +26,6 @@ import logging
 import math
 import re
 import shutil
-import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -36,18 +35,13 @@ from typing import Any
 
 from aiohttp import web
 
+from sakura_core.testing.ports import free_port
+
 logger = logging.getLogger(__name__)
 
 #: GGUF general.file_type values and the quantisation level Ollama shows for them.
 FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 15: "Q4_K_M", 17: "Q5_K_M", 18: "Q6_K"}
 NDJSON = "application/x-ndjson"
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def now_iso() -> str:

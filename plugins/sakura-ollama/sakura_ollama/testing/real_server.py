@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sakura_ollama.testing.api_server import free_port
+from sakura_core.testing.ports import free_port
 
 #: Environment variable naming the Ollama executable the tests run.
 EXECUTABLE_ENV = "SAKURA_TEST_OLLAMA"
