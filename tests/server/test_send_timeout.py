@@ -17,20 +17,25 @@ from sakura_core.types import SamplingParams
 TOKEN_BYTES = 16 * 1024
 
 
-def flooding_engine(base: type) -> type:
-    class Flooding(base):  # type: ignore[misc, valid-type]
-        """Yields long tokens as fast as the client takes them, up to ``max_tokens``."""
+def paced_engine(base: type, token: str, pause: float) -> type:
+    class Paced(base):  # type: ignore[misc, valid-type]
+        """Yields ``token`` every ``pause`` seconds, up to ``max_tokens``."""
 
         async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
             self.active += 1
             try:
                 for _ in range(params.max_tokens):
-                    await asyncio.sleep(0)
-                    yield "x" * TOKEN_BYTES
+                    await asyncio.sleep(pause)
+                    yield token
             finally:
                 self.active -= 1
 
-    return Flooding
+    return Paced
+
+
+def flooding_engine(base: type) -> type:
+    """Long tokens as fast as the client takes them."""
+    return paced_engine(base, "x" * TOKEN_BYTES, 0)
 
 
 def open_silent_stream(port: int) -> socket.socket:
@@ -98,19 +103,8 @@ async def test_a_slow_but_reading_client_is_not_cut(start_server, recording_engi
 
 
 def trickling_engine(base: type) -> type:
-    class Trickling(base):  # type: ignore[misc, valid-type]
-        """Yields short tokens at a model's pace (one every few milliseconds), up to ``max_tokens``."""
-
-        async def generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
-            self.active += 1
-            try:
-                for _ in range(params.max_tokens):
-                    await asyncio.sleep(0.004)
-                    yield "x"
-            finally:
-                self.active -= 1
-
-    return Trickling
+    """Short tokens at a model's pace (one every few milliseconds)."""
+    return paced_engine(base, "x", 0.004)
 
 
 async def test_the_send_timeout_starts_when_the_client_stops_reading_not_when_buffers_fill(

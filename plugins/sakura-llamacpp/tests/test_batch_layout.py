@@ -39,6 +39,20 @@ def decoder_of(engine: LlamaCppEngine) -> BatchDecoder:
     return decoder
 
 
+def record_batches(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """From now on, each ``llama_decode``'s batch as the sequence id of each of its tokens, in order."""
+    lib = native.import_llama_cpp()
+    real_decode = lib.llama_decode
+    batches: list[list[int]] = []
+
+    def decode(context: Any, batch: Any) -> int:
+        batches.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
+        return int(real_decode(context, batch))
+
+    monkeypatch.setattr(lib, "llama_decode", decode)
+    return batches
+
+
 async def generating(engine: LlamaCppEngine, text: str) -> tuple[asyncio.Task[Any], asyncio.Event]:
     """A long generation running in the background, and an event set once it has produced a token."""
     started = asyncio.Event()
@@ -58,15 +72,7 @@ def test_id_runs() -> None:
 
 async def test_each_step_lists_its_sequences_by_id(engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     """Slots 0, 2 and 3 generate while a new prompt goes into slot 1: the batch still runs 0, 1, 2, 3."""
-    lib = native.import_llama_cpp()
-    real_decode = lib.llama_decode
-    batches: list[list[int]] = []
-
-    def decode(context: Any, batch: Any) -> int:
-        batches.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
-        return int(real_decode(context, batch))
-
-    monkeypatch.setattr(lib, "llama_decode", decode)
+    batches = record_batches(monkeypatch)
     running = [await generating(engine, text) for text in ("一つ目", "二つ目", "三つ目", "四つ目")]
     slots = decoder_of(engine)._slots
     assert [slot.request is not None for slot in slots] == [True] * 4
@@ -107,18 +113,10 @@ async def test_prompts_arriving_together_finish_one_step_after_another(
     engine = LlamaCppEngine(options)
     await engine.load(str(tiny_gguf))
     try:
-        lib = native.import_llama_cpp()
-        real_decode = lib.llama_decode
-        batches: list[list[int]] = []
-
-        def decode(context: Any, batch: Any) -> int:
-            batches.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
-            return int(real_decode(context, batch))
-
         line = "彼女は窓の外を眺めながら、小さくため息をついた。"
         texts = [prompt(f"{n}番目の依頼です。" + line * 3) for n in "一二三"]
         alone = [(await collect(engine, text, SHORT)).text for text in texts]
-        monkeypatch.setattr(lib, "llama_decode", decode)
+        batches = record_batches(monkeypatch)
         decoder = decoder_of(engine)
         submit, held = decoder.submit, []
 
