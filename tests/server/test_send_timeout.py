@@ -84,15 +84,21 @@ async def test_a_stream_whose_client_reads_nothing_is_ended_at_the_send_timeout(
     assert server.state.metrics.outcomes["send_timeout"] == 2
 
 
-async def test_a_slow_but_reading_client_is_not_cut(start_server, recording_engine_class) -> None:
-    settings = ServerSettings(send_timeout_seconds=0.5)
-    server = await start_server(settings=settings, engine_class=flooding_engine(recording_engine_class))
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    body = json.dumps({"prompt": "hello", "max_tokens": 40, "stream": True}).encode()
+async def open_stream(port: int, max_tokens: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A streaming completion request sent on a new connection; the client reads the reply itself."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = json.dumps({"prompt": "hello", "max_tokens": max_tokens, "stream": True}).encode()
     writer.write(
         b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
         + body
     )
+    return reader, writer
+
+
+async def test_a_slow_but_reading_client_is_not_cut(start_server, recording_engine_class) -> None:
+    settings = ServerSettings(send_timeout_seconds=0.5)
+    server = await start_server(settings=settings, engine_class=flooding_engine(recording_engine_class))
+    reader, writer = await open_stream(server.port, max_tokens=40)
     received = 0
     while chunk := await reader.read(65536):
         received += len(chunk)
@@ -132,12 +138,7 @@ async def test_a_client_reading_a_model_paced_stream_in_bursts_is_not_cut(start_
     """A client that reads a 16 KiB chunk every 0.3 s, within the send timeout of 0.5 s, gets its whole stream."""
     settings = ServerSettings(send_timeout_seconds=0.5)
     server = await start_server(settings=settings, engine_class=trickling_engine(recording_engine_class))
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    body = json.dumps({"prompt": "hello", "max_tokens": 300, "stream": True}).encode()
-    writer.write(
-        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
-        + body
-    )
+    reader, writer = await open_stream(server.port, max_tokens=300)
     received = b""
     while chunk := await reader.read(16 * 1024):
         received += chunk
