@@ -183,6 +183,12 @@ async def test_llamacpp_completion_stream_and_unlimited_n_predict(api, expected_
     assert events[-1]["tokens_predicted"] == 24
 
 
+async def test_llamacpp_completion_stream_that_reaches_n_predict_ends_as_limited(api) -> None:
+    reply = await api.post("/completion", {"prompt": "桜\n", "n_predict": 3, "temperature": 0, "stream": True})
+    final = reply.sse().json()[-1]
+    assert final["stop"] is True and final["stop_type"] == "limit" and final["stopped_limit"] is True
+
+
 async def test_legacy_generate(server, api, expected_answer) -> None:
     body = {
         "prompt": "<|im_start|>user\n花<|im_end|>\n<|im_start|>assistant\n",

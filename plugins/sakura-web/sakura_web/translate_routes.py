@@ -15,7 +15,7 @@ from sakura_core.server.http.httpio import json_response, parse, read_body_as, t
 from sakura_core.server.keys import STATE
 from sakura_core.server.routes.spec import GENERATION_ERRORS, MODEL_ERRORS, RouteSpec
 from sakura_core.server.routes.streaming import run_as_events, run_to_end
-from sakura_core.types import Delta, FinishReason
+from sakura_core.types import Delta
 from sakura_web.file_formats import file_formats
 from sakura_web.options import WebOptions
 from sakura_web.presets import PRESETS
@@ -92,21 +92,20 @@ class TranslateEvents:
 
     done_marker: bool = False
     pieces: list[str] = field(default_factory=list)
-    finish_reason: FinishReason = "stop"
 
     def opening(self) -> Sequence[bytes]:
         return []
 
     def delta(self, delta: Delta) -> Sequence[bytes]:
-        if delta.finish_reason is not None:
-            self.finish_reason = delta.finish_reason
         if not delta.text:
             return []
         self.pieces.append(delta.text)
         return [to_json(TranslateDelta(delta=delta.text))]
 
     def closing(self, record: GenerationRecord) -> Sequence[bytes]:
-        done = TranslateDone(finish_reason=self.finish_reason, text="".join(self.pieces), usage=_usage(record))
+        done = TranslateDone(
+            finish_reason=record.finish_reason or "stop", text="".join(self.pieces), usage=_usage(record)
+        )
         return [to_json(done)]
 
 

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sakura_core.types import Delta, EngineMetric
+from sakura_core.types import Delta, EngineMetric, FinishReason
 
 #: Upper bounds of the time-to-first-token histogram, in seconds.
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -30,6 +30,7 @@ class GenerationRecord:
     completion_tokens: int = 0
     cached_tokens: int | None = None  # prompt tokens the engine took from its prompt cache (None: not reported)
     outcome: str = "queued"
+    finish_reason: FinishReason | None = None  # the engine's, once a delta ends the generation
     text_chars: int = 0
 
     def observe(self, delta: Delta) -> None:
@@ -42,7 +43,7 @@ class GenerationRecord:
             self.cached_tokens = delta.cached_tokens
         self.text_chars += len(delta.text)
         if delta.finish_reason is not None:
-            self.outcome = delta.finish_reason
+            self.outcome = self.finish_reason = delta.finish_reason
 
     @property
     def seconds(self) -> float:

@@ -100,21 +100,18 @@ class LlamaEvents:
     model: str
     ticket: Ticket
     done_marker: bool = False
-    finish_reason: FinishReason = "stop"
 
     def opening(self) -> Sequence[bytes]:
         return []
 
     def delta(self, delta: Delta) -> Sequence[bytes]:
-        if delta.finish_reason is not None:
-            self.finish_reason = delta.finish_reason
         if not delta.text:
             return []
         chunk = LlamaCompletionChunk(content=delta.text, id_slot=self.slot, tokens_predicted=delta.completion_tokens)
         return [to_json(chunk)]
 
     def closing(self, record: GenerationRecord) -> Sequence[bytes]:
-        return [to_json(final_answer("", self.model, self.slot, self.finish_reason, record))]
+        return [to_json(final_answer("", self.model, self.slot, record.finish_reason or "stop", record))]
 
     @property
     def slot(self) -> int:

@@ -65,13 +65,10 @@ async def run_to_end(
         service = request.app[STATE].require_service()
     record = _record_for(request)
     pieces: list[str] = []
-    finish: FinishReason = "stop"
     try:
         async with contextlib.aclosing(service.stream(ticket, generation, record)) as deltas:
             async for delta in deltas:
                 pieces.append(delta.text)
-                if delta.finish_reason is not None:
-                    finish = delta.finish_reason
     except asyncio.CancelledError:
         if not ticket.ended_by_server:
             raise
@@ -79,7 +76,7 @@ async def run_to_end(
         raise shutting_down() from None
     finally:
         ticket.release()
-    return Completed("".join(pieces), finish, record)
+    return Completed("".join(pieces), record.finish_reason or "stop", record)
 
 
 async def run_as_events(
