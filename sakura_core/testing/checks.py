@@ -26,6 +26,7 @@ from typing import Any, cast
 
 from sakura_core.engine import Engine
 from sakura_core.engine_runner import EngineRunner
+from sakura_core.testing.heap import frozen_heap
 from sakura_core.types import Delta, ModelInfo, SamplingParams
 
 #: Tokens per generation in the checks: small, so that CPU tests of real engines stay fast.
@@ -584,23 +585,31 @@ async def check_token_counts(
 
 class _LoopWatch:
     """A task on the event loop that wakes every ``interval`` seconds and keeps its worst lateness: the longest the
-    loop was kept from running it, which is how long anything else on the loop (every other request) waited."""
+    loop was kept from running it, which is how long anything else on the loop (every other request) waited.
+
+    The heap that existed before the watch is frozen meanwhile (``frozen_heap``): a collection among a long test
+    process's objects is not the engine's blocking."""
 
     def __init__(self, interval: float = LOOP_TICK) -> None:
         self.interval = interval
         self.worst = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._frozen = contextlib.ExitStack()
 
     async def __aenter__(self) -> _LoopWatch:
+        self._frozen.enter_context(frozen_heap())
         self._task = asyncio.create_task(self._tick())
         await asyncio.sleep(0)  # the first tick is scheduled before the caller's work starts
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        try:
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        finally:
+            self._frozen.close()
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
